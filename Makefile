@@ -1,0 +1,66 @@
+# The front door: `make run` serves mimoweb, `make test` runs the whole suite.
+# Both work on a fresh machine: they find Python 3.12+ (also under pyenv), make
+# the virtual environment in .venv and install the pinned requirements.
+
+.DEFAULT_GOAL := run
+SHELL := /bin/bash
+PORT ?= 8000
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# The newest Python 3.12+ on PATH or under pyenv; Django 6.1 needs 3.12.
+FIND_PYTHON := for p in python3.14 python3.13 python3.12 python3 \
+	  $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v "$$p"; break; }; \
+	done
+SYSTEM_PYTHON := $(shell $(FIND_PYTHON))
+
+# Scale-out test run: the suite again on PostgreSQL with the Redis channel layer.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mimoweb
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+$(PY):
+	@test -n "$(SYSTEM_PYTHON)" || { echo "mimoweb needs Python 3.12 or newer; none was found on PATH or under pyenv." >&2; exit 1; }
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+.PHONY: run test chromium messages
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	$(PY) manage.py first_run_hint
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# Browser tests drive Debian's Chromium; a test tool's own browser download
+# does not work on these machines.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium' once." >&2; exit 1; \
+	  fi; }
+
+test: $(VENV)/.installed-test chromium
+	$(PY) -m pytest
+	@if $(PY) -m tests.services_reachable "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
+	  echo "Again on PostgreSQL with the Redis channel layer:"; \
+	  DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) -m pytest; \
+	elif [ "$$CI" = "true" ]; then \
+	  echo "CI=true: PostgreSQL and Redis must be reachable for the scale-out run." >&2; exit 1; \
+	else \
+	  echo "PostgreSQL or Redis not reachable: the scale-out run was skipped."; \
+	fi
+
+# For developers who change user-visible strings: refresh the catalogs.
+messages: $(VENV)/.installed
+	$(PY) manage.py makemessages --locale zh_Hans --locale zh_Hant --no-obsolete --ignore '.venv/*'
+	$(PY) manage.py compilemessages --ignore '.venv/*'

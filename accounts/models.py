@@ -1,0 +1,307 @@
+"""People, teams and the team's MiMo API keys."""
+
+import ipaddress
+import json
+import socket
+import zoneinfo
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy as _
+
+from accounts import crypto
+
+
+def validate_time_zone(value):
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(_("“%(value)s” is not a time zone."), params={"value": value}, code="invalid")
+
+
+class User(AbstractUser):
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text=_("Empty: the browser’s language."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("Empty: the server’s time zone."),
+    )
+
+
+class Team(models.Model):
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    members_may_add_keys = models.BooleanField(
+        _("members may add personal keys"),
+        default=False,
+        help_text=_("A personal key is used only by the member who added it."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    members = models.ManyToManyField(User, through="Membership", related_name="teams")
+
+    class Meta:
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", _("member")
+        ADMIN = "admin", _("team admin")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("team"))
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user"))
+    role = models.CharField(_("role"), max_length=20, choices=Role, default=Role.MEMBER)
+    joined_at = models.DateTimeField(_("joined"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")]
+
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+# --- API keys ----------------------------------------------------------------
+
+PAY_AS_YOU_GO_URL = "https://api.xiaomimimo.com"
+TOKEN_PLAN_URLS = {
+    "https://token-plan-cn.xiaomimimo.com",
+    "https://token-plan-sgp.xiaomimimo.com",
+    "https://token-plan-ams.xiaomimimo.com",
+}
+# Base URLs are stored as the host root; the client appends /v1/... or /anthropic/v1/...
+BASE_URL_PRESETS = [
+    (PAY_AS_YOU_GO_URL, _("Pay-as-you-go (api.xiaomimimo.com)")),
+    ("https://token-plan-cn.xiaomimimo.com", _("Token Plan, China")),
+    ("https://token-plan-sgp.xiaomimimo.com", _("Token Plan, Singapore")),
+    ("https://token-plan-ams.xiaomimimo.com", _("Token Plan, Europe (Amsterdam)")),
+]
+
+
+def is_allowed_upstream_host(host):
+    return host.lower() in {h.lower() for h in settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS}
+
+
+def resolves_to_internal_address(host):
+    """True when any address of the host is private, loopback, link-local or otherwise not public.
+
+    Refusing these keeps a custom base URL from turning mimoweb into a probe of
+    its own network (SSRF), and from sending a team's key to a host inside it.
+    """
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError):
+        raise ValidationError(_("The host %(host)s cannot be found."), params={"host": host}, code="unresolvable")
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not ip.is_global:
+            return True
+    return False
+
+
+def validate_base_url(url):
+    """A base URL a key may be sent to: a preset, or https to a public host, or an operator-listed host."""
+    if url in {preset for preset, _label in BASE_URL_PRESETS}:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or parts.username or parts.password or parts.query or parts.fragment or "\n" in url:
+        raise ValidationError(_("Enter a base URL like https://api.example.com."), code="invalid")
+    if is_allowed_upstream_host(host):
+        if parts.scheme not in ("https", "http"):
+            raise ValidationError(_("The base URL must start with https://."), code="scheme")
+        return
+    if parts.scheme != "https":
+        raise ValidationError(_("The base URL must start with https://."), code="scheme")
+    if resolves_to_internal_address(host):
+        raise ValidationError(
+            _(
+                "The host %(host)s is on a private, loopback or link-local network. "
+                "Ask the operator to list it in MIMOWEB_UPSTREAM_ALLOWED_HOSTS if it is meant to be used."
+            ),
+            params={"host": host},
+            code="internal",
+        )
+
+
+def normalise_base_url(url):
+    return url.strip().rstrip("/")
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A MiMo API key, write-only: once saved, only its last four characters are ever shown."""
+
+    class Format(models.TextChoices):
+        OPENAI = "openai", _("OpenAI (chat completions)")
+        ANTHROPIC = "anthropic", _("Anthropic (messages)")
+
+    class Kind(models.TextChoices):
+        PAY_AS_YOU_GO = "payg", _("pay-as-you-go")
+        TOKEN_PLAN = "token_plan", _("Token Plan")
+        UNKNOWN = "unknown", _("unknown")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("team"))
+    owner = models.ForeignKey(
+        User,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="personal_api_keys",
+        verbose_name=_("personal key of"),
+        help_text=_("Empty: a team key. Set: only this member uses it."),
+    )
+    label = models.CharField(_("label"), max_length=100)
+    api_format = models.CharField(_("API format"), max_length=20, choices=Format, default=Format.OPENAI)
+    base_url = models.CharField(_("base URL"), max_length=200, default=PAY_AS_YOU_GO_URL, validators=[validate_base_url])
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind, editable=False)
+    # The Fernet token of {"base_url", "secret"}: binding the URL into the
+    # ciphertext means a key can only ever be opened for the URL it was saved with.
+    secret_encrypted = models.TextField(editable=False)
+    last_four = models.CharField(_("last four"), max_length=4, editable=False)
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, editable=False, related_name="+", verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["team", "label"]
+
+    def __str__(self):
+        return f"{self.label} ({self.masked})"
+
+    @property
+    def masked(self):
+        return f"…{self.last_four}" if self.last_four else "—"
+
+    @property
+    def is_revoked(self):
+        return self.revoked_at is not None
+
+    def clean(self):
+        self.base_url = normalise_base_url(self.base_url)
+        if self.owner_id and self.team_id:
+            if not self.team.members_may_add_keys:
+                raise ValidationError({"owner": _("This team does not allow personal keys.")})
+            if not Membership.objects.filter(team_id=self.team_id, user_id=self.owner_id).exists():
+                raise ValidationError({"owner": _("A personal key’s owner must be a member of its team.")})
+
+    def set_secret(self, secret):
+        """Encrypt the secret for this key's base URL; call again whenever the base URL changes."""
+        secret = secret.strip()
+        self.kind = kind_of_secret(secret)
+        self.last_four = secret[-4:]
+        self.secret_encrypted = crypto.encrypt(json.dumps({"base_url": self.base_url, "secret": secret}))
+
+    def decrypt_secret(self):
+        """The plaintext key, for the request to this key's own base URL and nothing else."""
+        if self.is_revoked:
+            raise PermissionError(f"API key {self} is revoked.")
+        try:
+            sealed = json.loads(crypto.decrypt(self.secret_encrypted))
+        except crypto.UndecryptableSecret as e:
+            raise crypto.UndecryptableSecret(f"API key {self}: {e}") from None
+        if sealed["base_url"] != self.base_url:
+            raise PermissionError(f"API key {self} was saved for another base URL; enter the key again.")
+        return sealed["secret"]
+
+    def reencrypt(self):
+        self.secret_encrypted = crypto.reencrypt(self.secret_encrypted)
+        self.save(update_fields=["secret_encrypted"])
+
+    def revoke(self):
+        if not self.is_revoked:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    def warnings(self):
+        """What mimo-api.md warns about this key and base URL, in the user's language."""
+        found = []
+        if self.kind == self.Kind.TOKEN_PLAN:
+            found.append(
+                gettext(
+                    "This is a Token Plan key (tp-). Xiaomi allows Token Plan quota only inside coding tools; "
+                    "using it from an application like mimoweb can get the subscription suspended. "
+                    "Use a pay-as-you-go key (sk-) on api.xiaomimimo.com."
+                )
+            )
+            if self.base_url == PAY_AS_YOU_GO_URL:
+                found.append(gettext("A Token Plan key does not work on the pay-as-you-go host: MiMo will answer 401."))
+        if self.kind == self.Kind.PAY_AS_YOU_GO and self.base_url in TOKEN_PLAN_URLS:
+            found.append(gettext("A pay-as-you-go key does not work on a Token Plan host: MiMo will answer 401."))
+        if self.kind == self.Kind.UNKNOWN:
+            found.append(gettext("MiMo keys start with sk- (pay-as-you-go) or tp- (Token Plan); this one starts with neither."))
+        return found
+
+
+def kind_of_secret(secret):
+    if secret.startswith("sk-"):
+        return ApiKey.Kind.PAY_AS_YOU_GO
+    if secret.startswith("tp-"):
+        return ApiKey.Kind.TOKEN_PLAN
+    return ApiKey.Kind.UNKNOWN
+
+
+# --- Sign-in throttling -----------------------------------------------------------
+
+
+class SignInFailure(models.Model):
+    """One failed sign-in. Kept in the database so every server process sees the same count."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    address = models.GenericIPAddressField(null=True, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    @classmethod
+    def locked_until(cls, username, address):
+        """When the account or the address may try again, or None if it may now."""
+        window = timedelta(minutes=settings.MIMOWEB_SIGNIN_WINDOW_MINUTES)
+        recent = cls.objects.filter(at__gt=timezone.now() - window).order_by("-at")
+        limits = [(recent.filter(username__iexact=username), settings.MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT)]
+        if address:
+            limits.append((recent.filter(address=address), settings.MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS))
+        ends = []
+        for failures, limit in limits:
+            # Locked while `limit` failures lie within the window: until the
+            # limit-th newest of them leaves it.
+            times = list(failures.values_list("at", flat=True)[:limit])
+            if len(times) >= limit:
+                ends.append(times[-1] + window)
+        return max(ends, default=None)
+
+    @classmethod
+    def record(cls, username, address):
+        window = timedelta(minutes=settings.MIMOWEB_SIGNIN_WINDOW_MINUTES)
+        cls.objects.filter(at__lt=timezone.now() - window).delete()  # the table stays small
+        cls.objects.create(username=username, address=address)
+
+    @classmethod
+    def forget(cls, username):
+        cls.objects.filter(username__iexact=username).delete()

@@ -1,0 +1,3 @@
+"""Websocket routes. The live chat adds its conversation socket here."""
+
+websocket_urlpatterns = []
