@@ -41,7 +41,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["label", "team", "owner", "kind", "masked", "api_format", "created_at", "revoked_at"]
     list_filter = ["kind", "api_format", "team", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["label", "team__name"]
-    autocomplete_fields = ["team", "owner"]
+    autocomplete_fields = ["owner"]
     actions = ["revoke"]
     fieldsets = [
         (None, {"fields": ["team", "owner", "label", "api_format", "base_url_preset", "custom_base_url", "secret"]}),

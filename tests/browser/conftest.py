@@ -1,0 +1,80 @@
+"""Real Chromium (Debian's /usr/bin/chromium) driven by Playwright against real daphne.
+
+The server runs in a second process, as Channels' ChannelsLiveServerTestCase
+runs it, so every browser test uses `transactional_db`: its rows are committed
+and the server process sees them.
+"""
+
+import os
+from functools import partial
+
+import pytest
+from channels.testing.live import make_application, set_database_connection
+from daphne.testing import DaphneProcess
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.test import Client
+from playwright.sync_api import sync_playwright
+
+# Playwright's sync API keeps an event loop in this thread; the ORM calls the
+# tests make between browser steps are still plain synchronous code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google's
+# hosts, which this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def live_url(django_db_setup, django_db_blocker, test_settings):
+    server = DaphneProcess(
+        "localhost", partial(make_application, static_wrapper=ASGIStaticFilesHandler), setup=set_database_connection
+    )
+    with django_db_blocker.unblock():  # the forked server inherits the unblocked database
+        server.start()
+    while not server.ready.wait(timeout=1):
+        if not server.is_alive():
+            raise RuntimeError("daphne did not start")
+    yield f"http://localhost:{server.port.value}"
+    server.terminate()
+    server.join()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium).")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_url, transactional_db):
+    """A fresh browser profile; fails the test if any page broke the Content-Security-Policy."""
+    context = browser.new_context(base_url=live_url, locale="en-US")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    violations = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+    yield page
+    context.close()
+    assert violations == [], violations
+
+
+def sign_in_as(page, live_url, user):
+    """Skip the sign-in form: give the browser a real session cookie for the user."""
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_url}])
