@@ -62,5 +62,5 @@ test: $(VENV)/.installed-test chromium
 
 # For developers who change user-visible strings: refresh the catalogs.
 messages: $(VENV)/.installed
-	$(PY) manage.py makemessages --locale zh_Hans --locale zh_Hant --no-obsolete --ignore '.venv/*'
+	$(PY) manage.py makemessages --locale zh_Hans --locale zh_Hant --no-obsolete --ignore '.venv/*' --ignore 'tests/*'
 	$(PY) manage.py compilemessages --ignore '.venv/*'

@@ -2,6 +2,7 @@
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 
 class UndecryptableSecret(Exception):
@@ -13,6 +14,7 @@ def _multifernet():
     return MultiFernet([Fernet(key) for key in settings.MIMOWEB_ENCRYPTION_KEYS])
 
 
+@sensitive_variables("plaintext")
 def encrypt(plaintext: str) -> str:
     """Encrypt with the first (newest) encryption key."""
     return _multifernet().encrypt(plaintext.encode()).decode()

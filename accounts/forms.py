@@ -5,6 +5,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _, ngettext
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import BASE_URL_PRESETS, ApiKey, SignInFailure, User, normalise_base_url, validate_base_url
 
@@ -100,6 +101,7 @@ class ApiKeyForm(forms.ModelForm):
                 self.initial["base_url_preset"] = CUSTOM_URL
                 self.initial["custom_base_url"] = self.instance.base_url
 
+    @sensitive_variables("secret")
     def clean_secret(self):
         secret = self.cleaned_data["secret"]
         # Never quote the secret in an error: it would be rendered back to the page.
@@ -127,6 +129,7 @@ class ApiKeyForm(forms.ModelForm):
         self.instance.base_url = base_url
         return cleaned_data
 
+    @sensitive_variables("secret")
     def save(self, commit=True):
         if secret := self.cleaned_data.get("secret"):
             self.instance.set_secret(secret)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from accounts import crypto
 
@@ -213,6 +214,8 @@ class ApiKey(models.Model):
             if not Membership.objects.filter(team_id=self.team_id, user_id=self.owner_id).exists():
                 raise ValidationError({"owner": _("A personal key’s owner must be a member of its team.")})
 
+    # sensitive_variables: error pages and reports show these locals as stars.
+    @sensitive_variables("secret")
     def set_secret(self, secret):
         """Encrypt the secret for this key's base URL; call again whenever the base URL changes."""
         secret = secret.strip()
@@ -220,6 +223,7 @@ class ApiKey(models.Model):
         self.last_four = secret[-4:]
         self.secret_encrypted = crypto.encrypt(json.dumps({"base_url": self.base_url, "secret": secret}))
 
+    @sensitive_variables("sealed")
     def decrypt_secret(self):
         """The plaintext key, for the request to this key's own base URL and nothing else."""
         if self.is_revoked:

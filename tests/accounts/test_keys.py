@@ -1,8 +1,11 @@
+import sys
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.views.debug import ExceptionReporter
 from django.db import connection
 
 from accounts.crypto import UndecryptableSecret
@@ -166,3 +169,18 @@ def test_reencrypt_refuses_and_changes_nothing_when_a_key_cannot_be_opened(acme,
 def test_membership_role_defaults_to_member(acme):
     user = make_user("dave", acme)
     assert user.memberships.get().role == Membership.Role.MEMBER
+
+
+def test_error_reports_star_out_the_secret(acme, monkeypatch, rf):
+    # What DEBUG pages and emailed error reports would print of a failure while saving a key.
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("accounts.crypto._multifernet", broken)
+    key = ApiKey(team=acme, label="k")
+    try:
+        key.set_secret(SECRET)
+    except RuntimeError:
+        report = ExceptionReporter(rf.get("/"), *sys.exc_info()).get_traceback_html()
+    assert "disk on fire" in report
+    assert SECRET not in report

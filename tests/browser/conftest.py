@@ -9,9 +9,10 @@ import os
 from functools import partial
 
 import pytest
-from channels.testing.live import make_application, set_database_connection
+from channels.testing.live import make_application
 from daphne.testing import DaphneProcess
 from django.conf import settings
+from django.db import connections
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.test import Client
 from playwright.sync_api import sync_playwright
@@ -36,10 +37,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def live_url(django_db_setup, django_db_blocker, test_settings):
-    server = DaphneProcess(
-        "localhost", partial(make_application, static_wrapper=ASGIStaticFilesHandler), setup=set_database_connection
-    )
+    # Forked after pytest-django switched the connections to the test
+    # database, so the server inherits that switch and needs no setup of its own.
+    server = DaphneProcess("localhost", partial(make_application, static_wrapper=ASGIStaticFilesHandler))
     with django_db_blocker.unblock():  # the forked server inherits the unblocked database
+        # An SQLite connection must not cross a fork: the child opens its own.
+        connections.close_all()
         server.start()
     while not server.ready.wait(timeout=1):
         if not server.is_alive():
