@@ -43,7 +43,7 @@ def env_int(name, default):
 
 
 def env_list(name, default=()):
-    value = os.environ.get(name, "")
+    value = env_secret(name)
     items = [item.strip() for item in value.split(",") if item.strip()]
     return items or list(default)
 

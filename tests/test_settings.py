@@ -23,7 +23,7 @@ db = settings.DATABASES["default"]
 print(json.dumps({
     "engine": db["ENGINE"], "name": str(db["NAME"]), "debug": settings.DEBUG,
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"], "secret_key": settings.SECRET_KEY,
-    "encryption_keys": settings.MIMOWEB_ENCRYPTION_KEYS,
+    "encryption_keys": settings.MIMOWEB_ENCRYPTION_KEYS, "allowed_hosts": settings.ALLOWED_HOSTS,
 }))
 """
 
@@ -93,9 +93,16 @@ def test_secrets_can_come_from_files(tmp_path):
     key = Fernet.generate_key().decode()
     (tmp_path / "secret").write_text("from-a-file-" + "x" * 40 + "\n")
     (tmp_path / "keys").write_text(key + "\n")
-    shown = settings_with(tmp_path, SECRET_KEY_FILE=str(tmp_path / "secret"), MIMOWEB_ENCRYPTION_KEYS_FILE=str(tmp_path / "keys"))
+    (tmp_path / "hosts").write_text("chat.example.com,chat.internal\n")
+    shown = settings_with(
+        tmp_path,
+        SECRET_KEY_FILE=str(tmp_path / "secret"),
+        MIMOWEB_ENCRYPTION_KEYS_FILE=str(tmp_path / "keys"),
+        ALLOWED_HOSTS_FILE=str(tmp_path / "hosts"),
+    )
     assert shown["secret_key"] == "from-a-file-" + "x" * 40
     assert shown["encryption_keys"] == [key]
+    assert shown["allowed_hosts"] == ["chat.example.com", "chat.internal"]
 
 
 def test_encryption_keys_are_a_comma_list_newest_first(tmp_path):
