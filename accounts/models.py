@@ -122,10 +122,14 @@ def validate_base_url(url):
     """A base URL a key may be sent to: a preset, or https to a public host, or an operator-listed host."""
     if url in {preset for preset, _label in BASE_URL_PRESETS}:
         return
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host or parts.username or parts.password or parts.query or parts.fragment or "\n" in url:
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a malformed port
+    except ValueError:
+        parts = None
+    if not parts or not parts.hostname or parts.username or parts.password or parts.query or parts.fragment or "\n" in url:
         raise ValidationError(_("Enter a base URL like https://api.example.com."), code="invalid")
+    host = parts.hostname
     if is_allowed_upstream_host(host):
         if parts.scheme not in ("https", "http"):
             raise ValidationError(_("The base URL must start with https://."), code="scheme")

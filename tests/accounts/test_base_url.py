@@ -69,7 +69,15 @@ def test_operator_listed_host_may_be_internal_and_plain_http(settings):
 
 @pytest.mark.parametrize(
     "url",
-    ["https://user:pass@api.example.com", "https://api.example.com/?x=1", "https://api.example.com/#f", "not a url", ""],
+    [
+        "https://user:pass@api.example.com",
+        "https://api.example.com/?x=1",
+        "https://api.example.com/#f",
+        "https://[::1",
+        "https://api.example.com:99999",
+        "not a url",
+        "",
+    ],
 )
 def test_malformed_urls_are_refused(url):
     assert error_code(url) == "invalid"
