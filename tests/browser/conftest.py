@@ -12,6 +12,8 @@ import pytest
 from channels.testing.live import make_application
 from daphne.testing import DaphneProcess
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core.signals import request_started
 from django.db import connections
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.test import Client
@@ -35,11 +37,21 @@ CHROMIUM_ARGS = [
 ]
 
 
+def clear_content_types_before_each_request():
+    """Runs in the server process. Each transactional test ends with a flush that
+    recreates the content types under new ids; the server must not use stale ones."""
+    request_started.connect(lambda **kwargs: ContentType.objects.clear_cache(), weak=False)
+
+
 @pytest.fixture(scope="session")
 def live_url(django_db_setup, django_db_blocker, test_settings):
     # Forked after pytest-django switched the connections to the test
     # database, so the server inherits that switch and needs no setup of its own.
-    server = DaphneProcess("localhost", partial(make_application, static_wrapper=ASGIStaticFilesHandler))
+    server = DaphneProcess(
+        "localhost",
+        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+        setup=clear_content_types_before_each_request,
+    )
     with django_db_blocker.unblock():  # the forked server inherits the unblocked database
         # An SQLite connection must not cross a fork: the child opens its own.
         connections.close_all()
@@ -52,7 +64,9 @@ def live_url(django_db_setup, django_db_blocker, test_settings):
     server.join()
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps its event loop in this thread for as
+# long as it runs, which would break async code in the test modules after it.
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium).")
