@@ -5,6 +5,9 @@
 .DEFAULT_GOAL := run
 SHELL := /bin/bash
 PORT ?= 8000
+FAKE_MIMO_PORT ?= 8765
+# MIMOWEB_DEMO=1 (or true) also starts the fake MiMo server; settings.py checks the value.
+DEMO := $(filter 1 true,$(shell echo '$(MIMOWEB_DEMO)' | tr A-Z a-z))
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -36,7 +39,11 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
-	$(PY) manage.py first_run_hint
+	$(PY) manage.py welcome --fake-mimo-url http://127.0.0.1:$(FAKE_MIMO_PORT) --site-url http://127.0.0.1:$(PORT)
+	@if [ -n "$(DEMO)" ]; then \
+	  $(VENV)/bin/daphne -b 127.0.0.1 -p $(FAKE_MIMO_PORT) chat.mimo.fake:application > "$${MIMOWEB_DATA_DIR:-data}/fake-mimo.log" 2>&1 & \
+	  trap "kill $$!" EXIT; \
+	fi; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Browser tests drive Debian's Chromium; a test tool's own browser download

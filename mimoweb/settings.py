@@ -223,6 +223,12 @@ MIMOWEB_ENCRYPTION_KEYS = fernet_keys(
 # the tests and the demo). Only these may also use plain http.
 MIMOWEB_UPSTREAM_ALLOWED_HOSTS = env_list("MIMOWEB_UPSTREAM_ALLOWED_HOSTS")
 
+# The offline demo (`MIMOWEB_DEMO=1 make run`): the fake MiMo server on
+# loopback stands in for MiMo, so loopback must be an allowed upstream.
+MIMOWEB_DEMO = env_bool("MIMOWEB_DEMO", False)
+if MIMOWEB_DEMO:
+    MIMOWEB_UPSTREAM_ALLOWED_HOSTS.append("127.0.0.1")
+
 
 # --- Languages and time -------------------------------------------------------
 
