@@ -206,3 +206,13 @@ def test_django_serves_the_chinese_translation(language, expected):
         assert translation.gettext("Sign out") == expected
     with translation.override("en"):
         assert translation.gettext("Sign out") == "Sign out"
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "zh-hant"])
+def test_every_mimo_error_tells_the_user_in_chinese(language):
+    # chat/mimo has no Django; its sentences are translated by the caller.
+    from chat.mimo import ErrorKind
+
+    with translation.override(language):
+        untranslated = [kind.value for kind in ErrorKind if translation.gettext(kind.message) == kind.message]
+    assert untranslated == []
