@@ -4,10 +4,13 @@ alice is team admin of Acme, bob a member of Acme, charlie team admin of
 Globex (another team), and root a superuser in no team.
 """
 
+import httpx
 import pytest
+from daphne.testing import DaphneProcess
 from django.conf import settings
 
 from accounts.models import ApiKey, Membership, Team, User
+from chat.mimo.fake import FakeMimo
 
 PASSWORD = "correct horse battery staple"
 # What a pay-as-you-go key looks like; its tail is what may be shown.
@@ -23,6 +26,8 @@ def test_settings():
     settings.WHITENOISE_AUTOREFRESH = True
     # Hashing on purpose slowly is the point in production and a waste in tests.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The fake MiMo server listens on loopback.
+    settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS = ["127.0.0.1"]
 
 
 @pytest.fixture
@@ -69,3 +74,48 @@ def acme_key(acme, alice):
     key.full_clean()
     key.save()
     return key
+
+
+# --- The fake MiMo server, over real HTTP on loopback -------------------------------
+
+# A model only the fake's /v1/models knows, for discovery tests.
+NEW_MODEL = "mimo-v9-preview"
+
+
+def fake_application():
+    """Module-level, so DaphneProcess can pickle it into the server process."""
+    return FakeMimo(tokens_per_second=0, keepalive_interval=0.2, extra_models=[NEW_MODEL])
+
+
+@pytest.fixture(scope="session")
+def fake_url():
+    process = DaphneProcess("127.0.0.1", fake_application)
+    process.start()
+    if not process.ready.wait(timeout=30):
+        process.terminate()
+        raise RuntimeError("the fake MiMo server did not start")
+    yield f"http://127.0.0.1:{process.port.value}"
+    process.terminate()
+    process.join(timeout=10)
+
+
+class FakeRecords:
+    """The requests the fake server received, read over its /_fake/requests."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url + "/_fake/requests"
+
+    def reset(self) -> None:
+        httpx.delete(self.url).raise_for_status()
+
+    def all(self) -> list[dict]:
+        return httpx.get(self.url).json()
+
+
+@pytest.fixture
+def fake_records(fake_url):
+    records = FakeRecords(fake_url)
+    records.reset()
+    return records
+
+
