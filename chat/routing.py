@@ -1,3 +1,9 @@
-"""Websocket routes. The live chat adds its conversation socket here."""
+"""Websocket routes."""
 
-websocket_urlpatterns = []
+from django.urls import path
+
+from chat import consumers
+
+websocket_urlpatterns = [
+    path("ws/conversations/<uuid:conversation_id>/", consumers.ConversationConsumer.as_asgi()),
+]

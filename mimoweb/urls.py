@@ -11,4 +11,5 @@ admin.site.site_title = "mimoweb"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("", include("chat.urls")),
 ]

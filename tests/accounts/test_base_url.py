@@ -6,6 +6,12 @@ from django.core.exceptions import ValidationError
 from accounts.models import BASE_URL_PRESETS, validate_base_url
 
 
+@pytest.fixture(autouse=True)
+def no_operator_listed_hosts(settings):
+    # The suite lists the fake MiMo server's 127.0.0.1; these tests start from nothing listed.
+    settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS = []
+
+
 def resolving_to(address):
     def fake_getaddrinfo(host, port, *args, **kwargs):
         family = socket.AF_INET6 if ":" in address else socket.AF_INET

@@ -116,6 +116,7 @@ def test_every_page_but_sign_in_needs_a_signed_in_user(client, db, route):
     path = "/" + route
     for converter in ("<path:object_id>", "<int:user_id>", "<id>", "<path:content_type_id>/<path:object_id>"):
         path = path.replace(converter, "1")
+    path = path.replace("<uuid:conversation_id>", "5f0c6a4e-1b1a-4a7e-9a4e-2f3c4d5e6f70")
     if "<" in path or "(?P" in path:  # admin's regex routes: their base is covered by admin/
         pytest.skip("pattern route")
     response = client.get(path)

@@ -1,0 +1,151 @@
+"""The conversation socket: thin over chat/generation.py, which does the work."""
+
+import asyncio
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from chat import generation
+from chat.forms import RetryForm, SendForm
+from chat.models import Message, get_conversation_for
+from chat.views import choose_api_key, render_notice
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
+
+
+class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    """`/ws/conversations/<uuid>/`: owner only; sends HTML fragments, takes send, stop and retry."""
+
+    async def connect(self):
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        try:
+            self.conversation = await database_sync_to_async(get_conversation_for)(
+                user, self.scope["url_route"]["kwargs"]["conversation_id"]
+            )
+        except Http404:
+            await self.close(code=4404)
+            return
+        self.user = user
+        self.group = generation.group_name(self.conversation.pk)
+        self.watcher = generation.Watcher(self.conversation.pk, user.language or "en", user.time_zone)
+        # Frames from other processes: the last seq applied, and frames held until a snapshot.
+        self.remote_seq = None
+        self.remote_waiting = []
+        self.snapshot_asked_at = 0.0
+        await self.accept()
+        self.writer = asyncio.create_task(self.write_frames())
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await generation.mark_dead_streams(self.conversation.pk)
+        snapshot = generation.watch(self.watcher)
+        if snapshot:
+            self.watcher.deliver(snapshot[1])
+        elif generation.is_shared_layer() and await self.streaming_elsewhere():
+            await self.ask_for_snapshot()
+
+    async def disconnect(self, code):
+        if hasattr(self, "watcher"):
+            generation.unwatch(self.watcher)
+            self.writer.cancel()
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def write_frames(self):
+        """Send this socket's frames in order; one writer, so nothing overtakes."""
+        while True:
+            html = await self.watcher.outbox.get()
+            await self.send(text_data=html)
+
+    async def streaming_elsewhere(self):
+        return await Message.objects.filter(conversation=self.conversation, status=Message.Status.STREAMING).aexists()
+
+    # -- from the browser --
+
+    async def receive_json(self, content):
+        with translation.override(self.watcher.language):
+            action = content.get("action")
+            if action == "send":
+                await self.send_message(content)
+            elif action == "stop":
+                await generation.stop(self.conversation.pk)
+            elif action == "retry":
+                await self.retry(content)
+
+    async def send_message(self, content):
+        form = SendForm(content)
+        if not form.is_valid():
+            first_error = next(iter(form.errors.values()))[0]
+            self.watcher.deliver(render_notice(first_error))
+            return
+        await self.save_settings(form.cleaned_data)
+        await self.start(text=form.cleaned_data["text"])
+
+    async def retry(self, content):
+        form = RetryForm(content)
+        if form.is_valid() and await Message.objects.filter(
+            pk=form.cleaned_data["message_id"], conversation=self.conversation, role=Message.Role.ASSISTANT
+        ).aexists():
+            await self.start(text="")
+
+    async def start(self, *, text):
+        api_key = await database_sync_to_async(choose_api_key)(self.conversation)
+        if api_key is None:
+            self.watcher.deliver(render_notice(_("Your team has no MiMo key yet. Ask a team admin to add one.")))
+            return
+        try:
+            await generation.start(self.conversation, text=text, api_key=api_key, user_time_zone=self.user.time_zone)
+        except generation.AlreadyStreaming:
+            self.watcher.deliver(render_notice(_("MiMo is still answering. Wait for the answer or stop it first.")))
+
+    @database_sync_to_async
+    def save_settings(self, data):
+        conversation = self.conversation
+        conversation.model = data["model"]
+        conversation.thinking = data["thinking"]
+        conversation.web_search = data["web_search"]
+        conversation.system_prompt = data["system_prompt"]
+        if not conversation.title:
+            conversation.title = data["text"][:80]
+        conversation.save()
+
+    # -- from other processes, through the group --
+
+    async def generation_frame(self, event):
+        if event["origin"] == generation.PROCESS_ID:
+            return  # this process's sockets got it directly
+        seq, html = event["seq"], event["html"].get(self.watcher.language) or event["html"]["en"]
+        if event["snapshot"] and (self.remote_seq is None or seq > self.remote_seq or seq == 1):
+            self.remote_seq = seq
+            self.watcher.deliver(html)
+            for held_seq, held_html in sorted(self.remote_waiting):
+                if held_seq == self.remote_seq + 1:
+                    self.remote_seq = held_seq
+                    self.watcher.deliver(held_html)
+            self.remote_waiting = []
+        elif self.remote_seq is not None and seq == self.remote_seq + 1:
+            self.remote_seq = seq
+            self.watcher.deliver(html)
+        elif self.remote_seq is None or seq > self.remote_seq + 1:
+            # A gap (a dropped frame) or frames before our first snapshot: hold and ask.
+            self.remote_waiting.append((seq, html))
+            await self.ask_for_snapshot()
+
+    async def ask_for_snapshot(self):
+        now = time.monotonic()
+        if now - self.snapshot_asked_at >= SNAPSHOT_WAIT:
+            self.snapshot_asked_at = now
+            await generation.request_snapshot(self.conversation.pk)
+
+    async def generation_stop(self, event):
+        pass  # for the generation's own channel
+
+    async def generation_snapshot_request(self, event):
+        pass  # for the generation's own channel

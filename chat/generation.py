@@ -1,0 +1,579 @@
+"""One assistant answer as an asyncio task that belongs to the server process, not to a socket.
+
+A generation streams MiMo's answer, runs the tools MiMo calls, and keeps the
+rows up to date. Closing or reloading a tab never stops it: only `stop()` does,
+from any tab and any process.
+
+What the page sees travels two ways:
+- to sockets in this process, directly: each watching socket has an outbox
+  (an unbounded queue) that a frame is put into, so no frame is ever dropped
+  and frames keep their order;
+- to sockets in other processes (only with the Redis channel layer), through
+  the group `conversation-<id>`, coalesced to about 20 frames a second. The
+  layer may drop a message when a channel is full: every frame carries a
+  sequence number, and a socket that sees a gap asks for a snapshot.
+
+The database is the truth: it is written about once a second while a stream
+runs and at every change of state, never per token.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.safestring import mark_safe
+
+from chat import mimo, render, tools
+from chat.models import Citation, Conversation, Message, ToolCall
+
+logger = logging.getLogger(__name__)
+
+PROCESS_ID = uuid.uuid4().hex  # tells this process's frames from other processes'
+FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream
+FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
+HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
+MAX_TOOL_ROUNDS = 8
+
+
+def group_name(conversation_id):
+    return f"conversation-{conversation_id}"
+
+
+def is_shared_layer():
+    """Whether other processes can hear us: only a layer outside this process (Redis)."""
+    layer = get_channel_layer()
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+
+# --- Who watches what, in this process -------------------------------------------
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One socket watching one conversation: frames wait in its outbox until sent."""
+
+    conversation_id: uuid.UUID
+    language: str
+    time_zone: str
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    def deliver(self, html):
+        self.outbox.put_nowait(html)
+
+
+_watchers: dict[str, set[Watcher]] = {}
+_generations: dict[str, "Generation"] = {}  # conversation id → its running generation (strong reference)
+
+
+def watch(watcher):
+    """Register a socket; returns the running generation's snapshot if there is one here.
+
+    Registration and snapshot happen in one step with no await in between, so
+    the socket gets the state as it is now and then every later frame: no gap,
+    no duplicate.
+    """
+    key = str(watcher.conversation_id)
+    _watchers.setdefault(key, set()).add(watcher)
+    generation = _generations.get(key)
+    return generation.snapshot_for(watcher) if generation else None
+
+
+def unwatch(watcher):
+    watchers = _watchers.get(str(watcher.conversation_id), set())
+    watchers.discard(watcher)
+    if not watchers:
+        _watchers.pop(str(watcher.conversation_id), None)
+
+
+def running_here(conversation_id):
+    return str(conversation_id) in _generations
+
+
+# --- Starting and stopping -------------------------------------------------------
+
+
+class AlreadyStreaming(Exception):
+    pass
+
+
+async def start(conversation, *, text, api_key, user_time_zone=""):
+    """Save the user's message and an empty answer, then stream the answer in the background.
+
+    Returns at once with the assistant message; the work goes on in a task
+    this module keeps a strong reference to.
+    """
+    if running_here(conversation.pk) or await Message.objects.filter(
+        conversation=conversation, status=Message.Status.STREAMING
+    ).aexists():
+        raise AlreadyStreaming
+    now = timezone.now()
+    user_message = None
+    if text:
+        user_message = await Message.objects.acreate(
+            conversation=conversation, role=Message.Role.USER, content=text, created_at=now
+        )
+    message = await Message.objects.acreate(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=conversation.model,
+        api_key=api_key,
+        parameters={"thinking": conversation.thinking, "web_search": conversation.web_search},
+        created_at=now,
+        heartbeat_at=now,
+    )
+    generation = Generation(conversation, message, api_key, user_time_zone)
+    _generations[str(conversation.pk)] = generation
+    generation.announce(user_message)
+    generation.task = asyncio.get_running_loop().create_task(generation.run())
+    return message
+
+
+async def stop(conversation_id):
+    """Stop the conversation's generation, wherever it runs.
+
+    Here: at once. Elsewhere: through the group (fast) and a flag in the
+    database that the generation reads with every heartbeat (sure).
+    """
+    if generation := _generations.get(str(conversation_id)):
+        generation.stop()
+        return
+    await Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).aupdate(
+        stop_requested_at=timezone.now()
+    )
+    if is_shared_layer():
+        await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
+
+
+def running_ids():
+    return list(_generations)
+
+
+async def mark_dead_streams(conversation_id):
+    messages = Message.objects.filter(conversation_id=conversation_id)
+    await database_sync_to_async(messages.mark_dead)(running=running_ids())
+
+
+async def request_snapshot(conversation_id):
+    """Ask whichever process runs this conversation's generation to send a snapshot frame."""
+    await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.snapshot.request"})
+
+
+# --- Rendering -----------------------------------------------------------------
+
+
+def message_context(message, *, tool_calls=None, citations=None, answer=None):
+    """What the `#message` partial needs, for a saved message or a live one."""
+    if answer is None:
+        if message.status == Message.Status.STREAMING:
+            update = render.IncrementalRenderer().feed(message.content)
+            answer = (update.final, update.tail)
+        else:
+            answer = (render.render_markdown(message.content), "")
+    return {
+        "message": message,
+        "tool_calls": message.tool_calls.all() if tool_calls is None else tool_calls,
+        "citations": message.citations.all() if citations is None else citations,
+        "answer_final": answer[0],
+        "answer_tail": answer[1],
+    }
+
+
+def render_partial(name, context, watcher):
+    # Each socket hears frames in its own language and time zone.
+    with translation.override(watcher.language), timezone.override(watcher.time_zone or None):
+        return render_to_string(f"chat/conversation.html#{name}", context)
+
+
+# --- Fitting the history into the context window ----------------------------------
+
+
+def estimated_tokens(text):
+    """An upper bound, inexact on purpose: no tokenizer for MiMo is public.
+
+    A CJK character is about one token, other text about four characters a
+    token; counting three keeps us on the safe side.
+    """
+    wide = sum(1 for character in text if ord(character) >= 0x2E80)
+    return wide + (len(text) - wide) // 3 + 4
+
+
+def turn_tokens(turn):
+    match turn:
+        case mimo.UserTurn(text=text):
+            return estimated_tokens(text)
+        case mimo.AssistantTurn():
+            calls = sum(estimated_tokens(call.name + call.arguments) for call in turn.tool_calls)
+            return estimated_tokens(turn.text) + estimated_tokens(turn.reasoning or "") + calls
+        case mimo.ToolResult(content=content):
+            return estimated_tokens(content)
+
+
+def fit_to_context(turns, system, model):
+    """Leave out the oldest exchanges until the rest fits beside the answer's budget.
+
+    An exchange runs from one user turn to the next, so a tool call never
+    loses its result. The latest exchange is always kept. Returns the turns
+    kept and how many were left out.
+    """
+    budget = model.context_window - model.default_output_tokens - estimated_tokens(system)
+    exchanges = []
+    for turn in turns:
+        if isinstance(turn, mimo.UserTurn) or not exchanges:
+            exchanges.append([])
+        exchanges[-1].append(turn)
+    sizes = [sum(turn_tokens(turn) for turn in exchange) for exchange in exchanges]
+    while len(exchanges) > 1 and sum(sizes) > budget:
+        exchanges.pop(0)
+        sizes.pop(0)
+    kept = [turn for exchange in exchanges for turn in exchange]
+    return kept, len(turns) - len(kept)
+
+
+# --- The generation ----------------------------------------------------------------
+
+
+class Generation:
+    def __init__(self, conversation, message, api_key, user_time_zone):
+        self.conversation = conversation
+        self.message = message  # the assistant message of the current round
+        self.api_key = api_key
+        self.user_time_zone = user_time_zone
+        self.task = None
+        self.seq = 0
+        self.renderer = render.IncrementalRenderer()
+        self.answer_final = []  # rendered blocks so far, for snapshots
+        self.answer_tail = ""
+        self.tool_calls: dict[int, ToolCall] = {}
+        self.citations: list[Citation] = []
+        self.pending_reasoning = []
+        self.pending_text = []
+        self.pending_tool_calls = set()
+        self.frame_scheduled = None
+        self.last_frame = 0.0
+        self.last_flush = time.monotonic()
+        self.remote_outbox = asyncio.Queue() if is_shared_layer() else None
+        self.stopping = False
+
+    # -- frames --
+
+    def announce(self, user_message=None):
+        """New messages appear in every watching page (each round's answer is a new message)."""
+        self.publish("messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
+
+    def live_context(self):
+        return message_context(
+            self.message,
+            tool_calls=[self.tool_calls[i] for i in sorted(self.tool_calls)],
+            citations=self.citations,
+            # Joined pieces of sanitised output (chat/render.py), safe as a whole.
+            answer=(mark_safe("".join(self.answer_final)), self.answer_tail),
+        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING}
+
+    def snapshot_for(self, watcher):
+        """The whole live message, and the seq it stands at."""
+        return self.seq, render_partial("message-snapshot", self.live_context(), watcher)
+
+    def publish(self, partial, context, *, snapshot=False):
+        """Render a frame for every local watcher and queue it for the other processes."""
+        self.seq += 1
+        for watcher in list(_watchers.get(str(self.conversation.pk), ())):
+            watcher.deliver(render_partial(partial, context, watcher))
+        if self.remote_outbox is not None:
+            self.remote_outbox.put_nowait((self.seq, partial, context, snapshot))
+
+    def publish_snapshot(self):
+        self.publish("message-snapshot", self.live_context(), snapshot=True)
+
+    def schedule_frame(self):
+        """Coalesce deltas: one frame at most every FRAME_INTERVAL."""
+        if self.frame_scheduled is not None:
+            return
+        delay = max(0.0, self.last_frame + FRAME_INTERVAL - time.monotonic())
+        self.frame_scheduled = asyncio.get_running_loop().call_later(delay, self.publish_deltas)
+
+    def render_pending_text(self, *, at_end=False):
+        """Feed the text that came since the last frame; returns the newly final blocks and the tail."""
+        update = self.renderer.feed("".join(self.pending_text))
+        self.pending_text = []
+        final = [update.final]
+        if at_end:
+            update = self.renderer.finish()
+            final.append(update.final)
+        final = mark_safe("".join(final))
+        if final:
+            self.answer_final.append(final)
+        self.answer_tail = update.tail
+        return final, update.tail
+
+    def publish_deltas(self, *, at_end=False):
+        self.frame_scheduled = None
+        self.last_frame = time.monotonic()
+        if not (self.pending_reasoning or self.pending_text or self.pending_tool_calls or at_end):
+            return
+        answer_delta, answer_tail = self.render_pending_text(at_end=at_end) if (self.pending_text or at_end) else ("", None)
+        context = {
+            "message": self.message,
+            "reasoning_delta": "".join(self.pending_reasoning),
+            "answer_delta": answer_delta,
+            "answer_tail": answer_tail,
+            # The whole set of cards: a new card has nothing to replace yet.
+            "tool_calls": [self.tool_calls[i] for i in sorted(self.tool_calls)] if self.pending_tool_calls else [],
+        }
+        self.pending_reasoning = []
+        self.pending_tool_calls = set()
+        self.publish("message-delta", context)
+
+    def flush_frames(self, *, at_end=False):
+        if self.frame_scheduled is not None:
+            self.frame_scheduled.cancel()
+            self.frame_scheduled = None
+        self.publish_deltas(at_end=at_end)
+
+    # -- the work --
+
+    async def run(self):
+        heartbeat = asyncio.create_task(self.beat())
+        remote = asyncio.create_task(self.serve_other_processes()) if self.remote_outbox is not None else None
+        try:
+            await self.answer()
+        except asyncio.CancelledError:
+            await self.finish(Message.Status.STOPPED)
+        except Exception:
+            logger.exception("Generation of message %s failed", self.message.pk)
+            await self.finish(Message.Status.ERROR, error_kind="internal", error_text="")
+        finally:
+            heartbeat.cancel()
+            _generations.pop(str(self.conversation.pk), None)
+            if remote is not None:
+                await self.remote_outbox.join()
+                remote.cancel()
+
+    def stop(self):
+        if self.task and not self.stopping:
+            self.stopping = True
+            self.task.cancel()
+
+    async def answer(self):
+        endpoint = mimo.Endpoint(self.api_key.base_url, await self.decrypt_key(), mimo.ApiFormat(self.api_key.api_format))
+        for _round in range(MAX_TOOL_ROUNDS):
+            request = await self.build_request()
+            accumulator = mimo.Accumulator()
+            async for event in mimo.stream_turn(endpoint, request):
+                accumulator.add(event)
+                await self.apply(event)
+            if accumulator.error is not None:
+                error = accumulator.error
+                await self.finish(
+                    Message.Status.ERROR, error_kind=error.kind.value, error_text=error.detail[:2000]
+                )
+                return
+            self.apply_usage(accumulator.usage)
+            complete_calls = accumulator.complete_tool_calls
+            if accumulator.reasoning and not complete_calls:
+                offered = [tool.name for tool in tools.TOOLS]
+                self.message.reasoning_tool_calls = tools.tool_calls_in_reasoning(accumulator.reasoning, offered)
+            if not complete_calls:
+                await self.finish(Message.Status.COMPLETE, finish_reason=accumulator.finish.reason if accumulator.finish else "")
+                return
+            await self.run_tools(complete_calls)
+            await self.finish(Message.Status.COMPLETE, finish_reason=accumulator.finish.reason if accumulator.finish else "")
+            await self.next_round()
+        await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
+
+    @database_sync_to_async
+    def decrypt_key(self):
+        return self.api_key.decrypt_secret()
+
+    @database_sync_to_async
+    def build_request(self):
+        conversation = Conversation.objects.get(pk=self.conversation.pk)
+        model = mimo.get_model(conversation.model)
+        turns, left_out = fit_to_context(conversation.turns(), conversation.system_prompt, model)
+        if left_out != self.message.turns_left_out:
+            self.message.turns_left_out = left_out
+            self.message.save(update_fields=["turns_left_out"])
+        return mimo.ChatRequest(
+            model=conversation.model,
+            turns=turns,
+            system=conversation.system_prompt,
+            thinking=conversation.thinking,
+            tools=tools.TOOLS,
+            web_search=mimo.WebSearch() if conversation.web_search and model.web_search else None,
+        )
+
+    async def apply(self, event):
+        message = self.message
+        match event:
+            case mimo.ReasoningDelta(text=text):
+                message.reasoning_content = (message.reasoning_content or "") + text
+                self.pending_reasoning.append(text)
+            case mimo.SignatureDelta(text=text):
+                message.thinking_signature = (message.thinking_signature or "") + text
+            case mimo.TextDelta(text=text):
+                if not message.content and message.first_token_at is None:
+                    await self.mark_first_token()
+                message.content += text
+                self.pending_text.append(text)  # rendered once per frame, not per token
+            case mimo.ToolCallStart(index=index, id=call_id, name=name):
+                self.tool_calls[index] = ToolCall(message=message, index=index, call_id=call_id, name=name)
+                self.pending_tool_calls.add(index)
+            case mimo.ToolCallDelta(index=index, arguments=arguments):
+                if index in self.tool_calls:
+                    self.tool_calls[index].arguments_raw += arguments
+                    self.pending_tool_calls.add(index)
+            case mimo.Citations(citations=citations):
+                for citation in citations:
+                    self.citations.append(
+                        Citation(
+                            message=message, index=len(self.citations), url=citation.url, title=citation.title,
+                            summary=citation.summary, site_name=citation.site_name, publish_time=citation.publish_time,
+                        )
+                    )
+                self.publish_snapshot()
+                return
+            case _:
+                return
+        self.schedule_frame()
+        if time.monotonic() - self.last_flush >= FLUSH_INTERVAL:
+            await self.flush()
+
+    async def mark_first_token(self):
+        """The answer starts: fold the thinking panel, everywhere."""
+        self.message.first_token_at = timezone.now()
+        await self.flush()
+        self.flush_frames()
+        self.publish_snapshot()
+
+    def apply_usage(self, usage):
+        if usage is None:
+            return
+        message = self.message
+        message.prompt_tokens = usage.prompt_tokens
+        message.completion_tokens = usage.completion_tokens
+        message.reasoning_tokens = usage.reasoning_tokens
+        message.cached_tokens = usage.cached_tokens
+        message.web_search_calls = usage.web_search_calls
+        message.web_search_pages = usage.web_search_pages
+
+    async def flush(self):
+        self.last_flush = time.monotonic()
+        message = self.message
+        message.heartbeat_at = timezone.now()
+        await message.asave(
+            update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
+        )
+
+    async def beat(self):
+        """Keep the heartbeat fresh while MiMo is silent, and hear a stop asked for in the database."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await self.flush()
+            if await self.stop_requested_in_database():
+                self.stop()
+
+    async def stop_requested_in_database(self):
+        return await Message.objects.filter(pk=self.message.pk, stop_requested_at__isnull=False).aexists()
+
+    async def finish(self, status, *, finish_reason="", error_kind="", error_text=""):
+        self.flush_frames(at_end=True)
+        message = self.message
+        message.status = status
+        message.finish_reason = str(finish_reason or "")
+        message.error_kind = error_kind
+        message.error_text = error_text
+        message.finished_at = timezone.now()
+        message.heartbeat_at = None
+        await sync_to_async(self.save_finished)()
+        self.publish_snapshot()
+
+    def save_finished(self):
+        self.message.save()
+        for call in self.tool_calls.values():
+            if call.pk is None:
+                if call.status == ToolCall.Status.RECEIVING:
+                    call.status = ToolCall.Status.ERROR
+                    call.error = "The call was not finished."
+                call.save()
+        Citation.objects.bulk_create([c for c in self.citations if c.pk is None])
+
+    async def run_tools(self, complete_calls):
+        for call in complete_calls:
+            row = next((c for c in self.tool_calls.values() if c.call_id == call.id), None)
+            if row is None:
+                continue
+            row.status = ToolCall.Status.RUNNING
+            self.pending_tool_calls.add(row.index)
+            self.flush_frames()
+            started = time.monotonic()
+            outcome = await sync_to_async(tools.run_tool)(call.name, call.arguments, time_zone=self.user_time_zone or None)
+            row.duration_ms = int((time.monotonic() - started) * 1000)
+            row.arguments = outcome.arguments
+            if outcome.is_error:
+                row.status, row.error = ToolCall.Status.ERROR, outcome.result
+            else:
+                row.status, row.result = ToolCall.Status.DONE, outcome.result
+            self.pending_tool_calls.add(row.index)
+            self.flush_frames()
+
+    async def next_round(self):
+        """MiMo called tools: their results go back in a new assistant message."""
+        now = timezone.now()
+        self.message = await Message.objects.acreate(
+            conversation_id=self.conversation.pk,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=self.message.model,
+            api_key=self.api_key,
+            parameters=self.message.parameters,
+            created_at=now,
+            heartbeat_at=now,
+        )
+        self.renderer = render.IncrementalRenderer()
+        self.answer_final, self.answer_tail = [], ""
+        self.tool_calls, self.citations = {}, []
+        self.announce()
+
+    # -- other processes --
+
+    async def serve_other_processes(self):
+        """Send frames to the group in order, and answer snapshot and stop requests."""
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        group = group_name(self.conversation.pk)
+        await layer.group_add(group, channel)
+        listener = asyncio.create_task(self.listen(layer, channel))
+        try:
+            while True:
+                seq, partial, context, snapshot = await self.remote_outbox.get()
+                try:
+                    # Once per language: the socket that receives it picks its own.
+                    html = {}
+                    for code, _name in settings.LANGUAGES:
+                        with translation.override(code):
+                            html[code] = render_to_string(f"chat/conversation.html#{partial}", context)
+                    await layer.group_send(
+                        group,
+                        {"type": "generation.frame", "origin": PROCESS_ID, "seq": seq, "snapshot": snapshot, "html": html},
+                    )
+                finally:
+                    self.remote_outbox.task_done()
+        finally:
+            listener.cancel()
+            await layer.group_discard(group, channel)
+
+    async def listen(self, layer, channel):
+        while True:
+            message = await layer.receive(channel)
+            if message["type"] == "generation.stop":
+                self.stop()
+            elif message["type"] == "generation.snapshot.request":
+                self.publish_snapshot()

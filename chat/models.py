@@ -1,0 +1,223 @@
+"""Conversations as rows: what MiMo sent is what is stored, and the next turn is rebuilt from it."""
+
+import uuid
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import ApiKey, Team, User
+from chat import mimo
+
+
+class ConversationQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(owner=user)
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="conversations")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    # The settings the next turn runs with; each message keeps the ones it ran with.
+    model = models.CharField(_("model"), max_length=100, default=mimo.DEFAULT_MODEL)
+    thinking = models.BooleanField(_("thinking"), default=True)
+    web_search = models.BooleanField(_("web search"), default=False)
+    system_prompt = models.TextField(_("system prompt"), blank=True)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self):
+        return self.title or str(self.id)
+
+    def turns(self):
+        """The history MiMo is sent, rebuilt from the rows alone.
+
+        Assistant messages that failed or were interrupted are left out: what
+        they hold stays on the page, and a retry answers the same question anew.
+        A stopped answer stays in: the person chose to keep it.
+        """
+        messages = self.messages.exclude(
+            role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
+        ).prefetch_related("tool_calls")
+        turns = []
+        for message in messages:
+            if message.role == Message.Role.USER:
+                turns.append(mimo.UserTurn(message.content))
+                continue
+            calls = [call for call in message.tool_calls.all() if call.status in (ToolCall.Status.DONE, ToolCall.Status.ERROR)]
+            turns.append(
+                mimo.AssistantTurn(
+                    text=message.content,
+                    reasoning=message.reasoning_content,
+                    signature=message.thinking_signature,
+                    tool_calls=[mimo.ToolCall(call.call_id, call.name, call.arguments_raw) for call in calls],
+                )
+            )
+            for call in calls:
+                is_error = call.status == ToolCall.Status.ERROR
+                turns.append(mimo.ToolResult(call.call_id, call.error if is_error else call.result, is_error))
+        return turns
+
+
+def get_conversation_for(user, conversation_id):
+    """The conversation, if this user may see it; anyone else gets a 404, as if it did not exist."""
+    try:
+        return Conversation.objects.visible_to(user).select_related("team").get(pk=conversation_id)
+    except (Conversation.DoesNotExist, ValidationError):
+        raise Http404
+
+
+class MessageQuerySet(models.QuerySet):
+    def stale_streams(self, older_than=timedelta(seconds=45)):
+        """Streams whose generation stopped beating: its process died."""
+        return self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=timezone.now() - older_than)
+
+    def mark_dead(self, running=()):
+        """Stale streams become `interrupted`; what they hold stays. `running`: conversations streaming here."""
+        return (
+            self.stale_streams()
+            .exclude(conversation_id__in=running)
+            .update(status=Message.Status.INTERRUPTED, heartbeat_at=None, finished_at=timezone.now())
+        )
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", _("you")
+        ASSISTANT = "assistant", _("MiMo")
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming", _("streaming")
+        COMPLETE = "complete", _("complete")
+        STOPPED = "stopped", _("stopped")
+        ERROR = "error", _("error")
+        INTERRUPTED = "interrupted", _("interrupted")
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=20, choices=Role)
+    content = models.TextField(blank=True)
+    # Null: MiMo sent none. Otherwise the exact string, which goes back to MiMo unchanged.
+    reasoning_content = models.TextField(null=True, blank=True)
+    thinking_signature = models.TextField(null=True, blank=True)  # Anthropic format; MiMo sends ""
+    status = models.CharField(max_length=20, choices=Status, default=Status.COMPLETE)
+    finish_reason = models.CharField(max_length=40, blank=True)
+    error_kind = models.CharField(max_length=40, blank=True)
+    error_text = models.TextField(blank=True)
+    # What the assistant turn ran with.
+    model = models.CharField(max_length=100, blank=True)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
+    parameters = models.JSONField(default=dict, blank=True)
+    # Usage as MiMo reported it (null: not reported, e.g. a stream cut before the end).
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
+    web_search_calls = models.PositiveIntegerField(null=True, blank=True)
+    web_search_pages = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Beaten by the generation while it streams; a stale beat means its process died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set by a Stop from a process other than the generation's; it reads this with each beat.
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # Tools MiMo wrote calls to inside its reasoning instead of calling them (a known quirk).
+    reasoning_tool_calls = models.JSONField(default=list, blank=True)
+    # How many of the oldest turns were left out to fit the model's context window.
+    turns_left_out = models.PositiveIntegerField(default=0)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"]), models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self):
+        return f"{self.role} message {self.pk} ({self.status})"
+
+    @property
+    def is_thinking(self):
+        return self.status == self.Status.STREAMING and self.first_token_at is None
+
+    @property
+    def thinking_seconds(self):
+        end = self.first_token_at or self.finished_at
+        return round((end - self.created_at).total_seconds()) if end else None
+
+    @property
+    def duration_seconds(self):
+        return round((self.finished_at - self.created_at).total_seconds(), 1) if self.finished_at else None
+
+    @property
+    def can_retry(self):
+        return self.role == self.Role.ASSISTANT and self.status in (self.Status.ERROR, self.Status.STOPPED, self.Status.INTERRUPTED)
+
+    def explanation(self):
+        """What happened to this answer, in words for the person reading it."""
+        if self.status == self.Status.STOPPED:
+            return _("You stopped this answer. What arrived is kept.")
+        if self.status == self.Status.INTERRUPTED:
+            return _("The server stopped while MiMo was answering. What arrived is kept; you can try again.")
+        if self.status == self.Status.ERROR:
+            try:
+                return _(mimo.ErrorKind(self.error_kind).message)
+            except ValueError:
+                return _("Something went wrong on the server while MiMo was answering. What arrived is kept.")
+        if self.finish_reason == "length":
+            return _("The answer reached its length limit.")
+        if self.finish_reason == "content_filter":
+            return _("MiMo's content filter cut this answer short.")
+        if self.finish_reason == "repetition_truncation":
+            return _("MiMo cut this answer short because it started repeating itself.")
+        if self.finish_reason == "tool_round_limit":
+            return _("MiMo kept calling tools, so the answer was stopped after 8 rounds.")
+        return ""
+
+
+class ToolCall(models.Model):
+    class Status(models.TextChoices):
+        RECEIVING = "receiving", _("receiving")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        ERROR = "error", _("error")
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_calls")
+    index = models.PositiveSmallIntegerField()
+    call_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=64)
+    arguments_raw = models.TextField(blank=True)  # exactly as MiMo sent it
+    arguments = models.JSONField(null=True, blank=True)
+    result = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status, default=Status.RECEIVING)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [models.UniqueConstraint(fields=["message", "index"], name="one_tool_call_per_index")]
+
+
+class Citation(models.Model):
+    """A web-search source MiMo cited for a message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
+    index = models.PositiveSmallIntegerField()
+    url = models.URLField(max_length=2000)
+    title = models.CharField(max_length=500, blank=True)
+    summary = models.TextField(blank=True)
+    site_name = models.CharField(max_length=200, blank=True)
+    publish_time = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["index"]

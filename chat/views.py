@@ -1,0 +1,86 @@
+from django.contrib import messages
+from django.db.models import prefetch_related_objects
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.http import AuthenticatedHttpRequest
+from accounts.models import ApiKey
+from chat import generation, mimo
+from chat.forms import SendForm
+from chat.models import Conversation, Message, get_conversation_for
+
+# How much of a long conversation the page opens with; older messages stay in the database.
+PAGE_MESSAGES = 50
+
+
+def recommended_system_prompt():
+    """MiMo's recommended system prompt (mimo-api.md §3), in the active language and time zone."""
+    now = timezone.localtime()
+    return _(
+        "You are MiMo, an AI assistant developed by Xiaomi. Today is %(date)s, %(week)s. "
+        "Your knowledge cutoff is December 2024."
+    ) % {"date": date_format(now, "Y-m-d"), "week": date_format(now, "l")}
+
+
+def choose_api_key(conversation):
+    """The key a turn runs with: the conversation's, or else the team's first active team key."""
+    keys = ApiKey.objects.active().filter(team=conversation.team, owner__isnull=True)
+    return keys.filter(pk=conversation.api_key_id).first() or keys.order_by("created_at").first()
+
+
+def render_notice(text):
+    """A short notice under the composer, sent over the socket."""
+    return render_to_string("chat/conversation.html#notice", {"notice": text})
+
+
+def conversation_list(request: AuthenticatedHttpRequest):
+    conversations = Conversation.objects.visible_to(request.user)[:100]
+    return render(request, "chat/list.html", {"conversations": conversations})
+
+
+@require_POST
+def new_conversation(request: AuthenticatedHttpRequest):
+    membership = request.user.memberships.select_related("team").order_by("joined_at").first()
+    if membership is None:
+        messages.error(request, _("You are not in a team yet. Ask a team admin to add you."))
+        return redirect("home")
+    conversation = Conversation.objects.create(
+        owner=request.user, team=membership.team, system_prompt=recommended_system_prompt()
+    )
+    return redirect("conversation", conversation_id=conversation.pk)
+
+
+def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
+    conversation = get_conversation_for(request.user, conversation_id)
+    Message.objects.filter(conversation=conversation).mark_dead(running=generation.running_ids())
+    recent = list(conversation.messages.order_by("-created_at", "-id")[:PAGE_MESSAGES])[::-1]
+    items = [generation.message_context(message) for message in prefetched(recent)]
+    form = SendForm(
+        initial={
+            "model": conversation.model,
+            "thinking": conversation.thinking,
+            "web_search": conversation.web_search,
+            "system_prompt": conversation.system_prompt,
+        }
+    )
+    return render(
+        request,
+        "chat/conversation.html",
+        {
+            "conversation": conversation,
+            "items": items,
+            "form": form,
+            "models": mimo.CHAT_MODELS,
+            "composer_streaming": any(item["message"].status == "streaming" for item in items),
+            "has_key": choose_api_key(conversation) is not None,
+        },
+    )
+
+
+def prefetched(messages):
+    prefetch_related_objects(messages, "tool_calls", "citations")
+    return messages

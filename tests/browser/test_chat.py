@@ -1,0 +1,164 @@
+"""The live chat in real Chromium, against the fake MiMo server in both formats."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import ApiKey
+from chat import mimo
+from chat.models import Conversation, Message
+from tests.browser.conftest import sign_in_as
+
+ANSWER = "article.message-assistant"
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def api_format(request):
+    return request.param
+
+
+@pytest.fixture
+def chat(page, live_url, bob, acme, fake_url, api_format):
+    """bob, signed in, on a new conversation whose team key points at the fake server."""
+    key = ApiKey(team=acme, label="fake", base_url=fake_url, api_format=api_format)
+    key.set_secret("sk-test-browser-key")
+    key.save()
+    sign_in_as(page, live_url, bob)
+    page.goto("/chats/")
+    page.get_by_role("button", name="New chat").click()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()  # the socket is open
+    return page
+
+
+def send(page, text):
+    page.get_by_role("textbox", name="Message").fill(text)
+    page.get_by_role("textbox", name="Message").press("Enter")
+
+
+def last_answer(page):
+    return page.locator(ANSWER).last
+
+
+def saved_answer():
+    return Message.objects.filter(role="assistant").order_by("-id").first()
+
+
+def test_thinking_then_answer_streams_into_the_page(chat, api_format):
+    send(chat, "Explain [[fake:markdown]] [[fake:speed=60]]")
+    answer = last_answer(chat)
+    expect(answer).to_have_attribute("data-status", "streaming")
+    thinking = answer.locator("details.thinking")
+    expect(thinking).to_have_attribute("open", "")  # open while MiMo reasons
+    expect(thinking.locator(".reasoning")).not_to_be_empty()
+    expect(chat.get_by_role("button", name="Stop")).to_be_visible()
+    expect(answer).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(thinking).not_to_have_attribute("open", "")  # folded once the answer started
+    expect(thinking.locator("summary")).to_contain_text("Thought for")
+    expect(answer.get_by_role("heading", name="A formatted answer")).to_be_visible()
+    expect(answer.locator("table")).to_be_visible()
+    expect(answer.locator("math").first).to_be_attached()
+    expect(chat.get_by_role("button", name="Send")).to_be_visible()
+    assert not chat.get_by_role("textbox", name="Message").input_value()
+
+
+def test_stop_keeps_the_partial_answer_and_offers_retry(chat):
+    send(chat, "Write a lot [[fake:long=3000]] [[fake:speed=40]]")
+    answer = last_answer(chat)
+    expect(answer.locator(".answer .md-block").first).to_be_visible(timeout=15_000)
+    chat.get_by_role("button", name="Stop").click()
+    expect(answer).to_have_attribute("data-status", "stopped")
+    expect(answer).to_contain_text("You stopped this answer")
+    expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+    saved = saved_answer()
+    assert saved.status == "stopped" and saved.content
+    chat.reload()
+    expect(last_answer(chat)).to_have_attribute("data-status", "stopped")
+    assert last_answer(chat).locator(".answer").inner_text().strip()
+
+
+def test_reload_and_a_second_tab_end_with_exactly_what_mimo_sent(chat, fake_records, fake_url):
+    send(chat, "Long one [[fake:long=1500]] [[fake:speed=150]]")
+    expect(last_answer(chat).locator(".answer .md-block").first).to_be_visible(timeout=15_000)
+    chat.reload()  # in the middle of the answer
+    second = chat.context.new_page()
+    second.goto(chat.url)
+    expect(chat.get_by_role("button", name="Stop")).to_be_visible()
+    for tab in (chat, second):
+        expect(last_answer(tab)).to_have_attribute("data-status", "complete", timeout=30_000)
+    first_text = last_answer(chat).locator(".answer").inner_text()
+    assert last_answer(second).locator(".answer").inner_text() == first_text
+    chat.reload()  # rendered from the saved rows alone
+    assert last_answer(chat).locator(".answer").inner_text() == first_text
+
+    body = next(r["body"] for r in reversed(fake_records.all()) if r["path"].endswith(("completions", "messages")))
+    endpoint = mimo.Endpoint(fake_url, "sk-test-browser-key", mimo.ApiFormat(ApiKey.objects.get().api_format))
+    assert saved_answer().content == replay(endpoint, body)
+
+
+def replay(endpoint, body):
+    """What the fake server says to this body (the same every time), read by our client."""
+
+    async def collect():
+        accumulator = mimo.Accumulator()
+        async for event in mimo.stream_body(endpoint, body):
+            accumulator.add(event)
+        await mimo.close_shared_http_client()
+        return accumulator.text
+
+    # In a thread of its own: Playwright's event loop runs in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, collect()).result()
+
+
+def test_a_cut_stream_is_kept_explained_and_retry_works(chat):
+    send(chat, "Hello [[fake:long=200]] [[fake:cut=80]]")
+    answer = last_answer(chat)
+    expect(answer).to_have_attribute("data-status", "error", timeout=20_000)
+    expect(answer).to_contain_text("The answer stopped before it was finished")
+    assert answer.locator(".answer").inner_text().strip()  # what arrived is kept
+    answer.get_by_role("button", name="Retry").click()
+    expect(chat.locator(ANSWER)).to_have_count(2)
+    expect(last_answer(chat)).not_to_have_attribute("data-status", "streaming", timeout=20_000)
+
+
+def test_an_upstream_error_is_explained_and_retry_works(chat):
+    send(chat, "Hello [[fake:error=402]]")
+    answer = last_answer(chat)
+    expect(answer).to_have_attribute("data-status", "error", timeout=20_000)
+    expect(answer).to_contain_text("run out of credit")
+    answer.get_by_role("button", name="Retry").click()
+    expect(chat.locator(ANSWER)).to_have_count(2)
+
+
+def test_two_rounds_of_tool_calls_show_as_cards(chat):
+    send(chat, "What time is it? [[fake:tool]] [[fake:rounds=2]]")
+    expect(chat.locator(ANSWER)).to_have_count(3, timeout=20_000)
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)
+    cards = chat.get_by_role("region", name="Tool call: current_time")
+    expect(cards).to_have_count(2)
+    expect(cards.first).to_contain_text("Arguments")
+    assert Conversation.objects.get().messages.filter(status="error").count() == 0
+
+
+def test_html_and_script_payloads_are_rendered_inert(chat):
+    dialogs = []
+    chat.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    send(chat, "Show me [[fake:html]]")
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)
+    chat.reload()
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete")
+    found = chat.evaluate(
+        """() => {
+        const root = document.querySelector('#messages');
+        const all = [...root.querySelectorAll('*')];
+        return {
+          scripts: root.querySelectorAll('script, iframe, object, embed, style').length,
+          handlers: all.flatMap(e => [...e.attributes].map(a => a.name)).filter(n => n.startsWith('on')).length,
+          badLinks: all.filter(e => /^\\s*(javascript|data|vbscript):/i.test(e.getAttribute('href') || e.getAttribute('src') || '')).length,
+        };
+    }"""
+    )
+    assert found == {"scripts": 0, "handlers": 0, "badLinks": 0}
+    assert dialogs == []

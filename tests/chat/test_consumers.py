@@ -1,0 +1,194 @@
+"""The conversation socket, driven with Channels' WebsocketCommunicator against the fake MiMo server."""
+
+import asyncio
+import re
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+import chat.routing
+from accounts.models import ApiKey
+from chat import mimo
+from chat.models import Conversation, Message
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(chat.routing.websocket_urlpatterns)
+
+
+@pytest.fixture
+def conversation(bob, acme, fake_url):
+    key = ApiKey(team=acme, label="fake", base_url=fake_url)
+    key.set_secret("sk-test-consumer-key")
+    key.save()
+    return Conversation.objects.create(owner=bob, team=acme)
+
+
+async def connect(user, conversation_id):
+    communicator = WebsocketCommunicator(application, f"/ws/conversations/{conversation_id}/")
+    communicator.scope["user"] = user
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+def send_form(text, **fields):
+    return {"action": "send", "text": text, "model": "mimo-v2.5-pro", "thinking": "on", **fields, "HEADERS": {}}
+
+
+async def frames_until_finished(communicator, timeout=20):
+    frames = []
+    while True:
+        html = await communicator.receive_from(timeout=timeout)
+        frames.append(html)
+        if re.search(r'class="message message-assistant" data-status="(complete|stopped|error)"', html):
+            return frames
+
+
+async def latest_answer(conversation):
+    return await Message.objects.filter(conversation=conversation, role="assistant").order_by("-id").afirst()
+
+
+async def test_signed_out_visitor_is_refused(conversation):
+    from django.contrib.auth.models import AnonymousUser
+
+    _communicator, connected, code = await connect(AnonymousUser(), conversation.pk)
+    assert not connected
+    assert code == 4401
+
+
+async def test_teammate_and_other_team_are_refused_as_if_it_did_not_exist(conversation, alice, charlie):
+    for outsider in (alice, charlie):
+        _communicator, connected, code = await connect(outsider, conversation.pk)
+        assert not connected
+        assert code == 4404
+
+
+async def test_outsider_cannot_stop_or_send_through_someone_elses_conversation(conversation, charlie):
+    # charlie's own socket is on his own conversation; bob's stays untouched.
+    own = await database_sync_to_async(Conversation.objects.create)(owner=charlie, team=conversation.team)
+    communicator, connected, _code = await connect(charlie, own.pk)
+    assert connected
+    await communicator.send_json_to({"action": "send", "text": "hi", "conversation": str(conversation.pk)})
+    await communicator.disconnect()
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+
+
+async def test_answer_streams_and_the_saved_answer_is_what_mimo_sent(conversation, bob, fake_url, fake_records):
+    communicator, connected, _code = await connect(bob, conversation.pk)
+    assert connected
+    await communicator.send_json_to(send_form("Tell me [[fake:long=300]]"))
+    frames = await frames_until_finished(communicator)
+    assert len(frames) > 3  # streamed, not delivered at the end
+    assert any("message-delta" in f or "-reasoning" in f for f in frames)
+    answer = await latest_answer(conversation)
+    assert answer.status == "complete"
+
+    # The fake answers the same body the same way: ask it again, directly.
+    body = fake_records.all()[-1]["body"]
+    accumulator = mimo.Accumulator()
+    async for event in mimo.stream_body(mimo.Endpoint(fake_url, "sk-test-consumer-key"), body):
+        accumulator.add(event)
+    assert answer.content == accumulator.text
+    assert answer.reasoning_content == accumulator.reasoning
+    assert answer.completion_tokens == accumulator.usage.completion_tokens
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
+
+
+async def test_closing_the_socket_does_not_stop_the_answer(conversation, bob):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Go on [[fake:long=200]] [[fake:speed=400]]"))
+    await communicator.receive_from(timeout=10)
+    await communicator.disconnect()
+    for _ in range(200):
+        answer = await latest_answer(conversation)
+        if answer.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    assert answer.status == "complete"
+    assert len(answer.content) > 200
+    await mimo.close_shared_http_client()
+
+
+async def test_stop_keeps_what_arrived(conversation, bob):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Slowly [[fake:long=2000]] [[fake:speed=100]]"))
+    while "md-block" not in await communicator.receive_from(timeout=10):  # answer text has arrived
+        pass
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    frames = await frames_until_finished(communicator)
+    assert 'data-status="stopped"' in frames[-1]
+    answer = await latest_answer(conversation)
+    assert answer.status == "stopped"
+    assert 0 < len(answer.content)
+    assert answer.completion_tokens is None  # the stream never reached its usage
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
+
+
+async def test_upstream_error_is_kept_explained_and_retry_answers_again(conversation, bob):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Hi [[fake:error=401]]"))
+    frames = await frames_until_finished(communicator)
+    assert "MiMo did not accept the API key" in frames[-1]
+    failed = await latest_answer(conversation)
+    assert (failed.status, failed.error_kind) == ("error", "auth")
+    assert "Retry" in frames[-1]
+
+    await communicator.send_json_to({"action": "retry", "message_id": str(failed.pk), "HEADERS": {}})
+    await frames_until_finished(communicator)
+    retried = await latest_answer(conversation)
+    assert retried.pk != failed.pk
+    assert await Message.objects.filter(pk=failed.pk, status="error").aexists()  # the failure stays
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
+
+
+async def test_a_cut_stream_keeps_what_arrived_and_says_so(conversation, bob):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Hi [[fake:long=300]] [[fake:cut=120]]"))
+    frames = await frames_until_finished(communicator)
+    assert "The answer stopped before it was finished" in frames[-1]
+    answer = await latest_answer(conversation)
+    assert (answer.status, answer.error_kind) == ("error", "stream_cut")
+    assert answer.content
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
+
+
+async def test_empty_message_gets_a_notice_and_nothing_is_saved(conversation, bob):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("   "))
+    assert "This field is required" in await communicator.receive_from(timeout=5)
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+    await communicator.disconnect()
+
+
+async def test_team_without_a_key_gets_a_notice(bob, globex):
+    dave = await database_sync_to_async(make_user)("dave", globex)
+    conversation = await database_sync_to_async(Conversation.objects.create)(owner=dave, team=globex)
+    communicator, _connected, _code = await connect(dave, conversation.pk)
+    await communicator.send_json_to(send_form("hello"))
+    assert "no MiMo key" in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+
+async def test_two_rounds_of_tools_run_and_reasoning_goes_back(conversation, bob, fake_records):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Compute [[fake:tool]] [[fake:rounds=2]]"))
+    for _ in range(3):  # two tool rounds, then the answer
+        await frames_until_finished(communicator)
+    answers = [m async for m in Message.objects.filter(conversation=conversation, role="assistant").order_by("id")]
+    assert [m.status for m in answers] == ["complete"] * 3
+    assert [await m.tool_calls.exclude(result="", error="").acount() for m in answers] == [1, 1, 0]
+    # The fake refuses a tool history without reasoning (answers 400), so the
+    # complete rounds above prove it went back; here is what was sent.
+    last_request = fake_records.all()[-1]["body"]
+    with_calls = [m for m in last_request["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+    assert len(with_calls) == 2
+    assert all(m["reasoning_content"] for m in with_calls)
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
