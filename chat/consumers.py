@@ -6,9 +6,11 @@ import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.http import Http404
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chat import generation
 from chat.forms import RetryForm, SendForm
@@ -18,6 +20,23 @@ from chat.views import choose_api_key, render_notice
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
+
+
+def socket_language(scope, user):
+    """The language frames are rendered in: the user's saved one, else the cookie, else the browser's."""
+    if user.language:
+        return user.language
+    for code in (scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME, ""), *browser_languages(scope)):
+        try:
+            return translation.get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
+def browser_languages(scope):
+    header = dict(scope.get("headers", [])).get(b"accept-language", b"").decode("latin-1")
+    return [code for code, _quality in parse_accept_lang_header(header)]
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
@@ -37,7 +56,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         self.group = generation.group_name(self.conversation.pk)
-        self.watcher = generation.Watcher(self.conversation.pk, user.language or "en", user.time_zone)
+        self.watcher = generation.Watcher(self.conversation.pk, socket_language(self.scope, user), user.time_zone)
         # Frames from other processes: the last seq applied, and frames held until a snapshot.
         self.remote_seq = None
         self.remote_waiting = []
@@ -45,7 +64,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         self.writer = asyncio.create_task(self.write_frames())
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await generation.mark_dead_streams(self.conversation.pk)
+        await database_sync_to_async(Message.objects.filter(conversation=self.conversation).mark_dead)(
+            running=generation.running_ids()
+        )
+        generation.keep_sweeping()
         snapshot = generation.watch(self.watcher)
         if snapshot:
             self.watcher.deliver(snapshot[1])
@@ -119,7 +141,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     # -- from other processes, through the group --
 
     async def generation_frame(self, event):
-        if event["origin"] == generation.PROCESS_ID:
+        if event["origin"] == generation.process_id():
             return  # this process's sockets got it directly
         seq, html = event["seq"], event["html"].get(self.watcher.language) or event["html"]["en"]
         if event["snapshot"] and (self.remote_seq is None or seq > self.remote_seq or seq == 1):

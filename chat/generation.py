@@ -19,6 +19,8 @@ runs and at every change of state, never per token.
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +38,11 @@ from chat.models import Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
 
-PROCESS_ID = uuid.uuid4().hex  # tells this process's frames from other processes'
+def process_id():
+    """Tells this process's frames from other processes'; computed on use, so a forked process has its own."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream
 FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
@@ -130,6 +136,7 @@ async def start(conversation, *, text, api_key, user_time_zone=""):
         created_at=now,
         heartbeat_at=now,
     )
+    keep_sweeping()
     generation = Generation(conversation, message, api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
     generation.announce(user_message)
@@ -157,9 +164,25 @@ def running_ids():
     return list(_generations)
 
 
-async def mark_dead_streams(conversation_id):
-    messages = Message.objects.filter(conversation_id=conversation_id)
-    await database_sync_to_async(messages.mark_dead)(running=running_ids())
+_sweeper = None
+
+
+def keep_sweeping():
+    """While this process serves chats, it marks the streams of dead processes `interrupted`.
+
+    A generation beats every HEARTBEAT_INTERVAL; a stream whose beat is 45 s old
+    lost its process. Sweeping every beat marks it within a minute.
+    """
+    global _sweeper
+    loop = asyncio.get_running_loop()
+    if _sweeper is None or _sweeper.done() or _sweeper.get_loop() is not loop:
+        _sweeper = loop.create_task(sweep_forever())
+
+
+async def sweep_forever():
+    while True:
+        await database_sync_to_async(Message.objects.mark_dead)(running=running_ids())
+        await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
 async def request_snapshot(conversation_id):
@@ -562,7 +585,7 @@ class Generation:
                             html[code] = render_to_string(f"chat/conversation.html#{partial}", context)
                     await layer.group_send(
                         group,
-                        {"type": "generation.frame", "origin": PROCESS_ID, "seq": seq, "snapshot": snapshot, "html": html},
+                        {"type": "generation.frame", "origin": process_id(), "seq": seq, "snapshot": snapshot, "html": html},
                     )
                 finally:
                     self.remote_outbox.task_done()

@@ -67,6 +67,7 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
             "system_prompt": conversation.system_prompt,
         }
     )
+    api_key = choose_api_key(conversation)
     return render(
         request,
         "chat/conversation.html",
@@ -74,9 +75,11 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
             "conversation": conversation,
             "items": items,
             "form": form,
-            "models": mimo.CHAT_MODELS,
+            "model_options": [mimo.get_model(model_id) for model_id, _label in form.fields["model"].choices],
             "composer_streaming": any(item["message"].status == "streaming" for item in items),
-            "has_key": choose_api_key(conversation) is not None,
+            "has_key": api_key is not None,
+            # MiMo offers web search in the OpenAI format only (mimo-api.md §8).
+            "web_search_offered": api_key is not None and api_key.api_format == ApiKey.Format.OPENAI,
         },
     )
 

@@ -35,6 +35,10 @@ or `[[fake:NAME=VALUE]]`, several allowed:
   keepalive=S       seconds between keep-alive comments (0: none)
   pings             Anthropic `ping` events; keep-alives between tokens too
   speed=N           N tokens per second for this answer (0: no pause)
+  clock             every word of the answer's text becomes `t<unix ms>n<seq>`
+                    (its whitespace kept; with long=N, N of them, numbered from 1),
+                    the time taken as the token is written, so a reader can
+                    measure what lies between it and us; reasoning is left as is
 
 Environment (read by `application`):
   MIMOWEB_FAKE_HOST_KIND            payg (default) or token_plan
@@ -45,7 +49,8 @@ Environment (read by `application`):
 Every request is recorded (key masked to its last four) in `FakeMimo.requests`,
 and over HTTP at `GET /_fake/requests`; `DELETE /_fake/requests` forgets them
 and the `error-times` counts. Requests with the same JSON body get the same
-answer, byte for byte but for the `created` time (ids come from a hash of the body).
+answer, byte for byte but for the `created` time and `clock` stamps (ids come from a
+hash of the body).
 
 Choices where MiMo's behaviour is UNKNOWN: reasoning counts as not passed back
 when it is absent, null or ""; unknown models and TTS/ASR models get 400; the
@@ -92,6 +97,9 @@ PASSBACK_ERROR = {
 DIRECTIVE = re.compile(r"\[\[fake:([a-z-]+)(?:=([^\]]*))?\]\]")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 TOKEN = re.compile(r"\S+\s*|\s+")
+# What a `clock` answer carries until the moment each token is written: the
+# same width as a stamp (Unix milliseconds have 13 digits until 2286).
+CLOCK_MARK = "t" + "0" * 13 + "n"
 
 ERROR_BODIES: dict[int, dict[str, str]] = {
     400: {"code": "400", "message": "Param Incorrect", "param": "[[fake:error=400]]", "type": "Bad Request"},
@@ -341,10 +349,14 @@ class FakeMimo:
         plan = self._plan(body, anthropic, directives, thinking)
         if body.get("stream") is True:
             render = _anthropic_stream(plan) if anthropic else _openai_stream(plan)
+            if "clock" in directives:
+                render = _clocked(render)
             await _stream(send, receive, render)
         elif plan.error_after is not None:
             raise HTTPFailure(plan.error_status, mimo_error(plan.error_status))
         else:
+            if "clock" in directives:
+                plan.text = plan.text.replace(CLOCK_MARK, _clock_now())
             await _send_json(send, 200, _anthropic_message(plan) if anthropic else _openai_completion(plan))
 
     def _validate(self, body: dict[str, Any], anthropic: bool) -> None:
@@ -498,6 +510,8 @@ def _write_answer(plan: Plan, body: dict[str, Any], anthropic: bool, directives:
             f"{'Anthropic' if anthropic else 'OpenAI'} format. You wrote: “{snippet}”.\n\n"
             "Type `[[fake:help]]` to see the scenarios I can play."
         )
+    if "clock" in directives:
+        plan.text = _clock_text(plan.text)
     plan.reasoning = reasoning if plan.thinking else ""
 
 
@@ -545,6 +559,16 @@ def _example_value(name: str, schema: Any) -> Any:
     if isinstance(schema, dict) and schema.get("type") == "string" and name in samples and "enum" not in schema:
         return samples[name]
     return _example_arguments(schema)
+
+
+def _clock_text(text: str) -> str:
+    """The same tokens, each word replaced by a clock mark and its number.
+
+    The whitespace stays, so a long answer keeps its paragraphs (and the
+    renderer its usual work); plain letters and digits come through markdown
+    and HTML escaping unchanged.
+    """
+    return "".join(f"{CLOCK_MARK}{seq}{piece[len(piece.rstrip()) :]}" for seq, piece in enumerate(tokens_of(text), 1))
 
 
 def _long_text(count: int) -> str:
@@ -916,6 +940,19 @@ async def _silence(plan: Plan, ping: bytes) -> AsyncIterator[bytes | float]:
             yield b": keep-alive\n\n"
             if plan.pings:
                 yield ping
+
+
+def _clock_now() -> str:
+    return f"t{time.time_ns() // 1_000_000:013d}n"
+
+
+async def _clocked(render: AsyncIterator[bytes | float]) -> AsyncIterator[bytes | float]:
+    """Stamps the clock marks in each piece just before `_stream` writes it."""
+    mark = CLOCK_MARK.encode()
+    async for item in render:
+        if isinstance(item, bytes) and mark in item:
+            item = item.replace(mark, _clock_now().encode())
+        yield item
 
 
 async def _between_tokens(plan: Plan, count: int, ping: bytes) -> AsyncIterator[bytes | float]:

@@ -39,6 +39,20 @@
     if (form) form.elements.text.value = "";
   });
 
+  // Picking a model sets thinking to that model's default, and web search
+  // only where the model offers it.
+  document.addEventListener("change", function (event) {
+    const select = event.target;
+    if (!select.matches || !select.matches("[data-model-select]")) return;
+    const option = select.selectedOptions[0];
+    const form = select.form;
+    if (form.elements.thinking) form.elements.thinking.checked = option.dataset.thinking === "on";
+    if (form.elements.web_search) {
+      form.elements.web_search.disabled = option.dataset.webSearch !== "yes";
+      if (form.elements.web_search.disabled) form.elements.web_search.checked = false;
+    }
+  });
+
   let followBottom = true;
   window.addEventListener("scroll", function () {
     followBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;

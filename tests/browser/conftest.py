@@ -43,10 +43,12 @@ def clear_content_types_before_each_request():
     request_started.connect(lambda **kwargs: ContentType.objects.clear_cache(), weak=False)
 
 
-@pytest.fixture(scope="session")
-def live_url(django_db_setup, django_db_blocker, test_settings):
-    # Forked after pytest-django switched the connections to the test
-    # database, so the server inherits that switch and needs no setup of its own.
+def start_live_server(django_db_blocker):
+    """daphne serving the app in a forked process, as Channels' ChannelsLiveServerTestCase runs it.
+
+    Forked after pytest-django switched the connections to the test database,
+    so the server inherits that switch and needs no database setup of its own.
+    """
     server = DaphneProcess(
         "localhost",
         partial(make_application, static_wrapper=ASGIStaticFilesHandler),
@@ -59,6 +61,12 @@ def live_url(django_db_setup, django_db_blocker, test_settings):
     while not server.ready.wait(timeout=1):
         if not server.is_alive():
             raise RuntimeError("daphne did not start")
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_url(django_db_setup, django_db_blocker, test_settings):
+    server = start_live_server(django_db_blocker)
     yield f"http://localhost:{server.port.value}"
     server.terminate()
     server.join()

@@ -162,3 +162,20 @@ def test_html_and_script_payloads_are_rendered_inert(chat):
     )
     assert found == {"scripts": 0, "handlers": 0, "badLinks": 0}
     assert dialogs == []
+
+
+def test_web_search_shows_its_sources_as_links(chat, api_format):
+    if api_format == "anthropic":
+        expect(chat.get_by_label("Web search")).to_have_count(0)  # MiMo offers it in OpenAI format only
+        return
+    chat.get_by_text("Settings").click()
+    chat.get_by_label("Model").select_option("mimo-v2.6-pro")
+    expect(chat.get_by_label("Web search")).to_be_disabled()  # not offered by this model
+    chat.get_by_label("Model").select_option("mimo-v2.5-pro")
+    chat.get_by_label("Web search").check()
+    send(chat, "News? [[fake:search]]")
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)
+    sources = last_answer(chat).get_by_role("navigation", name="Sources").get_by_role("link")
+    expect(sources.first).to_be_visible()
+    expect(sources.first).to_have_attribute("rel", "noopener noreferrer nofollow")
+    assert Message.objects.filter(role="assistant").first().citations.count() == sources.count()

@@ -2,15 +2,19 @@
 
 import asyncio
 import re
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
 
 import chat.routing
 from accounts.models import ApiKey
 from chat import mimo
+from chat.consumers import socket_language
 from chat.models import Conversation, Message
 from tests.conftest import make_user
 
@@ -52,8 +56,6 @@ async def latest_answer(conversation):
 
 
 async def test_signed_out_visitor_is_refused(conversation):
-    from django.contrib.auth.models import AnonymousUser
-
     _communicator, connected, code = await connect(AnonymousUser(), conversation.pk)
     assert not connected
     assert code == 4401
@@ -192,3 +194,23 @@ async def test_two_rounds_of_tools_run_and_reasoning_goes_back(conversation, bob
     assert all(m["reasoning_content"] for m in with_calls)
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+async def test_a_stream_whose_process_died_is_marked_interrupted_and_can_be_retried(conversation, bob):
+    dead = await Message.objects.acreate(
+        conversation=conversation, role="assistant", content="half", status="streaming",
+        heartbeat_at=timezone.now() - timedelta(minutes=1),
+    )
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await dead.arefresh_from_db()
+    assert (dead.status, dead.content) == ("interrupted", "half")
+    await communicator.disconnect()
+
+
+def test_frames_speak_the_saved_language_then_the_cookie_then_the_browser(bob):
+    scope = {"cookies": {"django_language": "zh-hant"}, "headers": [(b"accept-language", b"zh-CN,zh;q=0.9")]}
+    assert socket_language(scope, bob) == "zh-hant"
+    assert socket_language({"cookies": {}, "headers": scope["headers"]}, bob) == "zh-hans"
+    assert socket_language({"cookies": {}, "headers": []}, bob) == "en"
+    bob.language = "en"
+    assert socket_language(scope, bob) == "en"
