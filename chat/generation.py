@@ -29,6 +29,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.safestring import mark_safe
@@ -116,32 +117,39 @@ async def start(conversation, *, text, api_key, user_time_zone=""):
     Returns at once with the assistant message; the work goes on in a task
     this module keeps a strong reference to.
     """
-    if running_here(conversation.pk) or await Message.objects.filter(
-        conversation=conversation, status=Message.Status.STREAMING
-    ).aexists():
-        raise AlreadyStreaming
-    now = timezone.now()
-    user_message = None
-    if text:
-        user_message = await Message.objects.acreate(
-            conversation=conversation, role=Message.Role.USER, content=text, created_at=now
-        )
-    message = await Message.objects.acreate(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        model=conversation.model,
-        api_key=api_key,
-        parameters={"thinking": conversation.thinking, "web_search": conversation.web_search},
-        created_at=now,
-        heartbeat_at=now,
-    )
+    user_message, message = await create_turn(conversation, text, api_key)
     keep_sweeping()
     generation = Generation(conversation, message, api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
     generation.announce(user_message)
     generation.task = asyncio.get_running_loop().create_task(generation.run())
     return message
+
+
+@database_sync_to_async
+def create_turn(conversation, text, api_key):
+    """The user's message (none for a retry) and the empty answer, together or not at all."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            user_message = None
+            if text:
+                user_message = Message.objects.create(
+                    conversation=conversation, role=Message.Role.USER, content=text, created_at=now
+                )
+            message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=conversation.model,
+                api_key=api_key,
+                parameters={"thinking": conversation.thinking, "web_search": conversation.web_search},
+                created_at=now,
+                heartbeat_at=now,
+            )
+    except IntegrityError:  # another answer is streaming, maybe started by another process
+        raise AlreadyStreaming from None
+    return user_message, message
 
 
 async def stop(conversation_id):

@@ -142,6 +142,12 @@ class Message(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["conversation", "created_at"]), models.Index(fields=["status", "heartbeat_at"])]
+        constraints = [
+            # One answer streams per conversation, whichever process starts it.
+            models.UniqueConstraint(
+                fields=["conversation"], condition=models.Q(status="streaming"), name="one_stream_per_conversation"
+            )
+        ]
 
     def __str__(self):
         return f"{self.role} message {self.pk} ({self.status})"

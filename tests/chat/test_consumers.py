@@ -214,3 +214,17 @@ def test_frames_speak_the_saved_language_then_the_cookie_then_the_browser(bob):
     assert socket_language({"cookies": {}, "headers": []}, bob) == "en"
     bob.language = "en"
     assert socket_language(scope, bob) == "en"
+
+
+async def test_a_second_message_while_mimo_answers_gets_a_notice(conversation, bob):
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("First [[fake:long=2000]] [[fake:speed=50]]"))
+    await communicator.receive_from(timeout=10)
+    await communicator.send_json_to(send_form("Second"))
+    while "still answering" not in await communicator.receive_from(timeout=10):
+        pass
+    assert await Message.objects.filter(conversation=conversation, role="user").acount() == 1
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    await frames_until_finished(communicator)
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError
 from django.http import Http404
 from django.utils import timezone
 
@@ -83,9 +84,10 @@ def test_latest_exchange_is_kept_even_when_it_alone_is_too_long():
     assert fit_to_context(turns, "", model) == (turns, 0)
 
 
-def test_streams_with_a_stale_heartbeat_become_interrupted(conversation):
+def test_streams_with_a_stale_heartbeat_become_interrupted(conversation, bob, acme):
     stale = add(conversation, "assistant", "partial", status="streaming", heartbeat_at=timezone.now() - timedelta(minutes=2))
-    fresh = add(conversation, "assistant", "going", status="streaming", heartbeat_at=timezone.now())
+    other = Conversation.objects.create(owner=bob, team=acme)
+    fresh = add(other, "assistant", "going", status="streaming", heartbeat_at=timezone.now())
     Message.objects.mark_dead()
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -114,3 +116,9 @@ def test_explanations_say_what_happened_in_plain_words(conversation):
     assert "busy" in add(conversation, "assistant", status="error", error_kind="overloaded").explanation()
     assert "repeating" in add(conversation, "assistant", finish_reason="repetition_truncation").explanation()
     assert add(conversation, "assistant", finish_reason="stop").explanation() == ""
+
+
+def test_a_conversation_streams_one_answer_at_a_time(conversation):
+    add(conversation, "assistant", status="streaming")
+    with pytest.raises(IntegrityError):
+        add(conversation, "assistant", status="streaming")
