@@ -18,7 +18,9 @@ class SendForm(forms.Form):
     model = forms.ChoiceField(label=_("Model"), choices=model_choices)
     thinking = forms.BooleanField(label=_("Thinking"), required=False)
     web_search = forms.BooleanField(label=_("Web search"), required=False)
-    system_prompt = forms.CharField(label=_("System prompt"), max_length=20_000, required=False, strip=False)
+    system_prompt = forms.CharField(
+        label=_("System prompt"), max_length=20_000, required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
 
 
 class RetryForm(forms.Form):
