@@ -61,13 +61,14 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.remote_seq = None
         self.remote_waiting = []
         self.snapshot_asked_at = 0.0
-        await self.accept()
-        self.writer = asyncio.create_task(self.write_frames())
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # A stream left by a dead process is marked before this socket shows anything.
         await database_sync_to_async(Message.objects.filter(conversation=self.conversation).mark_dead)(
             running=generation.running_ids()
         )
         generation.keep_sweeping()
+        await self.accept()
+        self.writer = asyncio.create_task(self.write_frames())
+        await self.channel_layer.group_add(self.group, self.channel_name)
         snapshot = generation.watch(self.watcher)
         if snapshot:
             self.watcher.deliver(snapshot[1])

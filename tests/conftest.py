@@ -26,6 +26,9 @@ def test_settings():
     settings.WHITENOISE_AUTOREFRESH = True
     # Hashing on purpose slowly is the point in production and a waste in tests.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Threads the async code uses must not keep connections past a test (PostgreSQL
+    # refuses to drop a test database that a connection still uses).
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     # The fake MiMo server listens on loopback.
     settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS = ["127.0.0.1"]
 
