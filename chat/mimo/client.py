@@ -148,7 +148,9 @@ def shared_http_client() -> httpx.AsyncClient:
     if _shared is None or _shared[0] is not loop or _shared[1].is_closed:
         client = httpx.AsyncClient(
             timeout=Timeouts().for_httpx(),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # Each streaming answer holds a connection for its whole length; a
+            # low cap would make the answers after it fail with a pool timeout.
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=100),
             headers={"user-agent": "mimoweb"},
         )
         _shared = (loop, client)
