@@ -29,11 +29,14 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.safestring import mark_safe
 
+from accounts.crypto import UndecryptableSecret
+from accounts.models import validate_base_url
 from chat import mimo, render, tools
 from chat.models import Citation, Conversation, Message, ToolCall
 
@@ -48,6 +51,7 @@ FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream
 FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
 MAX_TOOL_ROUNDS = 8
+KEY_UNUSABLE = "key_unusable"  # an error kind of ours, beside chat.mimo's
 
 
 def group_name(conversation_id):
@@ -394,7 +398,13 @@ class Generation:
             self.task.cancel()
 
     async def answer(self):
-        endpoint = mimo.Endpoint(self.api_key.base_url, await self.decrypt_key(), mimo.ApiFormat(self.api_key.api_format))
+        try:
+            secret = await self.open_key()
+        except (ValidationError, PermissionError, UndecryptableSecret) as error:
+            logger.warning("API key %s cannot be used: %s", self.api_key, error)
+            await self.finish(Message.Status.ERROR, error_kind=KEY_UNUSABLE)
+            return
+        endpoint = mimo.Endpoint(self.api_key.base_url, secret, mimo.ApiFormat(self.api_key.api_format))
         for _round in range(MAX_TOOL_ROUNDS):
             request = await self.build_request()
             accumulator = mimo.Accumulator()
@@ -421,7 +431,9 @@ class Generation:
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
 
     @database_sync_to_async
-    def decrypt_key(self):
+    def open_key(self):
+        """The key's secret, once its base URL is checked again: DNS may have changed since it was saved."""
+        validate_base_url(self.api_key.base_url)
         return self.api_key.decrypt_secret()
 
     @database_sync_to_async

@@ -175,6 +175,8 @@ class Message(models.Model):
             return _("You stopped this answer. What arrived is kept.")
         if self.status == self.Status.INTERRUPTED:
             return _("The server stopped while MiMo was answering. What arrived is kept; you can try again.")
+        if self.status == self.Status.ERROR and self.error_kind == "key_unusable":
+            return _("The team's MiMo key cannot be used: it was revoked, or its base URL is no longer allowed. Ask a team admin.")
         if self.status == self.Status.ERROR:
             try:
                 return _(mimo.ErrorKind(self.error_kind).message)

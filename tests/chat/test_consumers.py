@@ -228,3 +228,14 @@ async def test_a_second_message_while_mimo_answers_gets_a_notice(conversation, b
     await frames_until_finished(communicator)
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+async def test_a_key_whose_base_url_is_no_longer_allowed_is_not_used(conversation, bob, settings, fake_records):
+    settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS = []  # the operator took the fake's loopback host off the list
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Hello"))
+    frames = await frames_until_finished(communicator)
+    assert "key cannot be used" in frames[-1]
+    assert (await latest_answer(conversation)).error_kind == "key_unusable"
+    assert fake_records.all() == []  # nothing was sent
+    await communicator.disconnect()
