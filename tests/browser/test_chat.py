@@ -45,6 +45,18 @@ def saved_answer():
     return Message.objects.filter(role="assistant").order_by("-id").first()
 
 
+def test_shift_enter_breaks_the_line_and_enter_sends(chat):
+    box = chat.get_by_role("textbox", name="Message")
+    box.fill("First line")
+    box.press("Shift+Enter")
+    box.press_sequentially("second line")
+    assert box.input_value() == "First line\nsecond line"
+    expect(chat.locator(ANSWER)).to_have_count(0)
+    box.press("Enter")
+    expect(chat.locator("article.message-user")).to_contain_text("second line")
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)
+
+
 def test_thinking_then_answer_streams_into_the_page(chat, api_format):
     send(chat, "Explain [[fake:markdown]] [[fake:speed=60]]")
     answer = last_answer(chat)
