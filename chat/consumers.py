@@ -1,13 +1,13 @@
 """The conversation socket: thin over chat/generation.py, which does the work."""
 
 import asyncio
-import logging
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
+from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
@@ -15,11 +15,13 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 from chat import generation
 from chat.forms import RetryForm, SendForm
 from chat.models import Message, get_conversation_for
-from chat.views import choose_api_key, render_notice
-
-logger = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
+
+
+def render_notice(text):
+    """A short notice under the composer."""
+    return render_to_string("chat/conversation.html#notice", {"notice": text})
 
 
 def socket_language(scope, user):
@@ -119,7 +121,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.start(text="")
 
     async def start(self, *, text):
-        api_key = await database_sync_to_async(choose_api_key)(self.conversation)
+        api_key = await database_sync_to_async(self.conversation.key_for_next_turn)()
         if api_key is None:
             self.watcher.deliver(render_notice(_("Your team has no MiMo key yet. Ask a team admin to add one.")))
             return

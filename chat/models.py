@@ -40,6 +40,11 @@ class Conversation(models.Model):
     def __str__(self):
         return self.title or str(self.id)
 
+    def key_for_next_turn(self):
+        """The conversation's own key if still active, else the team's first active team key."""
+        keys = ApiKey.objects.active().filter(team=self.team, owner__isnull=True)
+        return keys.filter(pk=self.api_key_id).first() or keys.order_by("created_at").first()
+
     def turns(self):
         """The history MiMo is sent, rebuilt from the rows alone.
 

@@ -1,7 +1,6 @@
 from django.contrib import messages
 from django.db.models import prefetch_related_objects
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -24,17 +23,6 @@ def recommended_system_prompt():
         "You are MiMo, an AI assistant developed by Xiaomi. Today is %(date)s, %(week)s. "
         "Your knowledge cutoff is December 2024."
     ) % {"date": date_format(now, "Y-m-d"), "week": date_format(now, "l")}
-
-
-def choose_api_key(conversation):
-    """The key a turn runs with: the conversation's, or else the team's first active team key."""
-    keys = ApiKey.objects.active().filter(team=conversation.team, owner__isnull=True)
-    return keys.filter(pk=conversation.api_key_id).first() or keys.order_by("created_at").first()
-
-
-def render_notice(text):
-    """A short notice under the composer, sent over the socket."""
-    return render_to_string("chat/conversation.html#notice", {"notice": text})
 
 
 def conversation_list(request: AuthenticatedHttpRequest):
@@ -67,7 +55,7 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
             "system_prompt": conversation.system_prompt,
         }
     )
-    api_key = choose_api_key(conversation)
+    api_key = conversation.key_for_next_turn()
     return render(
         request,
         "chat/conversation.html",
