@@ -50,6 +50,7 @@ def process_id():
 FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream
 FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
+STOP_POLL_INTERVAL = 2.0  # how often a generation reads the Stop flag other processes may set
 MAX_TOOL_ROUNDS = 8
 KEY_UNUSABLE = "key_unusable"  # an error kind of ours, beside chat.mimo's
 
@@ -516,11 +517,20 @@ class Generation:
         )
 
     async def beat(self):
-        """Keep the heartbeat fresh while MiMo is silent, and hear a stop asked for in the database."""
+        """Keep the heartbeat fresh while MiMo is silent, and hear a Stop asked for in the database.
+
+        The flag matters only when other processes may ask (a shared channel
+        layer); they also send the Stop through the group, which is faster but
+        may be lost, so the flag is read every STOP_POLL_INTERVAL.
+        """
+        poll = STOP_POLL_INTERVAL if self.remote_outbox is not None else HEARTBEAT_INTERVAL
+        last_beat = time.monotonic()
         while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
-            await self.flush()
-            if await self.stop_requested_in_database():
+            await asyncio.sleep(poll)
+            if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL:
+                last_beat = time.monotonic()
+                await self.flush()
+            if self.remote_outbox is not None and await self.stop_requested_in_database():
                 self.stop()
 
     async def stop_requested_in_database(self):
@@ -615,7 +625,12 @@ class Generation:
 
     async def listen(self, layer, channel):
         while True:
-            message = await layer.receive(channel)
+            try:
+                message = await layer.receive(channel)
+            except Exception:  # Redis hiccup: keep listening; the database flag backs Stop up
+                logger.warning("Generation %s could not read its channel", self.message.pk, exc_info=True)
+                await asyncio.sleep(1)
+                continue
             if message["type"] == "generation.stop":
                 self.stop()
             elif message["type"] == "generation.snapshot.request":

@@ -248,7 +248,12 @@ class IncrementalRenderer:
         self._held_carriage_return = False
 
     def feed(self, delta):
-        self._rest += self._normalise_newlines(delta)
+        delta = self._normalise_newlines(delta)
+        self._rest += delta
+        if "\n" not in delta:
+            # A block ends only at a completed line, and none was completed:
+            # skip looking for finished blocks, the costlier half of an update.
+            return Update(final=mark_safe(""), tail=render_block(self._rest))
         return self._update(at_end=False)
 
     def finish(self):

@@ -6,9 +6,12 @@ and the server process sees them.
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytest
+from asgiref.sync import SyncToAsync
+from channels.layers import channel_layers
 from channels.testing.live import make_application
 from daphne.testing import DaphneProcess
 from django.conf import settings
@@ -18,6 +21,8 @@ from django.db import connections
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.test import Client
 from playwright.sync_api import sync_playwright
+
+from chat import generation
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls the
 # tests make between browser steps are still plain synchronous code.
@@ -37,10 +42,22 @@ CHROMIUM_ARGS = [
 ]
 
 
-def clear_content_types_before_each_request():
-    """Runs in the server process. Each transactional test ends with a flush that
-    recreates the content types under new ids; the server must not use stale ones."""
+def prepare_server_process():
+    """Runs in the forked server process, before it serves.
+
+    Each transactional test ends with a flush that recreates the content types
+    under new ids: the server must not use ones it cached. And the fork copies
+    whatever the test process had: channel layers bound to its event loops
+    and its chat state, none of which belongs to the server; and asgiref's
+    executor, whose thread did not cross the fork (work sent to it would wait
+    forever).
+    """
     request_started.connect(lambda **kwargs: ContentType.objects.clear_cache(), weak=False)
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+    channel_layers.backends.clear()
+    generation._generations.clear()
+    generation._watchers.clear()
+    generation._sweeper = None
 
 
 def start_live_server(django_db_blocker):
@@ -52,7 +69,7 @@ def start_live_server(django_db_blocker):
     server = DaphneProcess(
         "localhost",
         partial(make_application, static_wrapper=ASGIStaticFilesHandler),
-        setup=clear_content_types_before_each_request,
+        setup=prepare_server_process,
     )
     with django_db_blocker.unblock():  # the forked server inherits the unblocked database
         # An SQLite connection must not cross a fork: the child opens its own.

@@ -55,8 +55,8 @@ def test_a_browser_on_process_b_watches_and_stops_a_generation_running_on_proces
     assert len(on_b.locator(".answer").inner_text()) > before
 
     watcher.get_by_role("button", name="Stop").click()
-    expect(on_b).to_have_attribute("data-status", "stopped", timeout=10_000)
-    expect(on_a).to_have_attribute("data-status", "stopped", timeout=10_000)
+    expect(on_b).to_have_attribute("data-status", "stopped", timeout=15_000)
+    expect(on_a).to_have_attribute("data-status", "stopped", timeout=15_000)
     saved = Message.objects.get(conversation=conversation, role="assistant")
     assert saved.status == "stopped"
     assert on_a.locator(".answer").inner_text() == on_b.locator(".answer").inner_text()
