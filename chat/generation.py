@@ -105,10 +105,6 @@ def unwatch(watcher):
         _watchers.pop(str(watcher.conversation_id), None)
 
 
-def running_here(conversation_id):
-    return str(conversation_id) in _generations
-
-
 # --- Starting and stopping -------------------------------------------------------
 
 
