@@ -59,7 +59,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.group = generation.group_name(self.conversation.pk)
         self.watcher = generation.Watcher(self.conversation.pk, socket_language(self.scope, user), user.time_zone)
-        # Frames from other processes: the last seq applied, and frames held until a snapshot.
+        # Frames from other processes: whose, the last seq applied, and frames held until a snapshot.
+        self.remote_generation = None
         self.remote_seq = None
         self.remote_waiting = []
         self.snapshot_asked_at = 0.0
@@ -147,7 +148,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if event["origin"] == generation.process_id():
             return  # this process's sockets got it directly
         seq, html = event["seq"], event["html"].get(self.watcher.language) or event["html"]["en"]
-        if event["snapshot"] and (self.remote_seq is None or seq > self.remote_seq or seq == 1):
+        if event["generation"] != self.remote_generation:
+            # Another answer's frames: their numbers start again.
+            self.remote_generation, self.remote_seq, self.remote_waiting = event["generation"], None, []
+        if event["snapshot"] and (self.remote_seq is None or seq > self.remote_seq):
             self.remote_seq = seq
             self.watcher.deliver(html)
             for held_seq, held_html in sorted(self.remote_waiting):

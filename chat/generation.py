@@ -280,6 +280,7 @@ class Generation:
         self.api_key = api_key
         self.user_time_zone = user_time_zone
         self.task = None
+        self.key = uuid.uuid4().hex  # names this answer's frames; their seq counts from 1
         self.seq = 0
         self.renderer = render.IncrementalRenderer()
         self.answer_final = []  # rendered blocks so far, for snapshots
@@ -611,7 +612,14 @@ class Generation:
                             html[code] = render_to_string(f"chat/conversation.html#{partial}", context)
                     await layer.group_send(
                         group,
-                        {"type": "generation.frame", "origin": process_id(), "seq": seq, "snapshot": snapshot, "html": html},
+                        {
+                            "type": "generation.frame",
+                            "origin": process_id(),
+                            "generation": self.key,
+                            "seq": seq,
+                            "snapshot": snapshot,
+                            "html": html,
+                        },
                     )
                 finally:
                     self.remote_outbox.task_done()

@@ -239,3 +239,24 @@ async def test_a_key_whose_base_url_is_no_longer_allowed_is_not_used(conversatio
     assert (await latest_answer(conversation)).error_kind == "key_unusable"
     assert fake_records.all() == []  # nothing was sent
     await communicator.disconnect()
+
+
+async def test_frames_are_coalesced_and_the_database_is_not_written_per_token(conversation, bob, monkeypatch):
+    saves = []
+    real_asave = Message.asave
+
+    async def counting_asave(self, *args, **kwargs):
+        saves.append(kwargs.get("update_fields"))
+        return await real_asave(self, *args, **kwargs)
+
+    monkeypatch.setattr(Message, "asave", counting_asave)
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    # 600 tokens with no pause between them: they arrive far faster than frames go out.
+    await communicator.send_json_to(send_form("Fast [[fake:long=600]] [[fake:speed=0]]"))
+    frames = await frames_until_finished(communicator)
+    answer = await latest_answer(conversation)
+    assert answer.status == "complete" and answer.completion_tokens >= 600
+    assert len(frames) < 60  # one frame per token would be 600 and more
+    assert len(saves) < 20  # flushes and changes of state, not tokens
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
