@@ -417,14 +417,15 @@ class Generation:
                 return
             self.apply_usage(accumulator.usage)
             complete_calls = accumulator.complete_tool_calls
-            if accumulator.reasoning and not complete_calls:
-                offered = [tool.name for tool in tools.TOOLS]
-                self.message.reasoning_tool_calls = tools.tool_calls_in_reasoning(accumulator.reasoning, offered)
+            finish_reason = accumulator.finish.reason if accumulator.finish else ""
             if not complete_calls:
-                await self.finish(Message.Status.COMPLETE, finish_reason=accumulator.finish.reason if accumulator.finish else "")
+                if accumulator.reasoning:
+                    offered = [tool.name for tool in tools.TOOLS]
+                    self.message.reasoning_tool_calls = tools.tool_calls_in_reasoning(accumulator.reasoning, offered)
+                await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
                 return
             await self.run_tools(complete_calls)
-            await self.finish(Message.Status.COMPLETE, finish_reason=accumulator.finish.reason if accumulator.finish else "")
+            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
             await self.next_round()
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
 

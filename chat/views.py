@@ -46,7 +46,8 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
     conversation = get_conversation_for(request.user, conversation_id)
     Message.objects.filter(conversation=conversation).mark_dead(running=generation.running_ids())
     recent = list(conversation.messages.order_by("-created_at", "-id")[:PAGE_MESSAGES])[::-1]
-    items = [generation.message_context(message) for message in prefetched(recent)]
+    prefetch_related_objects(recent, "tool_calls", "citations")
+    items = [generation.message_context(message) for message in recent]
     form = SendForm(
         initial={
             "model": conversation.model,
@@ -70,8 +71,3 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
             "web_search_offered": api_key is not None and api_key.api_format == ApiKey.Format.OPENAI,
         },
     )
-
-
-def prefetched(messages):
-    prefetch_related_objects(messages, "tool_calls", "citations")
-    return messages
