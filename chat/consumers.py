@@ -68,7 +68,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await database_sync_to_async(Message.objects.filter(conversation=self.conversation).mark_dead)(
             running=generation.running_ids()
         )
-        generation.keep_sweeping()
+        generation.keep_tending()
         await self.accept()
         self.writer = asyncio.create_task(self.write_frames())
         await self.channel_layer.group_add(self.group, self.channel_name)

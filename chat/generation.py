@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.safestring import mark_safe
@@ -50,7 +50,7 @@ def process_id():
 FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream
 FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
-STOP_POLL_INTERVAL = 2.0  # how often a generation reads the Stop flag other processes may set
+STOP_POLL_INTERVAL = 2.0  # how often the Stop flags other processes may set are read
 MAX_TOOL_ROUNDS = 8
 KEY_UNUSABLE = "key_unusable"  # an error kind of ours, beside chat.mimo's
 
@@ -119,7 +119,7 @@ async def start(conversation, *, text, api_key, user_time_zone=""):
     this module keeps a strong reference to.
     """
     user_message, message = await create_turn(conversation, text, api_key)
-    keep_sweeping()
+    keep_tending()
     generation = Generation(conversation, message, api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
     generation.announce(user_message)
@@ -157,7 +157,7 @@ async def stop(conversation_id):
     """Stop the conversation's generation, wherever it runs.
 
     Here: at once. Elsewhere: through the group (fast) and a flag in the
-    database that the generation reads with every heartbeat (sure).
+    database that the generation's process reads every STOP_POLL_INTERVAL (sure).
     """
     if generation := _generations.get(str(conversation_id)):
         generation.stop()
@@ -173,25 +173,70 @@ def running_ids():
     return list(_generations)
 
 
-_sweeper = None
+_tender = None
 
 
-def keep_sweeping():
-    """While this process serves chats, it marks the streams of dead processes `interrupted`.
-
-    A generation beats every HEARTBEAT_INTERVAL; a stream whose beat is 45 s old
-    lost its process. Sweeping every beat marks it within a minute.
-    """
-    global _sweeper
+def keep_tending():
+    """While this process serves chats, one task tends all of its streams (see `tend_forever`)."""
+    global _tender
     loop = asyncio.get_running_loop()
-    if _sweeper is None or _sweeper.done() or _sweeper.get_loop() is not loop:
-        _sweeper = loop.create_task(sweep_forever())
+    if _tender is None or _tender.done() or _tender.get_loop() is not loop:
+        _tender = loop.create_task(tend_forever())
 
 
-async def sweep_forever():
+async def tend_forever():
+    """Once a second, for every stream of this process at once: save what arrived and beat.
+
+    One transaction for all streams, not one per stream: at 300 streams, 300
+    separate saves a second kept the database thread busy enough to starve
+    the event loop of the GIL. With a shared channel layer it also reads the
+    Stop flags other processes set, and every HEARTBEAT_INTERVAL it marks
+    the streams of dead processes `interrupted`: they stop beating, and a
+    beat older than 45 s means a lost process, so they are marked within a minute.
+    """
+    last_sweep = last_stop_poll = -HEARTBEAT_INTERVAL
     while True:
-        await database_sync_to_async(Message.objects.mark_dead)(running=running_ids())
-        await asyncio.sleep(HEARTBEAT_INTERVAL)
+        now = time.monotonic()
+        if rows := [row for generation in list(_generations.values()) if (row := generation.progress(now))]:
+            await database_sync_to_async(save_progress)(rows)
+        if is_shared_layer() and _generations and now - last_stop_poll >= STOP_POLL_INTERVAL:
+            last_stop_poll = now
+            for message_id in await database_sync_to_async(stops_requested)(list(_generations.values())):
+                if generation := next((g for g in _generations.values() if g.message.pk == message_id), None):
+                    generation.stop()
+        if now - last_sweep >= HEARTBEAT_INTERVAL:
+            last_sweep = now
+            await database_sync_to_async(Message.objects.mark_dead)(running=running_ids())
+        await asyncio.sleep(FLUSH_INTERVAL)
+
+
+PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "heartbeat_at")
+
+
+def save_progress(rows):
+    """Write (content, reasoning, signature, heartbeat, message id) rows in one transaction.
+
+    Plain SQL because the ORM's own work per saved row (about 300 µs on our
+    machine, against 25 µs for the statement) was most of a busy second. Only
+    a message still streaming is written: one that finished meanwhile keeps
+    what `Generation.finish` saved.
+    """
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(Message._meta.get_field(name).column)} = %s" for name in PROGRESS_FIELDS)
+    sql = f"UPDATE {quote(Message._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s AND {quote('status')} = %s"
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        (content, reasoning, signature, adapt(beat), pk, Message.Status.STREAMING)
+        for content, reasoning, signature, beat, pk in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def stops_requested(generations):
+    """The messages of these generations that another process asked to stop."""
+    ids = [generation.message.pk for generation in generations]
+    return set(Message.objects.filter(pk__in=ids, stop_requested_at__isnull=False).values_list("pk", flat=True))
 
 
 async def request_snapshot(conversation_id):
@@ -292,7 +337,8 @@ class Generation:
         self.pending_tool_calls = set()
         self.frame_scheduled = None
         self.last_frame = 0.0
-        self.last_flush = time.monotonic()
+        self.unsaved = False  # text arrived since the last save
+        self.saved_at = time.monotonic()
         self.remote_outbox = asyncio.Queue() if is_shared_layer() else None
         self.stopping = False
 
@@ -374,7 +420,6 @@ class Generation:
     # -- the work --
 
     async def run(self):
-        heartbeat = asyncio.create_task(self.beat())
         remote = asyncio.create_task(self.serve_other_processes()) if self.remote_outbox is not None else None
         try:
             await self.answer()
@@ -384,7 +429,6 @@ class Generation:
             logger.exception("Generation of message %s failed", self.message.pk)
             await self.finish(Message.Status.ERROR, error_kind="internal", error_text="")
         finally:
-            heartbeat.cancel()
             _generations.pop(str(self.conversation.pk), None)
             if remote is not None:
                 await self.remote_outbox.join()
@@ -484,9 +528,8 @@ class Generation:
                 return
             case _:
                 return
+        self.unsaved = True
         self.schedule_frame()
-        if time.monotonic() - self.last_flush >= FLUSH_INTERVAL:
-            await self.flush()
 
     async def mark_first_token(self):
         """The answer starts: fold the thinking panel, everywhere."""
@@ -506,33 +549,25 @@ class Generation:
         message.web_search_calls = usage.web_search_calls
         message.web_search_pages = usage.web_search_pages
 
+    def progress(self, now):
+        """The row `save_progress` writes, if this stream has news or is due a beat; else None."""
+        message = self.message
+        if message.status != Message.Status.STREAMING:
+            return None
+        if not self.unsaved and now - self.saved_at < HEARTBEAT_INTERVAL:
+            return None
+        self.unsaved, self.saved_at = False, now
+        message.heartbeat_at = timezone.now()
+        return message.content, message.reasoning_content, message.thinking_signature, message.heartbeat_at, message.pk
+
     async def flush(self):
-        self.last_flush = time.monotonic()
+        """Save what arrived now, not with the next `save_progress`: a change of state."""
+        self.unsaved, self.saved_at = False, time.monotonic()
         message = self.message
         message.heartbeat_at = timezone.now()
         await message.asave(
             update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
         )
-
-    async def beat(self):
-        """Keep the heartbeat fresh while MiMo is silent, and hear a Stop asked for in the database.
-
-        The flag matters only when other processes may ask (a shared channel
-        layer); they also send the Stop through the group, which is faster but
-        may be lost, so the flag is read every STOP_POLL_INTERVAL.
-        """
-        poll = STOP_POLL_INTERVAL if self.remote_outbox is not None else HEARTBEAT_INTERVAL
-        last_beat = time.monotonic()
-        while True:
-            await asyncio.sleep(poll)
-            if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL:
-                last_beat = time.monotonic()
-                await self.flush()
-            if self.remote_outbox is not None and await self.stop_requested_in_database():
-                self.stop()
-
-    async def stop_requested_in_database(self):
-        return await Message.objects.filter(pk=self.message.pk, stop_requested_at__isnull=False).aexists()
 
     async def finish(self, status, *, finish_reason="", error_kind="", error_text=""):
         self.flush_frames(at_end=True)

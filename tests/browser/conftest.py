@@ -57,7 +57,7 @@ def prepare_server_process():
     channel_layers.backends.clear()
     generation._generations.clear()
     generation._watchers.clear()
-    generation._sweeper = None
+    generation._tender = None
 
 
 def start_live_server(django_db_blocker):

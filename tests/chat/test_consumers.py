@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import chat.routing
 from accounts.models import ApiKey
-from chat import mimo
+from chat import generation, mimo
 from chat.consumers import socket_language
 from chat.models import Conversation, Message
 from tests.conftest import make_user
@@ -243,13 +243,18 @@ async def test_a_key_whose_base_url_is_no_longer_allowed_is_not_used(conversatio
 
 async def test_frames_are_coalesced_and_the_database_is_not_written_per_token(conversation, bob, monkeypatch):
     saves = []
-    real_asave = Message.asave
+    real_asave, real_save_progress = Message.asave, generation.save_progress
 
     async def counting_asave(self, *args, **kwargs):
         saves.append(kwargs.get("update_fields"))
         return await real_asave(self, *args, **kwargs)
 
+    def counting_save_progress(rows):
+        saves.extend(rows)
+        real_save_progress(rows)
+
     monkeypatch.setattr(Message, "asave", counting_asave)
+    monkeypatch.setattr(generation, "save_progress", counting_save_progress)
     communicator, _connected, _code = await connect(bob, conversation.pk)
     # 600 tokens with no pause between them: they arrive far faster than frames go out.
     await communicator.send_json_to(send_form("Fast [[fake:long=600]] [[fake:speed=0]]"))
@@ -258,5 +263,25 @@ async def test_frames_are_coalesced_and_the_database_is_not_written_per_token(co
     assert answer.status == "complete" and answer.completion_tokens >= 600
     assert len(frames) < 60  # one frame per token would be 600 and more
     assert len(saves) < 20  # flushes and changes of state, not tokens
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
+
+
+async def test_what_arrived_is_saved_while_the_answer_still_streams(conversation, bob, monkeypatch):
+    monkeypatch.setattr(generation, "FLUSH_INTERVAL", 0.05)
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Slowly [[fake:long=40]] [[fake:speed=20]]", thinking=""))
+    for _poll in range(1500):  # until the database holds part of the answer while it is still streaming
+        answer = await latest_answer(conversation)
+        if answer is not None:
+            assert answer.status == "streaming", "the answer ended before any progress was saved"
+            if answer.content:
+                break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the answer did not start")
+    assert answer.heartbeat_at is not None
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    await frames_until_finished(communicator)
     await communicator.disconnect()
     await mimo.close_shared_http_client()

@@ -1,0 +1,76 @@
+"""What one process does for all of its streams: save their progress together, beat, hear Stops."""
+
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from chat import generation
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def streams(bob, acme, acme_key):
+    """Two answers streaming in two conversations, each with its generation."""
+    running = []
+    for _ in range(2):
+        conversation = Conversation.objects.create(owner=bob, team=acme)
+        message = Message.objects.create(
+            conversation=conversation, role="assistant", status="streaming", created_at=timezone.now()
+        )
+        running.append(generation.Generation(conversation, message, acme_key, ""))
+    return running
+
+
+def test_every_stream_with_news_is_saved_in_one_statement(streams):
+    for number, stream in enumerate(streams):
+        stream.message.content = f"answer {number}"
+        stream.message.reasoning_content = f"thought {number}"
+        stream.unsaved = True
+    rows = [stream.progress(time.monotonic()) for stream in streams]
+    with CaptureQueriesContext(connection) as queries:
+        generation.save_progress(rows)
+    updates = [query["sql"] for query in queries.captured_queries if "UPDATE" in query["sql"]]
+    assert len(updates) == 1 and updates[0].startswith("2 times: UPDATE")  # Django's log of an executemany
+    for number, stream in enumerate(streams):
+        saved = Message.objects.get(pk=stream.message.pk)
+        assert (saved.content, saved.reasoning_content) == (f"answer {number}", f"thought {number}")
+        assert saved.heartbeat_at is not None
+
+
+def test_a_stream_without_news_is_left_alone_until_its_heartbeat_is_due(streams):
+    stream = streams[0]
+    now = time.monotonic()
+    stream.saved_at = now
+    assert stream.progress(now) is None
+    assert stream.progress(now + generation.HEARTBEAT_INTERVAL) is not None  # the beat
+    stream.unsaved = True
+    assert stream.progress(now + generation.HEARTBEAT_INTERVAL + 0.1) is not None  # news
+    assert stream.progress(now + generation.HEARTBEAT_INTERVAL + 0.2) is None  # saved: nothing new
+
+
+def test_an_answer_that_finished_meanwhile_keeps_what_finish_saved(streams):
+    stream = streams[0]
+    stream.message.content = "half an answer"
+    stream.unsaved = True
+    row = stream.progress(time.monotonic())
+    Message.objects.filter(pk=stream.message.pk).update(status="complete", content="the whole answer")
+    generation.save_progress([row])
+    assert Message.objects.get(pk=stream.message.pk).content == "the whole answer"
+
+
+def test_a_finished_answer_has_no_progress_to_save(streams):
+    stream = streams[0]
+    stream.unsaved = True
+    stream.message.status = Message.Status.STOPPED
+    assert stream.progress(time.monotonic()) is None
+
+
+def test_a_stop_asked_for_by_another_process_is_found(streams):
+    asked, left = streams
+    Message.objects.filter(pk=asked.message.pk).update(stop_requested_at=timezone.now())
+    assert generation.stops_requested(streams) == {asked.message.pk}
