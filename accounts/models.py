@@ -47,6 +47,11 @@ class Team(models.Model):
         default=False,
         help_text=_("A personal key is used only by the member who added it."),
     )
+    review_enabled = models.BooleanField(
+        _("reviewers may open members' conversations"),
+        default=True,
+        help_text=_("Each opening is recorded with its reason, and the conversation's owner sees it."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="teams")
 
@@ -62,6 +67,8 @@ class Team(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         MEMBER = "member", _("member")
+        # Reads the team's conversations, each opening recorded with its reason (when the team allows review).
+        REVIEWER = "reviewer", _("reviewer")
         ADMIN = "admin", _("team admin")
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("team"))

@@ -31,11 +31,16 @@ class Conversation(models.Model):
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Pinned conversations come first in the sidebar.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    # In the trash since then; restorable for TRASH_DAYS, then deleted for good.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "deleted_at", "-updated_at"])]
 
     def __str__(self):
         return self.title or str(self.id)
@@ -111,6 +116,11 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=20, choices=Role)
+    # Versions: an edited question or a regenerated answer is a sibling (same parent) of the one it
+    # replaces. `parent` is the message this one follows (None for the first); `visible` marks the
+    # branch the page shows and MiMo is sent.
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="children")
+    visible = models.BooleanField(default=True)
     content = models.TextField(blank=True)
     # Null: MiMo sent none. Otherwise the exact string, which goes back to MiMo unchanged.
     reasoning_content = models.TextField(null=True, blank=True)
@@ -146,7 +156,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at"]), models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            models.Index(fields=["conversation", "visible", "created_at", "id"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
         constraints = [
             # One answer streams per conversation, whichever process starts it.
             models.UniqueConstraint(
@@ -234,3 +248,83 @@ class Citation(models.Model):
 
     class Meta:
         ordering = ["index"]
+
+
+# --- Sharing and review ------------------------------------------------------------
+
+
+class Share(models.Model):
+    """A read-only snapshot of a conversation that signed-in members of its team may open."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    created_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # The conversation as it was when shared (the export format), so later changes do not leak into it.
+    snapshot = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class ShareOpening(models.Model):
+    """Who opened a share, and when: its owner sees the list."""
+
+    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="openings")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    opened_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+
+class ReviewAccess(models.Model):
+    """A reviewer opened someone's conversation: who, whose, when, why. Kept when the conversation goes."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="review_accesses"
+    )
+    conversation_title = models.CharField(max_length=200, blank=True)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="review_accesses")
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="reviews_of_mine")
+    reviewer = models.ForeignKey(User, on_delete=models.CASCADE, related_name="reviews_made")
+    reason = models.TextField(_("reason"))
+    opened_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["owner", "-opened_at"])]
+
+
+# --- Prices ------------------------------------------------------------------------
+
+
+class Price(models.Model):
+    """What MiMo charges for a model from a moment on; a message costs what was in force when it ran.
+
+    A superuser edits these in the Django admin because prices change: a new
+    price is a new row with a later `valid_from`, so older messages keep theirs.
+    """
+
+    model = models.CharField(_("model"), max_length=100)
+    valid_from = models.DateTimeField(_("valid from"))
+    currency = models.CharField(_("currency"), max_length=3, default="USD")
+    input_per_million = models.DecimalField(_("input, per million tokens"), max_digits=12, decimal_places=6)
+    cached_input_per_million = models.DecimalField(
+        _("cached input, per million tokens"), max_digits=12, decimal_places=6
+    )
+    output_per_million = models.DecimalField(_("output, per million tokens"), max_digits=12, decimal_places=6)
+    web_search_per_thousand = models.DecimalField(
+        _("web search, per thousand calls"), max_digits=12, decimal_places=6, default=0
+    )
+
+    class Meta:
+        ordering = ["model", "-valid_from"]
+        verbose_name = _("price")
+        verbose_name_plural = _("prices")
+        constraints = [models.UniqueConstraint(fields=["model", "valid_from"], name="one_price_per_model_and_moment")]
+
+    def __str__(self):
+        return f"{self.model} from {self.valid_from:%Y-%m-%d}"

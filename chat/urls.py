@@ -1,9 +1,9 @@
 from django.urls import path
 
-from chat import views
+from chat.views import conversations
 
 urlpatterns = [
-    path("chats/", views.conversation_list, name="conversation_list"),
-    path("chats/new/", views.new_conversation, name="new_conversation"),
-    path("chats/<uuid:conversation_id>/", views.conversation_page, name="conversation"),
+    path("chats/", conversations.conversation_list, name="conversation_list"),
+    path("chats/new/", conversations.new_conversation, name="new_conversation"),
+    path("chats/<uuid:conversation_id>/", conversations.conversation_page, name="conversation"),
 ]

@@ -1,0 +1,1 @@
+"""The chat app's pages, one module per part of the product (conversations, library, search, …)."""
