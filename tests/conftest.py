@@ -6,6 +6,7 @@ Globex (another team), and root a superuser in no team.
 
 import httpx
 import pytest
+from channels.layers import channel_layers
 from daphne.testing import DaphneProcess
 from django.conf import settings
 
@@ -31,6 +32,19 @@ def test_settings():
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     # The fake MiMo server listens on loopback.
     settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS = ["127.0.0.1"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets its own channel layer.
+
+    Every async test runs in its own event loop, and the Redis layer binds its
+    locks to the loop that first waits on them: a layer kept from an earlier
+    test fails at random with "bound to a different event loop".
+    """
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture
