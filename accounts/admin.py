@@ -21,7 +21,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "members_may_add_keys", "created_at"]
+    list_display = ["name", "members_may_add_keys", "review_enabled", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
+from django.http import Http404
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.translation import gettext, gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
@@ -39,6 +41,21 @@ class User(AbstractUser):
         help_text=_("Empty: the server’s time zone."),
     )
 
+    @cached_property
+    def is_reviewer(self):
+        """Shows the Review link: a reviewer of some team, or a superuser (who may review any team)."""
+        return self.is_superuser or self.memberships.filter(role=Membership.Role.REVIEWER).exists()
+
+
+class TeamQuerySet(models.QuerySet):
+    def reviewable_by(self, user):
+        """Teams whose conversations this user may review: review switched on, and the user one of its
+        reviewers. Superusers may review any such team, through the same reason and record as reviewers."""
+        teams = self.filter(review_enabled=True)
+        if user.is_superuser:
+            return teams
+        return teams.filter(memberships__user=user, memberships__role=Membership.Role.REVIEWER)
+
 
 class Team(models.Model):
     name = models.CharField(_("name"), max_length=100, unique=True)
@@ -54,6 +71,8 @@ class Team(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="teams")
+
+    objects = TeamQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("team")
@@ -83,6 +102,16 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
+
+
+def get_team_administered_by(user, team_id):
+    """The team, if this user is one of its admins: outsiders get a 404, its other members a 403."""
+    membership = Membership.objects.filter(user=user, team_id=team_id).select_related("team").first()
+    if membership is None:
+        raise Http404
+    if membership.role != Membership.Role.ADMIN:
+        raise PermissionDenied
+    return membership.team
 
 
 # --- API keys ----------------------------------------------------------------

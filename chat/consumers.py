@@ -12,8 +12,8 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 
-from chat import generation
-from chat.forms import RetryForm, SendForm
+from chat import generation, versions
+from chat.forms import EditForm, RetryForm, SendForm
 from chat.models import Message, get_conversation_for
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
@@ -102,8 +102,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_message(content)
             elif action == "stop":
                 await generation.stop(self.conversation.pk)
-            elif action == "retry":
-                await self.retry(content)
+            elif action in ("regenerate", "retry"):  # Retry is Regenerate on an answer that failed
+                await self.regenerate(content)
+            elif action == "edit":
+                await self.edit(content)
 
     async def send_message(self, content):
         form = SendForm(content)
@@ -114,20 +116,34 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.save_settings(form.cleaned_data)
         await self.start(text=form.cleaned_data["text"])
 
-    async def retry(self, content):
+    async def regenerate(self, content):
+        """A new version of an answer, beside the old one."""
         form = RetryForm(content)
-        if form.is_valid() and await Message.objects.filter(
-            pk=form.cleaned_data["message_id"], conversation=self.conversation, role=Message.Role.ASSISTANT
-        ).aexists():
-            await self.start(text="")
+        if form.is_valid() and (answer := await self.own_message(form.cleaned_data["message_id"], Message.Role.ASSISTANT)):
+            await self.start(text="", instead_of=answer)
 
-    async def start(self, *, text):
+    async def edit(self, content):
+        """A new version of a question, beside the old one, and a new answer to it."""
+        form = EditForm(content)
+        if not form.is_valid():
+            self.watcher.deliver(render_notice(next(iter(form.errors.values()))[0]))
+            return
+        if question := await self.own_message(form.cleaned_data["message_id"], Message.Role.USER):
+            await self.start(text=form.cleaned_data["text"], instead_of=question)
+
+    async def own_message(self, message_id, role):
+        """A message of this socket's conversation, or None: ids from elsewhere change nothing."""
+        return await Message.objects.filter(pk=message_id, conversation=self.conversation, role=role).afirst()
+
+    async def start(self, *, text, instead_of=None):
         api_key = await database_sync_to_async(self.conversation.key_for_next_turn)()
         if api_key is None:
             self.watcher.deliver(render_notice(_("Your team has no MiMo key yet. Ask a team admin to add one.")))
             return
         try:
-            await generation.start(self.conversation, text=text, api_key=api_key, user_time_zone=self.user.time_zone)
+            await generation.start(
+                self.conversation, text=text, api_key=api_key, user_time_zone=self.user.time_zone, instead_of=instead_of
+            )
         except generation.AlreadyStreaming:
             self.watcher.deliver(render_notice(_("MiMo is still answering. Wait for the answer or stop it first.")))
 
@@ -138,9 +154,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         conversation.thinking = data["thinking"]
         conversation.web_search = data["web_search"]
         conversation.system_prompt = data["system_prompt"]
-        if not conversation.title:
-            conversation.title = data["text"][:80]
-        conversation.save()
+        # Only these: this copy was loaded when the socket opened, and its title, pin and trash
+        # may have changed since (the sidebar; chat/titles.py names the conversation after its first answer).
+        conversation.save(update_fields=["model", "thinking", "web_search", "system_prompt", "updated_at"])
 
     # -- from other processes, through the group --
 
@@ -178,3 +194,17 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def generation_snapshot_request(self, event):
         pass  # for the generation's own channel
+
+    async def conversation_changed(self, event):
+        """Another tab switched versions (chat/views/conversations.py): show the branch now visible."""
+        if html := await database_sync_to_async(self.render_window_around)(event["message_id"]):
+            self.watcher.deliver(html)
+            if snapshot := generation.watch(self.watcher):  # an answer started meanwhile: its live state
+                self.watcher.deliver(snapshot[1])
+
+    def render_window_around(self, message_id):
+        message = Message.objects.filter(pk=message_id, conversation=self.conversation, visible=True).first()
+        if message is None:
+            return None
+        window = generation.window_context(self.conversation, versions.window_around(message))
+        return generation.render_partial("messages", window, self.watcher)

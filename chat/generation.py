@@ -37,7 +37,7 @@ from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
 from accounts.models import validate_base_url
-from chat import mimo, render, tools
+from chat import mimo, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
@@ -112,35 +112,50 @@ class AlreadyStreaming(Exception):
     pass
 
 
-async def start(conversation, *, text, api_key, user_time_zone=""):
+async def start(conversation, *, text, api_key, user_time_zone="", instead_of=None):
     """Save the user's message and an empty answer, then stream the answer in the background.
 
-    Returns at once with the assistant message; the work goes on in a task
-    this module keeps a strong reference to.
+    `instead_of`: the message this turn is a new version of (an edited
+    question, or a regenerated or retried answer); its branch gives way to
+    the new one. Returns at once with the assistant message; the work goes on
+    in a task this module keeps a strong reference to.
     """
-    user_message, message = await create_turn(conversation, text, api_key)
+    user_message, message, window = await create_turn(conversation, text, api_key, instead_of)
     keep_tending()
     generation = Generation(conversation, message, api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
-    generation.announce(user_message)
+    generation.announce(user_message, window)
     generation.task = asyncio.get_running_loop().create_task(generation.run())
     return message
 
 
 @database_sync_to_async
-def create_turn(conversation, text, api_key):
-    """The user's message (none for a retry) and the empty answer, together or not at all."""
+def create_turn(conversation, text, api_key, instead_of=None):
+    """The user's message (none for a regenerated answer) and the empty answer, together or not at all.
+
+    Each follows the message before it on the branch: a new turn follows the
+    visible branch's tip, a new version takes the parent of the one it
+    replaces and becomes the visible branch. Then the window the page shows
+    is returned too, since the whole list changed (None for a plain new turn).
+    """
     now = timezone.now()
     try:
         with transaction.atomic():
+            # The lock versions.switch_to takes: the branch does not change while a turn starts on it.
+            Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
+            if instead_of is None:
+                parent_id = versions.branch(conversation.pk).order_by("created_at", "id").values_list("id", flat=True).last()
+            else:
+                parent_id = instead_of.parent_id
             user_message = None
             if text:
                 user_message = Message.objects.create(
-                    conversation=conversation, role=Message.Role.USER, content=text, created_at=now
+                    conversation=conversation, role=Message.Role.USER, content=text, created_at=now, parent_id=parent_id
                 )
             message = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
+                parent_id=user_message.pk if user_message else parent_id,
                 status=Message.Status.STREAMING,
                 model=conversation.model,
                 api_key=api_key,
@@ -148,9 +163,16 @@ def create_turn(conversation, text, api_key):
                 created_at=now,
                 heartbeat_at=now,
             )
+            if instead_of is not None:
+                versions.show_branch_of(message)
     except IntegrityError:  # another answer is streaming, maybe started by another process
         raise AlreadyStreaming from None
-    return user_message, message
+    if instead_of is None:
+        return user_message, message, None
+    window = versions.latest_window(conversation)
+    # The generation renders its own copy of the answer from now on: with its `‹ n/m ›`.
+    message.version = next((m.version for m in window.messages if m.pk == message.pk), None)
+    return user_message, message, window_context(conversation, window)
 
 
 async def stop(conversation_id):
@@ -264,6 +286,15 @@ def message_context(message, *, tool_calls=None, citations=None, answer=None):
     }
 
 
+def window_context(conversation, window):
+    """What the `#messages` partial needs: a window of the visible branch (chat/versions.py)."""
+    return {
+        "conversation": conversation,
+        "window": window,
+        "items": [message_context(message) for message in window.messages],
+    }
+
+
 def render_partial(name, context, watcher):
     # Each socket hears frames in its own language and time zone.
     with translation.override(watcher.language), timezone.override(watcher.time_zone or None):
@@ -344,8 +375,14 @@ class Generation:
 
     # -- frames --
 
-    def announce(self, user_message=None):
-        """New messages appear in every watching page (each round's answer is a new message)."""
+    def announce(self, user_message=None, window=None):
+        """New messages appear in every watching page (each round's answer is a new message).
+
+        A new version changes the branch: then every page gets the whole window instead.
+        """
+        if window is not None:
+            self.publish("messages-replaced", window | {"composer_streaming": True}, snapshot=True)
+            return
         self.publish("messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
 
     def live_context(self):
@@ -467,6 +504,7 @@ class Generation:
                     offered = [tool.name for tool in tools.TOOLS]
                     self.message.reasoning_tool_calls = tools.tool_calls_in_reasoning(accumulator.reasoning, offered)
                 await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
+                titles.title_soon(self)  # its own task: a title never delays or breaks an answer
                 return
             await self.run_tools(complete_calls)
             await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
@@ -616,6 +654,7 @@ class Generation:
         self.message = await Message.objects.acreate(
             conversation_id=self.conversation.pk,
             role=Message.Role.ASSISTANT,
+            parent=self.message,  # a branch is a chain: each round follows the one before
             status=Message.Status.STREAMING,
             model=self.message.model,
             api_key=self.api_key,

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,38 @@ from chat import mimo
 class ConversationQuerySet(models.QuerySet):
     def visible_to(self, user):
         return self.filter(owner=user)
+
+    def not_in_trash(self):
+        return self.filter(deleted_at__isnull=True)
+
+    def in_trash(self):
+        return self.filter(deleted_at__isnull=False)
+
+    def due_for_purge(self):
+        """In the trash for TRASH_DAYS or more: to be deleted for good."""
+        return self.filter(deleted_at__lte=timezone.now() - timedelta(days=TRASH_DAYS))
+
+    def newest_first(self):
+        """Pinned ones first (the latest pinned on top), then the latest active."""
+        return self.order_by(models.F("pinned_at").desc(nulls_last=True), "-updated_at", "-pk")
+
+    def reviewable_by(self, user):
+        """What a reviewer (or a superuser) may open for review: the conversations of the teams they
+        review, except those in the trash and their own (which their chat list has)."""
+        return self.filter(team__in=Team.objects.reviewable_by(user), deleted_at__isnull=True).exclude(owner=user)
+
+    def with_counts(self):
+        """Each with its number of messages and its tokens (prompt and completion, over every answer)."""
+        return self.annotate(
+            message_count=models.Count("messages"),
+            total_tokens=Coalesce(
+                models.Sum(Coalesce("messages__prompt_tokens", 0) + Coalesce("messages__completion_tokens", 0)), 0
+            ),
+        )
+
+
+# How long a deleted conversation stays in the trash, restorable, before it is deleted for good.
+TRASH_DAYS = 30
 
 
 class Conversation(models.Model):
@@ -45,6 +78,24 @@ class Conversation(models.Model):
     def __str__(self):
         return self.title or str(self.id)
 
+    # Pin, trash and restore leave `updated_at` alone: they are not activity, and must not reorder the sidebar.
+    def set_pinned(self, pinned):
+        self.pinned_at = timezone.now() if pinned else None
+        self.save(update_fields=["pinned_at"])
+
+    def move_to_trash(self):
+        self.deleted_at = timezone.now()
+        self.save(update_fields=["deleted_at"])
+
+    def restore(self):
+        self.deleted_at = None
+        self.save(update_fields=["deleted_at"])
+
+    @property
+    def purge_at(self):
+        """When a conversation in the trash is deleted for good."""
+        return self.deleted_at + timedelta(days=TRASH_DAYS) if self.deleted_at else None
+
     def key_for_next_turn(self):
         """The conversation's own key if still active, else the team's first active team key."""
         keys = ApiKey.objects.active().filter(team=self.team, owner__isnull=True)
@@ -53,11 +104,13 @@ class Conversation(models.Model):
     def turns(self):
         """The history MiMo is sent, rebuilt from the rows alone.
 
-        Assistant messages that failed or were interrupted are left out: what
-        they hold stays on the page, and a retry answers the same question anew.
-        A stopped answer stays in: the person chose to keep it.
+        Only the visible branch is sent: earlier versions of an edited question
+        or a regenerated answer stay out. Assistant messages that failed or were
+        interrupted are left out too: what they hold stays on the page, and a
+        retry answers the same question anew. A stopped answer stays in: the
+        person chose to keep it.
         """
-        messages = self.messages.exclude(
+        messages = self.messages.filter(visible=True).exclude(
             role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
         ).prefetch_related("tool_calls")
         turns = []
@@ -80,10 +133,24 @@ class Conversation(models.Model):
         return turns
 
 
-def get_conversation_for(user, conversation_id):
-    """The conversation, if this user may see it; anyone else gets a 404, as if it did not exist."""
+def get_conversation_for(user, conversation_id, *, in_trash=False):
+    """The conversation, if this user may see it; anyone else gets a 404, as if it did not exist.
+
+    One in the trash is a 404 too (its page, its socket, everything), unless `in_trash=True`
+    asks for one in the trash, and only such: that is how it is restored.
+    """
+    conversations = Conversation.objects.visible_to(user)
+    conversations = conversations.in_trash() if in_trash else conversations.not_in_trash()
     try:
-        return Conversation.objects.visible_to(user).select_related("team").get(pk=conversation_id)
+        return conversations.select_related("team").get(pk=conversation_id)
+    except (Conversation.DoesNotExist, ValidationError):
+        raise Http404
+
+
+def get_conversation_for_review(user, conversation_id):
+    """The conversation, if this user may review it (see `reviewable_by`); anyone else gets a 404."""
+    try:
+        return Conversation.objects.reviewable_by(user).select_related("team", "owner").get(pk=conversation_id)
     except (Conversation.DoesNotExist, ValidationError):
         raise Http404
 
@@ -185,6 +252,17 @@ class Message(models.Model):
         return round((self.finished_at - self.created_at).total_seconds(), 1) if self.finished_at else None
 
     @property
+    def seconds_to_first_token(self):
+        """Until the answer's first word (after any thinking)."""
+        return round((self.first_token_at - self.created_at).total_seconds(), 1) if self.first_token_at else None
+
+    @property
+    def tokens_per_second(self):
+        """Completion tokens (thinking included) over the whole duration."""
+        seconds = (self.finished_at - self.created_at).total_seconds() if self.finished_at else 0
+        return round(self.completion_tokens / seconds, 1) if self.completion_tokens and seconds > 0 else None
+
+    @property
     def can_retry(self):
         return self.role == self.Role.ASSISTANT and self.status in (self.Status.ERROR, self.Status.STOPPED, self.Status.INTERRUPTED)
 
@@ -268,6 +346,25 @@ class Share(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    @property
+    def is_expired(self):
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    def why_closed(self):
+        """Why the link no longer opens, in words for the person who followed it; "" while it opens."""
+        if self.revoked_at:
+            return _("Its owner revoked this link.")
+        if self.is_expired:
+            return _("This link has expired.")
+        if self.conversation.deleted_at:
+            return _("Its owner deleted this conversation.")
+        return ""
+
+    def revoke(self):
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
 
 class ShareOpening(models.Model):
     """Who opened a share, and when: its owner sees the list."""
@@ -278,6 +375,24 @@ class ShareOpening(models.Model):
 
     class Meta:
         ordering = ["-opened_at"]
+
+
+class ReviewAccessQuerySet(models.QuerySet):
+    def covering(self, reviewer, conversation):
+        """The recorded reasons under which this reviewer may still read this conversation.
+
+        One reason covers REVIEW_READING_TIME of reading, not one page view: a reviewer
+        pages through a long conversation and reloads, and asking again each time would
+        teach them to type "x". The record is the database row itself, so every page
+        that shows contents is covered by a reason its owner can see.
+        """
+        return self.filter(
+            reviewer=reviewer, conversation=conversation, opened_at__gt=timezone.now() - REVIEW_READING_TIME
+        )
+
+
+# How long a reason given for opening a conversation lets the reviewer read it.
+REVIEW_READING_TIME = timedelta(hours=1)
 
 
 class ReviewAccess(models.Model):
@@ -293,12 +408,31 @@ class ReviewAccess(models.Model):
     reason = models.TextField(_("reason"))
     opened_at = models.DateTimeField(default=timezone.now)
 
+    objects = ReviewAccessQuerySet.as_manager()
+
     class Meta:
         ordering = ["-opened_at"]
         indexes = [models.Index(fields=["owner", "-opened_at"])]
 
+    @classmethod
+    def record(cls, conversation, reviewer, reason):
+        return cls.objects.create(
+            conversation=conversation,
+            conversation_title=conversation.title,
+            team=conversation.team,
+            owner=conversation.owner,
+            reviewer=reviewer,
+            reason=reason,
+        )
+
 
 # --- Prices ------------------------------------------------------------------------
+
+
+class PriceQuerySet(models.QuerySet):
+    def in_force(self, model, moment):
+        """The model's price at that moment: the one valid from the latest time at or before it."""
+        return self.filter(model=model, valid_from__lte=moment).order_by("-valid_from").first()
 
 
 class Price(models.Model):
@@ -320,6 +454,8 @@ class Price(models.Model):
         _("web search, per thousand calls"), max_digits=12, decimal_places=6, default=0
     )
 
+    objects = PriceQuerySet.as_manager()
+
     class Meta:
         ordering = ["model", "-valid_from"]
         verbose_name = _("price")
@@ -328,3 +464,46 @@ class Price(models.Model):
 
     def __str__(self):
         return f"{self.model} from {self.valid_from:%Y-%m-%d}"
+
+    def cost_of(self, message):
+        """What the message cost at this price, in `currency`; None when MiMo reported no usage.
+
+        Cached prompt tokens are charged at the cached rate, the rest of the prompt at the input rate.
+        """
+        if message.prompt_tokens is None or message.completion_tokens is None:
+            return None
+        cached = message.cached_tokens or 0
+        tokens = (
+            (message.prompt_tokens - cached) * self.input_per_million
+            + cached * self.cached_input_per_million
+            + message.completion_tokens * self.output_per_million
+        )
+        return tokens / 1_000_000 + (message.web_search_calls or 0) * self.web_search_per_thousand / 1000
+
+
+# --- Search ------------------------------------------------------------------------
+
+
+class SearchEntry(models.Model):
+    """A piece of a member's text as the full-text index reads it; chat/search.py writes and reads these.
+
+    The database's own index (FTS5 on SQLite, GIN on PostgreSQL; migration 0005) covers `text`.
+    Entries go with their message or conversation (cascade); signals keep them up to date.
+    """
+
+    class Kind(models.TextChoices):
+        TITLE = "title", _("title")
+        MESSAGE = "message", _("message")
+        REASONING = "reasoning", _("thinking")
+
+    # Indexed with `kind` below: a conversation's title is looked up among its many entries.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind)
+    start = models.PositiveIntegerField(default=0)  # where this piece starts in the original text
+    text = models.TextField()  # its words, folded and spaced (chat.search.words)
+    written_at = models.DateTimeField()  # when the text was written: the date filters read this
+
+    class Meta:
+        verbose_name_plural = "search entries"
+        indexes = [models.Index(fields=["conversation", "kind"], name="searchentry_conversation_kind")]

@@ -1,19 +1,20 @@
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.contrib import messages
-from django.db.models import prefetch_related_objects
-from django.shortcuts import redirect, render
+from django.http import Http404, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_htmx.http import reswap, retarget
 
 from accounts.http import AuthenticatedHttpRequest
 from accounts.models import ApiKey
-from chat import generation, mimo
+from chat import generation, mimo, versions
 from chat.forms import SendForm
 from chat.models import Conversation, Message, get_conversation_for
-
-# How much of a long conversation the page opens with; older messages stay in the database.
-PAGE_MESSAGES = 50
 
 
 def recommended_system_prompt():
@@ -23,11 +24,6 @@ def recommended_system_prompt():
         "You are MiMo, an AI assistant developed by Xiaomi. Today is %(date)s, %(week)s. "
         "Your knowledge cutoff is December 2024."
     ) % {"date": date_format(now, "Y-m-d"), "week": date_format(now, "l")}
-
-
-def conversation_list(request: AuthenticatedHttpRequest):
-    conversations = Conversation.objects.visible_to(request.user)[:100]
-    return render(request, "chat/list.html", {"conversations": conversations})
 
 
 @require_POST
@@ -45,9 +41,7 @@ def new_conversation(request: AuthenticatedHttpRequest):
 def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
     conversation = get_conversation_for(request.user, conversation_id)
     Message.objects.filter(conversation=conversation).mark_dead(running=generation.running_ids())
-    recent = list(conversation.messages.order_by("-created_at", "-id")[:PAGE_MESSAGES])[::-1]
-    prefetch_related_objects(recent, "tool_calls", "citations")
-    items = [generation.message_context(message) for message in recent]
+    window = opening_window(request, conversation)
     form = SendForm(
         initial={
             "model": conversation.model,
@@ -61,13 +55,64 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
         request,
         "chat/conversation.html",
         {
-            "conversation": conversation,
-            "items": items,
+            **generation.window_context(conversation, window),
             "form": form,
             "model_options": [mimo.get_model(model_id) for model_id, _label in form.fields["model"].choices],
-            "composer_streaming": any(item["message"].status == "streaming" for item in items),
+            # From the rows, not the window: the answer streaming may lie outside a window opened on ?message=.
+            "composer_streaming": conversation.messages.filter(status=Message.Status.STREAMING).exists(),
             "has_key": api_key is not None,
             # MiMo offers web search in the OpenAI format only (mimo-api.md §8).
             "web_search_offered": api_key is not None and api_key.api_format == ApiKey.Format.OPENAI,
         },
     )
+
+
+def opening_window(request, conversation):
+    """The latest messages; with `?message=<id>` (search results link there), the ones around that message.
+
+    A message on a branch that is not the visible one has its branch shown
+    first, unless an answer is streaming: then the page says so and opens as usual.
+    """
+    message_id = request.GET.get("message")
+    if message_id is None:
+        return versions.latest_window(conversation)
+    message = get_object_or_404(conversation.messages, pk=message_id) if message_id.isdigit() else None
+    if message is None:
+        raise Http404
+    if not message.visible and not versions.switch_to(message):
+        messages.warning(request, _("That message is in another version of this conversation. Open it again once MiMo has finished answering."))
+        return versions.latest_window(conversation)
+    return versions.window_around(message)
+
+
+def message_page(request: AuthenticatedHttpRequest, conversation_id):
+    """Older (`?before=<id>`) or newer (`?after=<id>`) messages of the visible branch, for the page to add as one scrolls."""
+    conversation = get_conversation_for(request.user, conversation_id)
+    before, after = request.GET.get("before", ""), request.GET.get("after", "")
+    cursor_id = before or after
+    if not cursor_id.isdigit():
+        return HttpResponseBadRequest(_("This link to older messages is incomplete."))
+    cursor = get_object_or_404(conversation.messages, pk=cursor_id)
+    window = versions.page_before(cursor) if before else versions.page_after(cursor)
+    shown = request.GET.get("shown", "")  # how many messages the page holds already (chat/history.js)
+    context = generation.window_context(conversation, window) | {
+        "window_full": int(shown) + len(window.messages) >= versions.MAX_WINDOW if shown.isdigit() else False
+    }
+    return render(request, f"chat/conversation.html#{'older' if before else 'newer'}-messages", context)
+
+
+@require_POST
+def show_version(request: AuthenticatedHttpRequest, conversation_id, message_id):
+    """`‹ 2/3 ›`: show the branch through this version; every tab on the conversation follows."""
+    conversation = get_conversation_for(request.user, conversation_id)
+    message = get_object_or_404(conversation.messages, pk=message_id)
+    if not versions.switch_to(message):
+        notice = _("MiMo is still answering. Wait for the answer or stop it first.")
+        return reswap(retarget(render(request, "chat/conversation.html#notice", {"notice": notice}), "#notice"), "outerHTML")
+    async_to_sync(get_channel_layer().group_send)(
+        generation.group_name(conversation.pk), {"type": "conversation.changed", "message_id": message.pk}
+    )
+    if not request.htmx:
+        return redirect(f"{reverse('conversation', args=[conversation.pk])}?message={message.pk}#message-{message.pk}")
+    window = versions.window_around(message)
+    return render(request, "chat/conversation.html#messages", generation.window_context(conversation, window))

@@ -1,0 +1,118 @@
+"""A short title for a new conversation, asked of MiMo once an answer in it is complete.
+
+A small request of its own (thinking off, a few tokens, no retries) run as its
+own task after the answer, so it never delays or breaks the answer. When MiMo
+gives none, the first words of the person's first message are the title. A
+title is only ever written over a blank one: a rename made meanwhile wins.
+"""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
+from django.utils.text import Truncator
+
+from accounts.crypto import UndecryptableSecret
+from accounts.models import validate_base_url
+from chat import mimo
+from chat.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+TITLE_WORDS = 6
+TITLE_CHARS = 60  # Chinese has no spaces between words: words alone would not bound it
+MAX_OUTPUT_TOKENS = 30
+QUESTION_CHARS = 1500  # enough of the first message to name the conversation, cheap to send
+
+# Sent to MiMo, not shown to anyone: English works for every language it answers in.
+PROMPT = (
+    "Write a title of at most 6 words for a conversation that begins with the message below. "
+    "Write it in the language of that message. Answer with the title only, without quotes.\n\n"
+    "Message:\n{question}"
+)
+
+QUOTES = "\"'“”‘’「」『』《》"
+
+# The loop keeps only weak references to tasks: these keep running titles alive.
+_tasks = set()
+
+
+def title_soon(generation):
+    """After a complete answer: name its conversation in the background, if it has no title yet."""
+    if generation.conversation.title:
+        return  # titled already (a rename since the socket opened is caught by `give_title`)
+    task = asyncio.get_running_loop().create_task(title_and_announce(generation))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def title_and_announce(generation):
+    """Title the conversation, then show the title on the pages watching it."""
+    conversation = generation.conversation
+    try:
+        title = await give_title(conversation.pk, generation.api_key)
+    except Exception:
+        logger.exception("Could not give conversation %s a title", conversation.pk)
+        return
+    if title:
+        conversation.title = title
+        generation.publish("chat-title", {"conversation": conversation})
+
+
+async def give_title(conversation_id, api_key):
+    """MiMo's title, else the first words; saved only over a blank title. Returns the title saved, or None."""
+    conversation = await Conversation.objects.filter(pk=conversation_id, title="").afirst()
+    if conversation is None:
+        return None
+    question = await (
+        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.USER, visible=True)
+        .order_by("created_at", "id")
+        .afirst()
+    )
+    if question is None or not question.content.strip():
+        return None
+    title = await ask_mimo(api_key, conversation.model, question.content) or first_words(question.content)
+    saved = await Conversation.objects.filter(pk=conversation_id, title="").aupdate(title=title)
+    return title if saved else None
+
+
+async def ask_mimo(api_key, model, question):
+    """A title from MiMo for a conversation opened by `question`, or "" when it gives none."""
+    try:
+        secret = await database_sync_to_async(open_key)(api_key)
+    except (ValidationError, PermissionError, UndecryptableSecret):
+        return ""
+    endpoint = mimo.Endpoint(api_key.base_url, secret, mimo.ApiFormat(api_key.api_format))
+    request = mimo.ChatRequest(
+        model=model,
+        turns=[mimo.UserTurn(PROMPT.format(question=question[:QUESTION_CHARS]))],
+        thinking=False,
+        max_output_tokens=MAX_OUTPUT_TOKENS,
+    )
+    accumulator = mimo.Accumulator()
+    async for event in mimo.stream_turn(endpoint, request, retry=mimo.NO_RETRY):
+        accumulator.add(event)
+    if accumulator.error is not None:
+        logger.info("MiMo gave no title for a conversation: %s", accumulator.error.kind.value)
+        return ""
+    return clean_title(accumulator.text)
+
+
+def open_key(api_key):
+    """The key's secret, its base URL checked again as for an answer (see Generation.open_key)."""
+    validate_base_url(api_key.base_url)
+    return api_key.decrypt_secret()
+
+
+def clean_title(text):
+    """MiMo's answer as a title: its first line, without markdown marks, quotes or a full stop."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = line.replace("*", "").replace("`", "").lstrip("# ")
+    line = line.lstrip(QUOTES + " ").rstrip(QUOTES + ".。 ")
+    return Truncator(line).chars(TITLE_CHARS)
+
+
+def first_words(text):
+    """The fallback title: the first words of the person's message."""
+    return Truncator(Truncator(" ".join(text.split())).words(TITLE_WORDS)).chars(TITLE_CHARS)

@@ -1,0 +1,59 @@
+"""Export a member's conversations as JSON or Markdown, and import a JSON export back."""
+
+import json
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
+from django.utils.translation import gettext_lazy as _, ngettext
+
+from accounts.http import AuthenticatedHttpRequest
+from chat import transfer
+from chat.models import Conversation, get_conversation_for
+
+CONTENT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8"}
+
+
+def export_conversation(request: AuthenticatedHttpRequest, conversation_id, kind):
+    conversation = get_conversation_for(request.user, conversation_id)  # one in the trash is a 404
+    exported = transfer.exportable(Conversation.objects.filter(pk=conversation.pk))
+    return download(exported, kind, transfer.safe_filename(conversation.title))
+
+
+def export_all(request: AuthenticatedHttpRequest, kind):
+    conversations = transfer.exportable(Conversation.objects.visible_to(request.user))
+    return download(conversations, kind, "mimoweb-conversations")
+
+
+def download(conversations, kind, name):
+    if kind == "json":
+        body = json.dumps(transfer.export_data(conversations), ensure_ascii=False, indent=2)
+    else:
+        body = transfer.markdown(conversations)
+    response = HttpResponse(body, content_type=CONTENT_TYPES[kind])
+    response["Content-Disposition"] = content_disposition_header(True, f"{name}.{kind}")
+    return response
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(label=_("Export file (.json)"), help_text=_("A JSON file exported from mimoweb."))
+
+    def clean_file(self):
+        return transfer.read_upload(self.cleaned_data["file"])
+
+
+def import_conversations(request: AuthenticatedHttpRequest):
+    form = ImportForm(request.POST or None, request.FILES or None)
+    membership = request.user.memberships.select_related("team").order_by("joined_at").first()
+    if membership is None:
+        form.add_error(None, _("You are not in a team yet. Ask a team admin to add you."))
+    elif request.method == "POST" and form.is_valid():
+        imported = transfer.import_conversations(form.cleaned_data["file"], owner=request.user, team=membership.team)
+        count = len(imported)
+        messages.success(request, ngettext("Imported %(count)d conversation.", "Imported %(count)d conversations.", count) % {"count": count})
+        if count == 1:
+            return redirect("conversation", conversation_id=imported[0].pk)
+        return redirect("conversation_list")
+    return render(request, "chat/transfer/import.html", {"form": form, "limit": transfer.MAX_IMPORT_BYTES})
