@@ -169,7 +169,7 @@ def test_sidebar_comes_in_pages_and_a_group_running_over_two_pages_has_one_headi
     assert first.count('class="sidebar-item"') == SIDEBAR_PAGE_SIZE
     assert "Chat number 000" in first and f"Chat number {SIDEBAR_PAGE_SIZE:03}" not in first
     assert 'hx-get="/chats/sidebar/?page=2&amp;after=today"' in first
-    assert 'hx-trigger="intersect once"' in first
+    assert 'hx-trigger="intersect once root:.sidebar"' in first
     second = client.get("/chats/sidebar/?page=2&after=today", **HTMX).text
     assert second.count('class="sidebar-item"') == 5
     assert f"Chat number {SIDEBAR_PAGE_SIZE:03}" in second
