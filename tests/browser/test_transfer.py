@@ -56,7 +56,10 @@ def test_a_conversation_with_tools_and_thinking_is_exported_and_imported_with_no
     chat.get_by_role("textbox", name="Message").press("Enter")
     expect(chat.locator(ANSWER)).to_have_count(3, timeout=20_000)
     expect(chat.locator(ANSWER).last).to_have_attribute("data-status", "complete", timeout=20_000)
+    # The title is asked of MiMo after the answer: the export must carry it, so wait for it.
+    expect(chat.get_by_role("heading", level=1)).not_to_have_text("New chat", timeout=20_000)
     original = Conversation.objects.get()
+    assert original.title
     assert original.messages.filter(reasoning_content__gt="").exists()
     assert original.messages.filter(tool_calls__isnull=False).count() == 2
 
