@@ -2,6 +2,7 @@
 
 import ipaddress
 import json
+import secrets
 import socket
 import zoneinfo
 from datetime import timedelta
@@ -40,6 +41,9 @@ class User(AbstractUser):
         validators=[validate_time_zone],
         help_text=_("Empty: the server’s time zone."),
     )
+    # Set when a team admin creates the account with a one-time password: every page
+    # leads to the password change until the member has chosen their own.
+    must_change_password = models.BooleanField(_("must change password"), default=False)
 
     @cached_property
     def is_reviewer(self):
@@ -69,6 +73,32 @@ class Team(models.Model):
         default=True,
         help_text=_("Each opening is recorded with its reason, and the conversation's owner sees it."),
     )
+    default_key = models.ForeignKey(
+        "ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("default key"),
+        help_text=_("The team key new conversations use."),
+    )
+    members_may_choose_key = models.BooleanField(
+        _("members may choose among the team’s keys"),
+        default=False,
+        help_text=_("Otherwise every conversation uses the default key."),
+    )
+    # Budgets: per calendar month, for the whole team; Membership holds each member's own.
+    # Empty means no limit. Costs are in the price table's currency (USD).
+    monthly_token_limit = models.PositiveBigIntegerField(_("tokens a month, whole team"), null=True, blank=True)
+    monthly_cost_limit = models.DecimalField(
+        _("cost a month, whole team (USD)"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    # Pace, for each member: so one member cannot use up the account's MiMo rate limit
+    # (100 requests a minute per model) for everyone. Empty means no limit.
+    messages_per_minute = models.PositiveSmallIntegerField(_("messages a minute, per member"), null=True, blank=True)
+    streams_at_once = models.PositiveSmallIntegerField(
+        _("answers streaming at once, per member"), null=True, blank=True
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="teams")
 
@@ -94,6 +124,11 @@ class Membership(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user"))
     role = models.CharField(_("role"), max_length=20, choices=Role, default=Role.MEMBER)
     joined_at = models.DateTimeField(_("joined"), auto_now_add=True)
+    # This member's own monthly budget inside the team's; empty means no limit of their own.
+    monthly_token_limit = models.PositiveBigIntegerField(_("tokens a month"), null=True, blank=True)
+    monthly_cost_limit = models.DecimalField(
+        _("cost a month (USD)"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("membership")
@@ -112,6 +147,42 @@ def get_team_administered_by(user, team_id):
     if membership.role != Membership.Role.ADMIN:
         raise PermissionDenied
     return membership.team
+
+
+def new_invitation_token():
+    return secrets.token_urlsafe(32)
+
+
+class InvitationQuerySet(models.QuerySet):
+    def open(self):
+        """Invitations that can still be accepted: not used, not withdrawn, not expired."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    """A link a team admin hands to a colleague: opening it before it expires makes them a member."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("team"))
+    role = models.CharField(_("role"), max_length=20, choices=Membership.Role, default=Membership.Role.MEMBER)
+    # The secret part of the link: 256 random bits, so links cannot be guessed.
+    token = models.CharField(max_length=64, unique=True, default=new_invitation_token, editable=False)
+    note = models.CharField(_("for"), max_length=200, blank=True, help_text=_("Whom the link is for, as a reminder."))
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    accepted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+
+    def __str__(self):
+        return f"Invitation to {self.team} ({self.role})"
 
 
 # --- API keys ----------------------------------------------------------------
@@ -227,6 +298,9 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+    # Counts the secrets this key has had: replacing the secret (rotation) adds one, and
+    # each message records the version that served it (chat.Message.api_key_version).
+    secret_version = models.PositiveIntegerField(_("secret version"), default=1, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -311,6 +385,40 @@ def kind_of_secret(secret):
     if secret.startswith("tp-"):
         return ApiKey.Kind.TOKEN_PLAN
     return ApiKey.Kind.UNKNOWN
+
+
+class KeyEvent(models.Model):
+    """The audit trail of a team's keys: who added, tested, replaced, revoked or made default which key.
+
+    Holds the key's last four characters at the time, never more of the secret.
+    """
+
+    class Action(models.TextChoices):
+        ADD = "add", _("added")
+        TEST = "test", _("tested")
+        REPLACE = "replace", _("replaced the secret")
+        REVOKE = "revoke", _("revoked")
+        DEFAULT = "default", _("made default")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="key_events")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="events")
+    key_label = models.CharField(_("key"), max_length=100)  # kept if the key row is ever deleted
+    actor = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("by"))
+    action = models.CharField(_("action"), max_length=20, choices=Action)
+    last_four = models.CharField(max_length=4, blank=True)  # of the secret in use after the action
+    secret_version = models.PositiveIntegerField(null=True)
+    # A test's outcome: whether the key worked, how long the check took, and the error kind if not.
+    succeeded = models.BooleanField(null=True)
+    latency_ms = models.PositiveIntegerField(null=True)
+    error_kind = models.CharField(max_length=40, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["team", "-at"]), models.Index(fields=["api_key", "action", "-at"])]
+
+    def __str__(self):
+        return f"{self.actor} {self.action} {self.key_label} at {self.at:%Y-%m-%d %H:%M}"
 
 
 # --- Sign-in throttling -----------------------------------------------------------

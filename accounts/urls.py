@@ -17,4 +17,6 @@ urlpatterns = [
     path("accounts/preferences/", views.preferences, name="preferences"),
     path("language/", views.set_language, name="set_language"),
     path("healthz", views.healthz, name="healthz"),
+    # -- Team administration: members and invitations --
+    # -- Team administration: keys, their tests and audit trail; personal keys --
 ]

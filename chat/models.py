@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -168,6 +169,40 @@ class MessageQuerySet(models.QuerySet):
             .update(status=Message.Status.INTERRUPTED, heartbeat_at=None, finished_at=timezone.now())
         )
 
+    def with_usage(self):
+        """Each message's `tokens` (prompt + completion, reasoning included) and `cost`, in the database.
+
+        The cost is at the price in force when the message ran (Price.in_force, in SQL):
+        cached prompt tokens at the cached rate, the rest of the prompt at the input rate,
+        web-search calls per thousand. Messages with no usage or no price cost nothing.
+        Price.cost_of computes the same for one message in Python.
+        """
+        def price(column):
+            in_force = Price.objects.filter(model=models.OuterRef("model"), valid_from__lte=models.OuterRef("created_at"))
+            return models.Subquery(in_force.order_by("-valid_from").values(column)[:1])
+
+        money = models.DecimalField(max_digits=20, decimal_places=10)
+        # Multiplied by decimal fractions, not divided by whole numbers: SQLite divides integers as integers.
+        per_million = models.Value(Decimal("0.000001"), output_field=money)
+        per_thousand = models.Value(Decimal("0.001"), output_field=money)
+        prompt = Coalesce("prompt_tokens", 0)
+        cached = Coalesce("cached_tokens", 0)
+        completion = Coalesce("completion_tokens", 0)
+        cost = models.ExpressionWrapper(
+            (
+                (prompt - cached) * price("input_per_million")
+                + cached * price("cached_input_per_million")
+                + completion * price("output_per_million")
+            )
+            * per_million
+            + Coalesce("web_search_calls", 0) * price("web_search_per_thousand") * per_thousand,
+            output_field=money,
+        )
+        return self.annotate(
+            tokens=models.ExpressionWrapper(prompt + completion, output_field=models.BigIntegerField()),
+            cost=Coalesce(cost, models.Value(0), output_field=money),
+        )
+
 
 class Message(models.Model):
     class Role(models.TextChoices):
@@ -199,6 +234,7 @@ class Message(models.Model):
     # What the assistant turn ran with.
     model = models.CharField(max_length=100, blank=True)
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
+    api_key_version = models.PositiveIntegerField(null=True, blank=True)  # which of the key's secrets served it
     parameters = models.JSONField(default=dict, blank=True)
     # Usage as MiMo reported it (null: not reported, e.g. a stream cut before the end).
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -43,4 +43,6 @@ urlpatterns = [
     path("shares/", sharing.share_list, name="share_list"),
     path("shares/<uuid:share_id>/", sharing.open_share, name="share"),
     path("shares/<uuid:share_id>/revoke/", sharing.revoke_share, name="revoke_share"),
+    # -- Usage and cost --
+    # -- Budgets and pace --
 ]
