@@ -1,0 +1,153 @@
+"""How long a member waits for the library: opening short and long conversations, older pages, and search.
+
+Runs the app in-process on the embedded defaults (SQLite in a temporary data
+folder) through Django's test client, so it measures the server's own work:
+views, queries, templates, markdown. Prints a table; README carries the figures.
+
+    .venv/bin/python bench/library_bench.py
+    .venv/bin/python bench/library_bench.py --lengths 20 2000 20000 --search-messages 50000 --runs 30
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# English and Chinese words to write messages with; Chinese has no spaces, so its sentences are joined without.
+ENGLISH = "budget invoice travel meeting schedule report contract design review server network coffee garden".split()
+CHINESE = ["预算", "发票", "旅行", "会议", "日程", "报告", "合同", "设计", "评审", "服务器", "网络", "咖啡"]
+RARE_EN, RARE_ZH = "xylophone", "琵琶"  # each in about one message in a thousand
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[20, 2000, 20000], help="messages per conversation")
+    parser.add_argument("--search-messages", type=int, default=20000, help="messages in the searched library")
+    parser.add_argument("--runs", type=int, default=20, help="timed requests per figure")
+    return parser.parse_args()
+
+
+def set_up_django(data_dir):
+    os.environ["MIMOWEB_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mimoweb.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    # Static file names as they lie in static/, as the tests serve them: no collectstatic needed.
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+    settings.WHITENOISE_USE_FINDERS = True
+    warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic: nothing to serve from there
+    call_command("migrate", verbosity=0)
+    # One connection for the whole run, as a server keeps it (CONN_MAX_AGE): a connection closed
+    # after each request would also forget the queries it ran, which this counts.
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+
+
+def timed(client, url, runs):
+    """Median and 95th percentile milliseconds of `runs` GETs of `url`, its query count and its size."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # caches and connections warm
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    queries = len(captured)  # now: the next request empties the log it reads
+    assert response.status_code == 200, (url, response.status_code)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        client.get(url)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], queries, len(response.content)
+
+
+def sentence(rng):
+    if rng.random() < 0.5:
+        words = rng.choices(ENGLISH, k=12)
+        if rng.random() < 0.001:
+            words[3] = RARE_EN
+        return " ".join(words) + "."
+    words = rng.choices(CHINESE, k=12)
+    if rng.random() < 0.001:
+        words[3] = RARE_ZH
+    return "".join(words) + "。"
+
+
+def build_library(owner, team, messages, rng):
+    """`messages` messages in conversations of 100, with some reasoning, indexed as the app indexes them."""
+    from django.utils import timezone
+
+    from chat import search
+    from chat.models import Conversation, Message
+
+    rows = []
+    for number in range(messages // 100):
+        conversation = Conversation.objects.create(owner=owner, team=team, title=f"Library {number}")
+        for turn in range(100):
+            role = "user" if turn % 2 == 0 else "assistant"
+            reasoning = " ".join(sentence(rng) for _ in range(2)) if role == "assistant" else None
+            rows.append(
+                Message(
+                    conversation=conversation, role=role, content=" ".join(sentence(rng) for _ in range(3)),
+                    reasoning_content=reasoning, created_at=timezone.now(),
+                )
+            )
+    Message.objects.bulk_create(rows, batch_size=1000)
+    search.rebuild_index()
+
+
+def main():
+    args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="mimoweb-library-bench-") as data_dir:
+        set_up_django(data_dir)
+        from django.test import Client
+
+        from accounts.models import Membership, Team, User
+        from chat.models import Conversation
+        from tests.chat.test_long_conversations import build  # the same shape of conversation the tests count
+
+        team = Team.objects.create(name="Bench")
+        owner = User.objects.create_user("bench")
+        Membership.objects.create(team=team, user=owner)
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.force_login(owner)
+
+        print(f"Opening a conversation ({args.runs} runs each; server time, SQLite)")
+        print(f"{'messages':>9} {'open p50':>9} {'p95':>8} {'queries':>8} {'KiB':>6} {'older page p50':>15} {'queries':>8}")
+        for length in args.lengths:
+            conversation = Conversation.objects.create(owner=owner, team=team, title=f"{length} messages")
+            branch = build(conversation, length)
+            p50, p95, queries, size = timed(client, f"/chats/{conversation.pk}/", args.runs)
+            older = f"/chats/{conversation.pk}/messages/?before={branch[len(branch) // 2].pk}"
+            older_p50, _p95, older_queries, _size = timed(client, older, args.runs)
+            print(f"{length:>9} {p50:>7.1f}ms {p95:>6.1f}ms {queries:>8} {size / 1024:>6.0f} {older_p50:>13.1f}ms {older_queries:>8}")
+
+        rng = random.Random(7)
+        started = time.perf_counter()
+        build_library(owner, team, args.search_messages, rng)
+        print(f"\nSearching {args.search_messages} messages ({time.perf_counter() - started:.0f} s to build and index)")
+        print(f"{'query':>22} {'p50':>8} {'p95':>8} {'queries':>8}")
+        for query in ["budget", "budget coffee", RARE_EN, "预算", "预算会议", RARE_ZH]:
+            p50, p95, queries, _size = timed(client, f"/chats/search/?q={query}", args.runs)
+            print(f"{query:>22} {p50:>6.1f}ms {p95:>6.1f}ms {queries:>8}")
+
+
+if __name__ == "__main__":
+    main()
