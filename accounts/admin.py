@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.forms import ApiKeyForm
-from accounts.models import ApiKey, Membership, Team, User
+from accounts.models import ApiKey, KeyEvent, Membership, Team, User
 
 
 @admin.register(User)
@@ -65,6 +65,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        if not change or form.cleaned_data.get("secret"):  # the keys' audit trail, as on the team's pages
+            obj.record(KeyEvent.Action.REPLACE if change else KeyEvent.Action.ADD, request.user)
         for warning in obj.warnings():
             messages.warning(request, warning)
 
@@ -72,7 +74,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         keys = list(queryset.active())
         for key in keys:
-            key.revoke()
+            key.revoke(actor=request.user)
         self.message_user(
             request,
             ngettext("%(count)d key revoked.", "%(count)d keys revoked.", len(keys)) % {"count": len(keys)},

@@ -1,13 +1,16 @@
 import zoneinfo
+from datetime import timedelta
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import UserCreationForm
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _, ngettext
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import BASE_URL_PRESETS, ApiKey, SignInFailure, User, normalise_base_url, validate_base_url
+from accounts.models import Invitation, Membership, Team
 
 
 class ThrottledSignIn:
@@ -132,5 +135,99 @@ class ApiKeyForm(forms.ModelForm):
     @sensitive_variables("secret")
     def save(self, commit=True):
         if secret := self.cleaned_data.get("secret"):
+            if self.instance.pk:
+                self.instance.secret_version += 1  # a new secret: rotation, as ApiKey.replace_secret
             self.instance.set_secret(secret)
         return super().save(commit)
+
+
+# --- Keys on the team's pages ------------------------------------------------------------
+
+
+class TeamKeyForm(ApiKeyForm):
+    """Adds a team key or a personal key: the view sets the team and owner on the instance first."""
+
+    class Meta(ApiKeyForm.Meta):
+        fields = ["label", "api_format"]
+
+
+class ReplaceSecretForm(forms.Form):
+    """A key's new secret (rotation); the label, format and base URL stay."""
+
+    secret = forms.CharField(
+        label=_("New API key"),
+        strip=True,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+    clean_secret = ApiKeyForm.clean_secret  # the same shape check, and the same care not to quote it
+
+
+class TeamKeySettingsForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ["default_key", "members_may_choose_key", "members_may_add_keys"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["default_key"].queryset = self.instance.api_keys.active().team_keys()
+        self.fields["default_key"].empty_label = _("None: the oldest active team key")
+        self.fields["default_key"].error_messages["invalid_choice"] = _(
+            "That key cannot be the default: only the team’s active team keys can."
+        )
+
+
+# --- Members and invitations ---------------------------------------------------------
+
+
+class MemberRoleForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["role"]
+
+
+class InvitationForm(forms.ModelForm):
+    days = forms.IntegerField(
+        label=_("Valid for (days)"),
+        min_value=1,
+        max_value=30,
+        initial=7,
+        error_messages={
+            "min_value": _("A link is valid for 1 to 30 days."),
+            "max_value": _("A link is valid for 1 to 30 days."),
+        },
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["role", "note"]
+
+    def save(self, commit=True):
+        self.instance.expires_at = timezone.now() + timedelta(days=self.cleaned_data["days"])
+        return super().save(commit)
+
+
+class InvitationSignUpForm(UserCreationForm):
+    """The account an invited colleague creates: Django's password validators apply."""
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ["username", "first_name", "last_name"]
+
+
+class NewMemberForm(forms.ModelForm):
+    """An account a team admin creates for a colleague, who signs in with a one-time password."""
+
+    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role, initial=Membership.Role.MEMBER)
+
+    class Meta:
+        model = User
+        fields = ["username", "first_name", "last_name", "email"]
+
+    def clean_username(self):
+        # As Django's UserCreationForm: usernames differing only in case would confuse sign-in.
+        username = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(self.instance.unique_error_message(User, ["username"]))
+        return username

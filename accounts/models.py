@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.http import Http404
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -44,6 +44,14 @@ class User(AbstractUser):
     # Set when a team admin creates the account with a one-time password: every page
     # leads to the password change until the member has chosen their own.
     must_change_password = models.BooleanField(_("must change password"), default=False)
+
+    @sensitive_variables("password")
+    def set_one_time_password(self):
+        """A fresh random password the member must replace at first sign-in; returned once, stored hashed."""
+        password = secrets.token_urlsafe(12)
+        self.set_password(password)
+        self.must_change_password = True
+        return password
 
     @cached_property
     def is_reviewer(self):
@@ -112,6 +120,9 @@ class Team(models.Model):
     def __str__(self):
         return self.name
 
+    def admins(self):
+        return self.memberships.filter(role=Membership.Role.ADMIN)
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):
@@ -138,6 +149,30 @@ class Membership(models.Model):
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
 
+    def change_role(self, role):
+        """Give this member another role; the team's last admin stays one."""
+        with transaction.atomic():
+            self._lock_team_unless_last_admin(leaving=role != self.Role.ADMIN)
+            self.role = role
+            self.save(update_fields=["role"])
+
+    def remove(self):
+        """Take this member out of the team. Only the membership goes: their conversations stay."""
+        with transaction.atomic():
+            self._lock_team_unless_last_admin(leaving=True)
+            self.delete()
+
+    def _lock_team_unless_last_admin(self, leaving):
+        # The team row is locked first, so two admins demoting each other at once cannot
+        # both see "another admin remains" and leave the team with none.
+        Team.objects.select_for_update().filter(pk=self.team_id).first()
+        if leaving and self.role == self.Role.ADMIN and not self.team.admins().exclude(pk=self.pk).exists():
+            raise ValidationError(
+                _("%(user)s is the last team admin of %(team)s. Make another member team admin first."),
+                params={"user": self.user.get_username(), "team": self.team},
+                code="last_admin",
+            )
+
 
 def get_team_administered_by(user, team_id):
     """The team, if this user is one of its admins: outsiders get a 404, its other members a 403."""
@@ -147,6 +182,39 @@ def get_team_administered_by(user, team_id):
     if membership.role != Membership.Role.ADMIN:
         raise PermissionDenied
     return membership.team
+
+
+def get_membership_administered_by(user, team_id, membership_id):
+    """A membership of a team this user administers (see get_team_administered_by); 404 if not in that team."""
+    team = get_team_administered_by(user, team_id)
+    membership = team.memberships.select_related("user", "team").filter(pk=membership_id).first()
+    if membership is None:
+        raise Http404
+    return membership
+
+
+def get_invitation_administered_by(user, team_id, invitation_id):
+    """An invitation of a team this user administers (see get_team_administered_by); 404 if not in that team."""
+    team = get_team_administered_by(user, team_id)
+    invitation = team.invitations.select_related("team").filter(pk=invitation_id).first()
+    if invitation is None:
+        raise Http404
+    return invitation
+
+
+def get_key_managed_by(user, team_id, key_id, *, personal):
+    """A key this user manages: a team key of a team they administer (see get_team_administered_by),
+    or, with `personal`, one of their own personal keys in a team they belong to. Anything else is a 404:
+    nobody but its owner learns that a personal key exists."""
+    if personal:
+        key = ApiKey.objects.filter(pk=key_id, team_id=team_id, owner=user, team__memberships__user=user)
+        key = key.select_related("team").first()
+    else:
+        team = get_team_administered_by(user, team_id)
+        key = team.api_keys.team_keys().select_related("team").filter(pk=key_id).first()
+    if key is None:
+        raise Http404
+    return key
 
 
 def new_invitation_token():
@@ -183,6 +251,33 @@ class Invitation(models.Model):
 
     def __str__(self):
         return f"Invitation to {self.team} ({self.role})"
+
+    @property
+    def is_open(self):
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+    def accept(self, user):
+        """Make the user a member with the invited role, and use the link up.
+
+        The conditional UPDATE is what makes a double submit safe: of two requests,
+        only one finds accepted_at still empty; the other changes nothing.
+        """
+        with transaction.atomic():
+            if Membership.objects.filter(team_id=self.team_id, user=user).exists():
+                raise ValidationError(
+                    _("You are already a member of %(team)s."), params={"team": self.team}, code="member"
+                )
+            now = timezone.now()
+            if not Invitation.objects.open().filter(pk=self.pk).update(accepted_by=user, accepted_at=now):
+                raise ValidationError(_("This invitation link cannot be used any more."), code="closed")
+            membership = Membership.objects.create(team_id=self.team_id, user=user, role=self.role)
+        self.accepted_by, self.accepted_at = user, now
+        return membership
+
+    def revoke(self):
+        if self.revoked_at is None and self.accepted_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
 
 
 # --- API keys ----------------------------------------------------------------
@@ -261,6 +356,39 @@ def normalise_base_url(url):
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
         return self.filter(revoked_at__isnull=True)
+
+    def team_keys(self):
+        return self.filter(owner__isnull=True)
+
+    def usable_by(self, user, team):
+        """Active keys this member may run their conversations with: their own personal keys, and the
+        team's keys while the team lets members choose. `user` may be a user or its id."""
+        allowed = models.Q(owner=user)
+        if team.members_may_choose_key:
+            allowed |= models.Q(owner__isnull=True)
+        return self.active().filter(allowed, team=team)
+
+    def with_health(self, since):
+        """Each key with what its page shows, in one query: last answer, answers and failures since
+        `since`, latest failed answer, and latest test (from the audit trail)."""
+        from chat.models import Message  # chat's models import these ones
+
+        answers = models.Q(messages__role=Message.Role.ASSISTANT)
+        recent = answers & models.Q(messages__created_at__gte=since) & ~models.Q(messages__status=Message.Status.STREAMING)
+        failed = Message.objects.filter(api_key=models.OuterRef("pk"), role=Message.Role.ASSISTANT, status=Message.Status.ERROR)
+        failed = failed.order_by("-created_at", "-pk")
+        tests = KeyEvent.objects.filter(api_key=models.OuterRef("pk"), action=KeyEvent.Action.TEST).order_by("-at", "-pk")
+        return self.annotate(
+            last_used_at=models.Max("messages__created_at", filter=answers),
+            answers_recent=models.Count("messages", filter=recent),
+            failed_recent=models.Count("messages", filter=recent & models.Q(messages__status=Message.Status.ERROR)),
+            last_failed_at=models.Subquery(failed.values("created_at")[:1]),
+            last_failed_kind=models.Subquery(failed.values("error_kind")[:1]),
+            last_test_at=models.Subquery(tests.values("at")[:1]),
+            last_test_ok=models.Subquery(tests.values("succeeded")[:1]),
+            last_test_latency_ms=models.Subquery(tests.values("latency_ms")[:1]),
+            last_test_error_kind=models.Subquery(tests.values("error_kind")[:1]),
+        )
 
 
 class ApiKey(models.Model):
@@ -354,10 +482,54 @@ class ApiKey(models.Model):
         self.secret_encrypted = crypto.reencrypt(self.secret_encrypted)
         self.save(update_fields=["secret_encrypted"])
 
-    def revoke(self):
-        if not self.is_revoked:
+    def revoke(self, actor=None):
+        """Revoke the key for good (and record who did); a revoked default key stops being the default."""
+        if self.is_revoked:
+            return
+        with transaction.atomic():
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+            Team.objects.filter(pk=self.team_id, default_key=self).update(default_key=None)
+            self.record(KeyEvent.Action.REVOKE, actor)
+
+    @sensitive_variables("secret")
+    def replace_secret(self, secret, actor=None):
+        """Rotation: a new secret for the same key. Messages keep the version that served them, and
+        the audit row keeps each version's last four."""
+        with transaction.atomic():
+            current = ApiKey.objects.select_for_update().get(pk=self.pk)
+            self.set_secret(secret)
+            self.secret_version = current.secret_version + 1
+            self.save(update_fields=["secret_encrypted", "last_four", "kind", "secret_version"])
+            self.record(KeyEvent.Action.REPLACE, actor)
+
+    def make_default(self, actor=None):
+        """This team key becomes the one the team's conversations use unless a member chose another."""
+        with transaction.atomic():
+            Team.objects.filter(pk=self.team_id).update(default_key=self)
+            self.record(KeyEvent.Action.DEFAULT, actor)
+
+    def record(self, action, actor, **outcome):
+        """One row of the keys' audit trail: the key's label and last four as they are now, never the secret."""
+        return KeyEvent.objects.create(
+            team_id=self.team_id,
+            api_key=self,
+            key_label=self.label,
+            actor=actor,
+            action=action,
+            last_four=self.last_four,
+            secret_version=self.secret_version,
+            **outcome,
+        )
+
+    def last_four_of_version(self, version):
+        """The last four of the secret that was version `version` of this key, from the audit trail."""
+        if version == self.secret_version:
+            return self.last_four
+        event = self.events.filter(
+            secret_version=version, action__in=[KeyEvent.Action.ADD, KeyEvent.Action.REPLACE]
+        ).first()
+        return event.last_four if event else ""
 
     def warnings(self):
         """What mimo-api.md warns about this key and base URL, in the user's language."""

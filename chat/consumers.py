@@ -12,7 +12,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 
-from chat import generation, versions
+from chat import generation, limits, versions
 from chat.forms import EditForm, RetryForm, SendForm
 from chat.models import Message, get_conversation_for
 
@@ -49,6 +49,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not user.is_authenticated:
             await self.close(code=4401)
             return
+        if user.must_change_password:  # a one-time password opens the password change only
+            await self.close(code=4403)
+            return
         try:
             self.conversation = await database_sync_to_async(get_conversation_for)(
                 user, self.scope["url_route"]["kwargs"]["conversation_id"]
@@ -71,6 +74,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         generation.keep_tending()
         await self.accept()
         self.writer = asyncio.create_task(self.write_frames())
+        await self.send_meters()
         await self.channel_layer.group_add(self.group, self.channel_name)
         snapshot = generation.watch(self.watcher)
         if snapshot:
@@ -108,13 +112,19 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.edit(content)
 
     async def send_message(self, content):
-        form = SendForm(content)
+        form = await database_sync_to_async(self.send_form)(content)
         if not form.is_valid():
             first_error = next(iter(form.errors.values()))[0]
             self.watcher.deliver(render_notice(first_error))
             return
         await self.save_settings(form.cleaned_data)
         await self.start(text=form.cleaned_data["text"])
+
+    def send_form(self, content):
+        """The composer's form, validated here: its key field asks the database which keys this member may use."""
+        form = SendForm(content, conversation=self.conversation)
+        form.is_valid()
+        return form
 
     async def regenerate(self, content):
         """A new version of an answer, beside the old one."""
@@ -146,6 +156,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
         except generation.AlreadyStreaming:
             self.watcher.deliver(render_notice(_("MiMo is still answering. Wait for the answer or stop it first.")))
+        except limits.Refused as refusal:  # a budget or the pace: nothing was saved or sent
+            self.watcher.deliver(render_notice(str(refusal)))
+
+    async def send_meters(self):
+        """The member's budget meters by the composer (chat/limits.py); none without a budget."""
+        if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
+            self.watcher.deliver(generation.render_partial("usage-meter", {"meters": meters}, self.watcher))
 
     @database_sync_to_async
     def save_settings(self, data):
@@ -154,9 +171,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         conversation.thinking = data["thinking"]
         conversation.web_search = data["web_search"]
         conversation.system_prompt = data["system_prompt"]
+        fields = ["model", "thinking", "web_search", "system_prompt", "updated_at"]
+        if "api_key" in data:  # the form offers a choice of key only to members who have one
+            conversation.api_key = data["api_key"]
+            fields.append("api_key")
         # Only these: this copy was loaded when the socket opened, and its title, pin and trash
         # may have changed since (the sidebar; chat/titles.py names the conversation after its first answer).
-        conversation.save(update_fields=["model", "thinking", "web_search", "system_prompt", "updated_at"])
+        conversation.save(update_fields=fields)
 
     # -- from other processes, through the group --
 

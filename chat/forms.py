@@ -1,11 +1,13 @@
 from datetime import date
 
 from django import forms
+from django.core.validators import MinValueValidator
 from django.db.models import Exists, OuterRef, Q
+from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Team, User
-from chat import mimo
+from accounts.models import ApiKey, Membership, Team, User
+from chat import mimo, usage
 from chat.models import Message, ToolCall
 
 
@@ -24,6 +26,32 @@ class SendForm(forms.Form):
     system_prompt = forms.CharField(
         label=_("System prompt"), max_length=20_000, required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4})
     )
+
+    def __init__(self, *args, conversation=None, **kwargs):
+        """With a conversation whose owner may choose a key (team keys the team lets members choose
+        among, or their own personal keys), the form has a `api_key` field offering only those."""
+        super().__init__(*args, **kwargs)
+        if conversation is None:
+            return
+        team = Team.objects.get(pk=conversation.team_id)
+        usable = ApiKey.objects.usable_by(conversation.owner_id, team).order_by("owner", "label", "pk")
+        if team.members_may_choose_key or usable.exists():
+            self.fields["api_key"] = KeyChoiceField(
+                label=_("Key"),
+                queryset=usable,
+                required=False,
+                empty_label=_("The team’s default key"),
+                error_messages={"invalid_choice": _("That key cannot be used in this conversation. Choose another one.")},
+            )
+
+
+class KeyChoiceField(forms.ModelChoiceField):
+    """Keys by label and last four only; a personal key says so."""
+
+    def label_from_instance(self, key):
+        if key.owner_id:
+            return _("%(label)s (%(masked)s, your own)") % {"label": key.label, "masked": key.masked}
+        return f"{key.label} ({key.masked})"
 
 
 class RetryForm(forms.Form):
@@ -128,3 +156,109 @@ class TeamReviewForm(forms.ModelForm):
     class Meta:
         model = Team
         fields = ["review_enabled"]
+
+
+# --- Usage and cost ----------------------------------------------------------------------
+
+
+class UsageForm(forms.Form):
+    """The usage pages' range (default: this calendar month), stack and, on a member's own page, team.
+
+    Read from the query string. A bad range is reported and the default range shown instead.
+    """
+
+    # type=date inputs want ISO dates whatever the language's own date format.
+    start = forms.DateField(
+        label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    end = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none(), required=False, empty_label=_("All teams"))
+    # The stack switch's links set it; an unknown one stacks by the first dimension rather than losing the range.
+    by = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, data, *, dimensions, teams=None):
+        # Always bound, the default range filled in where none was asked, so the date inputs show the range shown.
+        data = data.copy() if data is not None else QueryDict(mutable=True)
+        for name, day in zip(("start", "end"), usage.this_month()):
+            if not data.get(name):
+                data[name] = day.isoformat()
+        super().__init__(data)
+        self.dimensions = dimensions
+        if teams is None:
+            del self.fields["team"]
+        else:
+            self.fields["team"].queryset = teams
+
+    def clean_by(self):
+        by = self.cleaned_data["by"]
+        return by if by in self.dimensions else self.dimensions[0]
+
+    def clean(self):
+        data = super().clean()
+        if "start" in self.errors or "end" in self.errors:
+            return data
+        start, end = data["start"], data["end"]
+        if start > end:
+            raise forms.ValidationError(_("The start date is after the end date."), code="reversed")
+        if (end - start).days + 1 > usage.MAX_DAYS:
+            raise forms.ValidationError(
+                _("A range can be at most %(days)d days long."), params={"days": usage.MAX_DAYS}, code="too_long"
+            )
+        return data
+
+    def period(self):
+        """The range asked for, or this calendar month when none was or it was wrong."""
+        if self.is_valid():
+            return self.cleaned_data["start"], self.cleaned_data["end"]
+        return usage.this_month()
+
+    def stack_by(self):
+        if self.is_valid() or "by" in self.cleaned_data:
+            return self.cleaned_data["by"]
+        return self.dimensions[0]
+
+    def chosen_team(self):
+        if "team" in self.fields and (self.is_valid() or "team" not in self.errors):
+            return self.cleaned_data.get("team")
+        return None
+
+
+# --- Budgets and pace (chat/limits.py) ------------------------------------------------------
+
+
+def set_minimum(form, names, minimum):
+    """Below the models' own checks: no negative cost, and a pace of at least 1 (0 would stop every send)."""
+    for name in names:
+        form.fields[name].validators.append(MinValueValidator(minimum))
+        form.fields[name].widget.attrs["min"] = str(minimum)
+
+
+class TeamLimitsForm(forms.ModelForm):
+    """The team's monthly budgets and each member's pace; an empty field means no limit."""
+
+    class Meta:
+        model = Team
+        fields = ["monthly_token_limit", "monthly_cost_limit", "messages_per_minute", "streams_at_once"]
+        help_texts = {
+            "monthly_token_limit": _("Prompt and answer tokens of everyone in the team, this calendar month."),
+            "monthly_cost_limit": _("At the price in force when each answer ran."),
+            "messages_per_minute": _("Each member; MiMo allows the whole account 100 requests a minute per model."),
+            "streams_at_once": _("Each member, across all of their conversations."),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        set_minimum(self, ["monthly_cost_limit"], 0)
+        set_minimum(self, ["messages_per_minute", "streams_at_once"], 1)
+
+
+class MemberLimitsForm(forms.ModelForm):
+    """One member's own monthly budget inside the team's; empty means none of their own."""
+
+    class Meta:
+        model = Membership
+        fields = ["monthly_token_limit", "monthly_cost_limit"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        set_minimum(self, ["monthly_cost_limit"], 0)

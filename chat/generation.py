@@ -37,7 +37,7 @@ from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
 from accounts.models import validate_base_url
-from chat import mimo, render, titles, tools, versions
+from chat import limits, mimo, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ def create_turn(conversation, text, api_key, instead_of=None):
         with transaction.atomic():
             # The lock versions.switch_to takes: the branch does not change while a turn starts on it.
             Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
+            # Budgets and pace, before anything is saved or sent; its team lock is held to the commit.
+            limits.admit(conversation)
             if instead_of is None:
                 parent_id = versions.branch(conversation.pk).order_by("created_at", "id").values_list("id", flat=True).last()
             else:
@@ -509,7 +511,8 @@ class Generation:
                 return
             await self.run_tools(complete_calls)
             await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
-            await self.next_round()
+            if not await self.next_round():
+                return  # the budget ran out: the new round is an error that says so
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
 
     @database_sync_to_async
@@ -619,6 +622,12 @@ class Generation:
         message.heartbeat_at = None
         await sync_to_async(self.save_finished)()
         self.publish_snapshot()
+        await self.publish_meters()
+
+    async def publish_meters(self):
+        """The member's budget meters, now that this answer's usage counts (none without a budget)."""
+        if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
+            self.publish("usage-meter", {"meters": meters})
 
     def save_finished(self):
         self.message.save()
@@ -650,24 +659,44 @@ class Generation:
             self.flush_frames()
 
     async def next_round(self):
-        """MiMo called tools: their results go back in a new assistant message."""
-        now = timezone.now()
-        self.message = await Message.objects.acreate(
-            conversation_id=self.conversation.pk,
-            role=Message.Role.ASSISTANT,
-            parent=self.message,  # a branch is a chain: each round follows the one before
-            status=Message.Status.STREAMING,
-            model=self.message.model,
-            api_key=self.api_key,
-            api_key_version=self.message.api_key_version,
-            parameters=self.message.parameters,
-            created_at=now,
-            heartbeat_at=now,
-        )
+        """MiMo called tools: their results go back in a new assistant message.
+
+        Returns False when the budget ran out meanwhile: the new message is then
+        an error that says so, and nothing more is sent. Retrying it continues
+        from the tools' results.
+        """
+        self.message = await database_sync_to_async(self.create_round)()
         self.renderer = render.IncrementalRenderer()
         self.answer_final, self.answer_tail = [], ""
         self.tool_calls, self.citations = {}, []
         self.announce()
+        return self.message.status == Message.Status.STREAMING
+
+    def create_round(self):
+        """The next round's answer, admitted like a send (budgets only: the answer is already under way)."""
+        now = timezone.now()
+        fields = {
+            "conversation_id": self.conversation.pk,
+            "role": Message.Role.ASSISTANT,
+            "parent": self.message,  # a branch is a chain: each round follows the one before
+            "model": self.message.model,
+            "api_key": self.api_key,
+            "api_key_version": self.message.api_key_version,
+            "parameters": self.message.parameters,
+            "created_at": now,
+        }
+        with transaction.atomic():
+            try:
+                limits.admit(self.conversation, pace=False)
+            except limits.Refused as refusal:
+                return Message.objects.create(
+                    **fields,
+                    status=Message.Status.ERROR,
+                    error_kind=limits.BUDGET_EXHAUSTED,
+                    error_text=str(refusal),
+                    finished_at=now,
+                )
+            return Message.objects.create(**fields, status=Message.Status.STREAMING, heartbeat_at=now)
 
     # -- other processes --
 

@@ -98,9 +98,14 @@ class Conversation(models.Model):
         return self.deleted_at + timedelta(days=TRASH_DAYS) if self.deleted_at else None
 
     def key_for_next_turn(self):
-        """The conversation's own key if still active, else the team's first active team key."""
-        keys = ApiKey.objects.active().filter(team=self.team, owner__isnull=True)
-        return keys.filter(pk=self.api_key_id).first() or keys.order_by("created_at").first()
+        """The key chosen for this conversation while it is active and still allowed for its owner (a team
+        key while members may choose, or the owner's own personal key); else the team's default key if
+        active; else the team's oldest active team key. A personal key never serves anyone else."""
+        team = Team.objects.get(pk=self.team_id)  # fresh: an admin may have changed the rules since it was loaded
+        if self.api_key_id and (chosen := ApiKey.objects.usable_by(self.owner_id, team).filter(pk=self.api_key_id).first()):
+            return chosen
+        keys = ApiKey.objects.active().team_keys().filter(team=team)
+        return keys.filter(pk=team.default_key_id).first() or keys.order_by("created_at", "pk").first()
 
     def turns(self):
         """The history MiMo is sent, rebuilt from the rows alone.
@@ -299,6 +304,13 @@ class Message(models.Model):
         return round(self.completion_tokens / seconds, 1) if self.completion_tokens and seconds > 0 else None
 
     @property
+    def key_last_four(self):
+        """The last four of the secret that served this answer: the key may have a newer secret since."""
+        if self.api_key is None or self.api_key_version is None:
+            return ""
+        return self.api_key.last_four_of_version(self.api_key_version)
+
+    @property
     def can_retry(self):
         return self.role == self.Role.ASSISTANT and self.status in (self.Status.ERROR, self.Status.STOPPED, self.Status.INTERRUPTED)
 
@@ -310,6 +322,11 @@ class Message(models.Model):
             return _("The server stopped while MiMo was answering. What arrived is kept; you can try again.")
         if self.status == self.Status.ERROR and self.error_kind == "key_unusable":
             return _("The team's MiMo key cannot be used: it was revoked, or its base URL is no longer allowed. Ask a team admin.")
+        if self.status == self.Status.ERROR and self.error_kind == "budget_exhausted":  # chat/limits.py
+            return _(
+                "The monthly budget ran out while MiMo was using tools, so the answer stops here. "
+                "Once a team admin has raised it, Retry goes on from the tools’ results."
+            )
         if self.status == self.Status.ERROR:
             try:
                 return _(mimo.ErrorKind(self.error_kind).message)

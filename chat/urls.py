@@ -5,6 +5,8 @@ from chat.views import library
 from chat.views import review
 from chat.views import sharing, transfer
 from chat.views import search
+from chat.views import limits
+from chat.views import usage
 
 urlpatterns = [
     path("chats/", library.conversation_list, name="conversation_list"),
@@ -44,5 +46,10 @@ urlpatterns = [
     path("shares/<uuid:share_id>/", sharing.open_share, name="share"),
     path("shares/<uuid:share_id>/revoke/", sharing.revoke_share, name="revoke_share"),
     # -- Usage and cost --
+    path("teams/<int:team_id>/usage/", usage.team_usage, name="team_usage"),
+    path("teams/<int:team_id>/usage.csv", usage.team_usage_csv, name="team_usage_csv"),
+    path("usage/", usage.my_usage, name="my_usage"),
+    path("usage.csv", usage.my_usage_csv, name="my_usage_csv"),
     # -- Budgets and pace --
+    path("teams/<int:team_id>/limits/", limits.team_limits, name="team_limits"),
 ]

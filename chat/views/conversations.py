@@ -43,7 +43,9 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
     Message.objects.filter(conversation=conversation).mark_dead(running=generation.running_ids())
     window = opening_window(request, conversation)
     form = SendForm(
+        conversation=conversation,
         initial={
+            "api_key": conversation.api_key_id,
             "model": conversation.model,
             "thinking": conversation.thinking,
             "web_search": conversation.web_search,

@@ -1,0 +1,369 @@
+"""Budgets and pace: whether a member may start an answer now, decided before anything is sent to MiMo.
+
+A team admin sets a monthly budget in tokens and/or cost for the team and for
+each member, and a pace for every member: messages a minute and answers
+streaming at once (accounts.models.Team, Membership). `admit` runs inside the
+transaction that creates the streaming answer (chat/generation.py), after
+taking a write lock on the team's row: sends of one team are admitted one
+after the other, each seeing the answers admitted before it.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.text import get_text_list
+from django.utils.translation import gettext as _, ngettext
+
+from accounts.models import Membership, Team, User
+from chat.models import Message
+
+WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
+PACE_WINDOW = timedelta(minutes=1)
+# What an answer still streaming (no usage yet) is assumed to take: the largest of the
+# scope's last RECENT_ANSWERS answers, and never less than the floor. The largest, not the
+# average: a budget may then be refused a little early, but concurrent sends overshoot it
+# by at most about one answer. The floor covers a scope with no history, or only tiny
+# answers: a short question with a thinking answer runs one to a few thousand tokens,
+# a cent at mimo-v2.5-pro's prices.
+RECENT_ANSWERS = 20
+RESERVE_FLOOR_TOKENS = 4_000
+RESERVE_FLOOR_COST = Decimal("0.01")
+BUDGET_EXHAUSTED = "budget_exhausted"  # Message.error_kind of a tool round refused for the budget
+
+TOKENS, COST = "tokens", "cost"
+TEAM, MEMBER = "team", "member"
+
+
+class Refused(Exception):
+    """A send that may not go ahead. `str()` is the sentence for the member, in their language."""
+
+
+# --- Used this month ----------------------------------------------------------------
+
+
+def month_start(now=None):
+    """The start of the current calendar month, in the server's time zone (not the member's)."""
+    local = timezone.localtime(now or timezone.now(), timezone.get_default_timezone())
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def answers(team, owner=None):
+    """The team's assistant messages, or only those of one member's conversations in it.
+
+    Conversations in the trash count too: what they cost was spent. A purged one
+    no longer counts; inexact on purpose, since a purge comes 30 days later.
+    """
+    messages = Message.objects.filter(role=Message.Role.ASSISTANT, conversation__team=team)
+    return messages.filter(conversation__owner=owner) if owner is not None else messages
+
+
+def used_this_month(team, owner=None):
+    """(tokens, cost) of the scope's answers this month, at the price in force when each ran."""
+    totals = answers(team, owner).filter(created_at__gte=month_start()).with_usage().aggregate(
+        used_tokens=Sum("tokens"), used_cost=Sum("cost")
+    )
+    return totals["used_tokens"] or 0, Decimal(totals["used_cost"] or 0)
+
+
+def reserved(team, owner=None):
+    """(tokens, cost) held for the scope's answers still streaming: RESERVE estimates each."""
+    streaming = answers(team, owner).filter(status=Message.Status.STREAMING, prompt_tokens__isnull=True).count()
+    if not streaming:
+        return 0, Decimal(0)
+    recent = (
+        answers(team, owner)
+        .filter(prompt_tokens__isnull=False)
+        .with_usage()
+        .order_by("-created_at")
+        .values_list("tokens", "cost")[:RECENT_ANSWERS]
+    )
+    tokens = max([RESERVE_FLOOR_TOKENS, *(t for t, _c in recent)])
+    cost = max([RESERVE_FLOOR_COST, *(Decimal(c) for _t, c in recent)])
+    return streaming * tokens, streaming * cost
+
+
+# --- Meters --------------------------------------------------------------------------
+
+
+@dataclass
+class Meter:
+    """One budget: whose (the team's or the member's own), in what, used (and reserved) of its limit.
+
+    Its words are made when read, so a page or a socket frame shows them in its
+    own language; nothing here touches the database after it is built.
+    """
+
+    whose: str  # TEAM or MEMBER
+    kind: str  # TOKENS or COST
+    team: Team
+    used: int | Decimal
+    limit: int | Decimal
+    reserved: int | Decimal = 0
+    admins: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self):
+        if self.limit <= 0:
+            return Decimal(1)
+        return Decimal(self.used) / Decimal(self.limit)
+
+    @property
+    def percent(self):
+        return int(self.ratio * 100)
+
+    @property
+    def is_warning(self):
+        return self.ratio >= WARNING_RATIO
+
+    @property
+    def is_used_up(self):
+        return self.used >= self.limit
+
+    @property
+    def is_exhausted(self):
+        """No room for another answer: used, plus what the answers still streaming will take."""
+        return self.used + self.reserved >= self.limit
+
+    # Plain strings for <meter> attributes: never localised (no "1,234" or "0,12").
+    @property
+    def value_attr(self):
+        return str(min(self.used, self.limit))
+
+    @property
+    def max_attr(self):
+        return str(self.limit)
+
+    @property
+    def high_attr(self):
+        return str(Decimal(self.limit) * WARNING_RATIO)
+
+    def amount(self, value):
+        if self.kind == COST:
+            cents = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)  # as floatformat rounds
+            return "$" + number_format(cents, decimal_pos=2, force_grouping=True)
+        return number_format(value, force_grouping=True)
+
+    def of_limit(self):
+        """"1,234 of 10,000 tokens" or "$0.12 of $5.00"."""
+        values = {"used": self.amount(self.used), "limit": self.amount(self.limit)}
+        if self.kind == COST:
+            return _("%(used)s of %(limit)s") % values
+        return _("%(used)s of %(limit)s tokens") % values
+
+    @property
+    def name(self):
+        return _("Cost this month") if self.kind == COST else _("Tokens this month")
+
+    @property
+    def summary(self):
+        return _("%(amount)s this month") % {"amount": self.of_limit()}
+
+    @property
+    def owner_label(self):
+        if self.whose == TEAM:
+            return _("budget of %(team)s") % {"team": self.team.name}
+        return _("your own budget in %(team)s") % {"team": self.team.name}
+
+    @property
+    def who_can_raise(self):
+        if not self.admins:
+            return _("Ask the operator of this mimoweb to raise it.")
+        names = get_text_list(self.admins, _("or"))
+        return ngettext(
+            "Ask %(names)s, a team admin of %(team)s, to raise it.",
+            "Ask %(names)s, the team admins of %(team)s, to raise it.",
+            len(self.admins),
+        ) % {"names": names, "team": self.team.name}
+
+    @property
+    def refusal(self):
+        """Why a send is refused: which limit, used of limit, who can raise it."""
+        values = {"team": self.team.name, "amount": self.of_limit()}
+        if self.is_used_up and self.whose == TEAM:
+            sentence = _("%(team)s has used up its monthly budget: %(amount)s this month.") % values
+        elif self.is_used_up:
+            sentence = _("You have used up your own monthly budget in %(team)s: %(amount)s this month.") % values
+        elif self.whose == TEAM:
+            sentence = _(
+                "The monthly budget of %(team)s is almost used up: %(amount)s this month, and answers "
+                "still streaming will take the rest. Try again when they have finished."
+            ) % values
+        else:
+            sentence = _(
+                "Your own monthly budget in %(team)s is almost used up: %(amount)s this month, and your "
+                "answers still streaming will take the rest. Try again when they have finished."
+            ) % values
+        return f"{sentence} {self.who_can_raise}"
+
+    @property
+    def warning(self):
+        """What the member sees from 80 % on."""
+        if self.is_used_up:
+            return self.refusal
+        values = {"percent": self.percent, "team": self.team.name, "amount": self.of_limit()}
+        if self.whose == TEAM:
+            return _("%(team)s has used %(percent)s%% of its monthly budget: %(amount)s.") % values
+        return _("You have used %(percent)s%% of your own monthly budget in %(team)s: %(amount)s.") % values
+
+
+def team_admin_names(team):
+    admins = User.objects.filter(memberships__team=team, memberships__role=Membership.Role.ADMIN).order_by("username")
+    return [admin.get_full_name() or admin.username for admin in admins]
+
+
+def meters(team, membership, *, reserve=False):
+    """Every budget set for this member in this team: the team's, then their own."""
+    found = []
+    scopes = [(TEAM, team, None)]
+    if membership is not None:
+        scopes.append((MEMBER, membership, membership.user_id))
+    for whose, holder, owner in scopes:
+        if holder.monthly_token_limit is None and holder.monthly_cost_limit is None:
+            continue
+        tokens, cost = used_this_month(team, owner)
+        held_tokens, held_cost = reserved(team, owner) if reserve else (0, Decimal(0))
+        if holder.monthly_token_limit is not None:
+            found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
+        if holder.monthly_cost_limit is not None:
+            found.append(Meter(whose, COST, team, cost, holder.monthly_cost_limit, held_cost))
+    if found:
+        names = team_admin_names(team)
+        for meter in found:
+            meter.admins = names
+    return found
+
+
+def member_meters(conversation):
+    """What the member sees by the composer: per kind, the tighter of the team's budget and their own."""
+    team = Team.objects.get(pk=conversation.team_id)
+    membership = Membership.objects.filter(team=team, user_id=conversation.owner_id).first()
+    tightest = {}
+    for meter in meters(team, membership):
+        if meter.kind not in tightest or meter.ratio > tightest[meter.kind].ratio:
+            tightest[meter.kind] = meter
+    return [tightest[kind] for kind in (TOKENS, COST) if kind in tightest]
+
+
+# --- Admission --------------------------------------------------------------------
+
+
+def admit(conversation, *, pace=True):
+    """Raise Refused if the conversation's owner may not start an answer now.
+
+    Call inside the transaction that then creates the streaming answer: the
+    no-op UPDATE takes a write lock on the team's row (a row lock on
+    PostgreSQL; SQLite has no row locks, and its write lock covers the whole
+    database), held to the commit, so the next send of the team counts this
+    one's answer as streaming. `pace=False` for the tool rounds of an
+    answer already admitted: only the budgets are checked again.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("limits.admit needs the transaction that creates the answer")
+    Team.objects.filter(pk=conversation.team_id).update(monthly_token_limit=F("monthly_token_limit"))
+    team = Team.objects.get(pk=conversation.team_id)
+    membership = Membership.objects.filter(team=team, user_id=conversation.owner_id).first()
+    if pace:
+        check_pace(team, conversation.owner_id)
+    for meter in meters(team, membership, reserve=True):
+        if meter.is_exhausted:
+            raise Refused(meter.refusal)
+
+
+def check_pace(team, owner_id):
+    """The member's answers streaming at once, and messages in the last minute, against the team's pace."""
+    own = answers(team, owner_id)
+    if team.streams_at_once is not None:
+        streaming = own.filter(status=Message.Status.STREAMING).count()
+        if streaming >= team.streams_at_once:
+            raise Refused(
+                ngettext(
+                    "You have %(count)d answer streaming, the most %(team)s allows at once. "
+                    "Try again when it has finished.",
+                    "You have %(count)d answers streaming, the most %(team)s allows at once. "
+                    "Try again when one of them has finished.",
+                    streaming,
+                )
+                % {"count": streaming, "team": team.name}
+            )
+    if team.messages_per_minute is not None:
+        limit = team.messages_per_minute
+        now = timezone.now()
+        # A message is an answer started by a send (new, edited, regenerated, retried);
+        # an answer's later tool rounds (whose parent is an answer) are not sends.
+        started = (
+            own.exclude(parent__role=Message.Role.ASSISTANT)
+            .filter(created_at__gt=now - PACE_WINDOW)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+        )
+        times = list(started[: max(limit, 1)])
+        if len(times) >= limit:
+            # Free again when the limit-th newest of them leaves the minute.
+            free_at = (times[-1] if times else now) + PACE_WINDOW
+            seconds = max(1, math.ceil((free_at - now).total_seconds()))
+            raise Refused(
+                ngettext(
+                    "You have sent %(count)d message in the last minute, the most %(team)s allows.",
+                    "You have sent %(count)d messages in the last minute, the most %(team)s allows.",
+                    len(times),
+                )
+                % {"count": len(times), "team": team.name}
+                + " "
+                + ngettext("Try again in %(seconds)d second.", "Try again in %(seconds)d seconds.", seconds)
+                % {"seconds": seconds}
+            )
+
+
+# --- The team admin's page ------------------------------------------------------------
+
+
+@dataclass
+class MemberUsage:
+    """One row of the limits page: a member, what they used this month, their own budgets' meters."""
+
+    membership: Membership
+    tokens: int
+    cost: Decimal
+    meters: list[Meter]
+    form: object = None  # the view's form for the member's own limits
+
+
+def member_rows(team, memberships):
+    """The limits page's table: each member with their usage this month and their own meters."""
+    usage = {
+        row["conversation__owner"]: row
+        for row in answers(team)
+        .filter(created_at__gte=month_start())
+        .with_usage()
+        .values("conversation__owner")
+        .annotate(used_tokens=Sum("tokens"), used_cost=Sum("cost"))
+        .order_by()
+    }
+    rows = []
+    for membership in memberships:
+        used = usage.get(membership.user_id, {})
+        tokens, cost = used.get("used_tokens") or 0, Decimal(used.get("used_cost") or 0)
+        own = []
+        if membership.monthly_token_limit is not None:
+            own.append(Meter(MEMBER, TOKENS, team, tokens, membership.monthly_token_limit))
+        if membership.monthly_cost_limit is not None:
+            own.append(Meter(MEMBER, COST, team, cost, membership.monthly_cost_limit))
+        rows.append(MemberUsage(membership, tokens, cost, own))
+    return rows
+
+
+def team_usage(team):
+    """(tokens, cost, meters) of the whole team this month, for its admin."""
+    tokens, cost = used_this_month(team)
+    found = []
+    if team.monthly_token_limit is not None:
+        found.append(Meter(TEAM, TOKENS, team, tokens, team.monthly_token_limit))
+    if team.monthly_cost_limit is not None:
+        found.append(Meter(TEAM, COST, team, cost, team.monthly_cost_limit))
+    return tokens, cost, found

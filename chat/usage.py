@@ -1,0 +1,361 @@
+"""Usage and cost: the sums behind the usage pages, their CSV and the operator's monthly report, all in SQL."""
+
+import calendar
+import csv
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+from django.utils.formats import date_format, number_format
+from django.utils.translation import gettext as _, gettext_lazy, ngettext
+
+from chat.models import Message, Price
+
+# The longest range a page, a CSV or a chart covers: a year, leap day included.
+MAX_DAYS = 366
+
+
+# --- Which messages ------------------------------------------------------------------
+
+
+def assistant_messages():
+    """Answers are what MiMo bills: only assistant messages carry tokens."""
+    return Message.objects.filter(role=Message.Role.ASSISTANT)
+
+
+def in_period(messages, start, end):
+    """Those that ran from the start day to the end day, both included, in the current time zone.
+
+    Bounds as instants rather than `created_at__date`, so the database can use a range on the column.
+    """
+    since = timezone.make_aware(datetime.combine(start, time.min))
+    until = timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min))
+    return messages.filter(created_at__gte=since, created_at__lt=until)
+
+
+def team_messages(team, start, end, member=None):
+    """A team's answers in the period, or one member's answers in that team."""
+    messages = assistant_messages().filter(conversation__team=team)
+    if member is not None:
+        messages = messages.filter(conversation__owner=member)
+    return in_period(messages, start, end)
+
+
+def member_messages(user, start, end, team=None):
+    """A member's own answers in the period, across all their teams (or in one)."""
+    messages = assistant_messages().filter(conversation__owner=user)
+    if team is not None:
+        messages = messages.filter(conversation__team=team)
+    return in_period(messages, start, end)
+
+
+def month_messages(year, month, team=None):
+    """A calendar month's answers, of every team or one: the operator's report."""
+    messages = assistant_messages()
+    if team is not None:
+        messages = messages.filter(conversation__team=team)
+    return in_period(messages, *month_bounds(year, month))
+
+
+# --- Periods -------------------------------------------------------------------------
+
+
+def month_bounds(year, month):
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def this_month():
+    """The default range: the current calendar month, in the user's time zone."""
+    today = timezone.localdate()
+    return month_bounds(today.year, today.month)
+
+
+def days_of(start, end):
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+# --- How usage is split --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A way to split usage: the column grouped by, and the columns that name each group."""
+
+    name: str
+    heading: str
+    key: str
+    fields: tuple
+
+    def label(self, row):
+        if self.name == "key":
+            if row["api_key_id"] is None:
+                return _("no key recorded")
+            return f"{row['api_key__label']} (…{row['api_key__last_four']})"
+        return row[self.fields[-1]] or _("unknown")
+
+
+DIMENSIONS = {
+    "model": Dimension("model", gettext_lazy("Model"), "model", ("model",)),
+    "member": Dimension("member", gettext_lazy("Member"), "conversation__owner_id", ("conversation__owner__username",)),
+    "team": Dimension("team", gettext_lazy("Team"), "conversation__team_id", ("conversation__team__name",)),
+    "key": Dimension("key", gettext_lazy("Key"), "api_key_id", ("api_key__label", "api_key__last_four")),
+}
+# The team page splits by member; a member's own page by team (it is only ever them).
+TEAM_DIMENSIONS = ["model", "member", "key"]
+MEMBER_DIMENSIONS = ["model", "team", "key"]
+
+
+def columns_of(*dimensions):
+    columns = []
+    for name in dimensions:
+        dimension = DIMENSIONS[name]
+        columns += [column for column in (dimension.key, *dimension.fields) if column not in columns]
+    return columns
+
+
+def sums():
+    """The figures every table, chart and CSV row shows, summed in the database from `with_usage()`."""
+    return {
+        "messages": Count("pk"),
+        "prompt": Coalesce(Sum("prompt_tokens"), 0),
+        "completion": Coalesce(Sum("completion_tokens"), 0),
+        "reasoning": Coalesce(Sum("reasoning_tokens"), 0),
+        "cached": Coalesce(Sum("cached_tokens"), 0),
+        "searches": Coalesce(Sum("web_search_calls"), 0),
+        "total_tokens": Coalesce(Sum("tokens"), 0),
+        "total_cost": Coalesce(Sum("cost"), Decimal(0)),
+    }
+
+
+def grouped(messages, *dimensions, per_day=False):
+    """The sums grouped by these dimensions (and by day in the current time zone), one row per group."""
+    columns = columns_of(*dimensions)
+    messages = messages.with_usage()
+    if per_day:
+        messages = messages.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        columns = ["day", *columns]
+    return messages.values(*columns).annotate(**sums()).order_by(*columns)
+
+
+def totals(messages):
+    """The sums over all the messages: one dict."""
+    return messages.with_usage().aggregate(**sums())
+
+
+def table(messages, dimension):
+    """One row per group of the dimension, the biggest first, each with its `label` and its `cost_text`."""
+    dimension = DIMENSIONS[dimension]
+    rows = grouped(messages, dimension.name).order_by("-total_tokens", "-total_cost", *columns_of(dimension.name))
+    return [{**row, "label": dimension.label(row), "cost_text": money(row["total_cost"])} for row in rows]
+
+
+def daily(messages, dimension):
+    return grouped(messages, dimension, per_day=True)
+
+
+def daily_totals(messages):
+    return grouped(messages, per_day=True)
+
+
+# --- Money ---------------------------------------------------------------------------
+
+
+# The price table's currency: every price MiMo publishes (mimo-api.md §11) and every budget is in USD.
+# One constant, not a look-up per figure: sums over prices in two currencies would mean nothing anyway.
+CURRENCY = Price._meta.get_field("currency").default
+
+
+def money(amount):
+    """A cost for people: 4 decimals under 1 (a message costs fractions of a cent), 2 above."""
+    amount = Decimal(amount or 0)
+    places = 2 if abs(amount) >= 1 else 4
+    text = number_format(amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP), places, force_grouping=True)
+    if 0 < amount < Decimal("0.00005"):
+        text = "< " + number_format(Decimal("0.0001"), 4)
+    return f"{text} {CURRENCY}"
+
+
+def tokens_text(count):
+    return ngettext("%(count)s token", "%(count)s tokens", count) % {
+        "count": number_format(count, 0, force_grouping=True)
+    }
+
+
+# --- Charts: numbers for the SVG the template draws --------------------------------------
+
+WIDTH, HEIGHT = 720, 260
+LEFT, RIGHT, TOP, BOTTOM = 80, 12, 16, 44
+PLOT_WIDTH, PLOT_HEIGHT = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+# Colours come from CSS classes series-0 … series-9 (CSP allows no inline style); more series reuse them.
+COLOURS = 10
+MAX_DAY_LABELS = 10
+
+
+@dataclass
+class Segment:
+    x: float
+    y: float
+    width: float
+    height: float
+    css: str
+    title: str
+
+
+@dataclass
+class Tick:
+    y: float
+    label: str
+
+
+@dataclass
+class DayLabel:
+    x: float
+    label: str
+
+
+@dataclass
+class Chart:
+    label: str
+    axis_label: str
+    segments: list = field(default_factory=list)
+    ticks: list = field(default_factory=list)
+    day_labels: list = field(default_factory=list)
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    plot_bottom: int = TOP + PLOT_HEIGHT
+    plot_right: int = LEFT + PLOT_WIDTH
+    middle_x: float = LEFT + PLOT_WIDTH / 2
+    middle_y: float = TOP + PLOT_HEIGHT / 2
+
+
+def nice_scale(biggest, whole):
+    """A round top for the axis and its step (1, 2, 2.5 or 5 times a power of ten): four ticks or a few fewer."""
+    biggest = Decimal(biggest)
+    if biggest <= 0:
+        return Decimal(1), Decimal(1) if whole else Decimal("0.25")
+    raw = biggest / 4
+    magnitude = Decimal(1).scaleb(raw.adjusted())
+    steps = [m * magnitude for m in (1, 2, Decimal("2.5"), 5, 10)]
+    if whole:  # no step of 2.5 tokens, nor of less than one
+        steps = [max(step, Decimal(1)) for step in steps if step == step.to_integral_value()]
+    step = next((step for step in steps if raw <= step), Decimal(1))
+    top = step * (biggest / step).to_integral_value(ROUND_CEILING)
+    return top, step
+
+
+def chart(rows, day_rows, legend, dimension, days, *, cost):
+    """Stacked bars, one per day: `rows` from `daily()`, `day_rows` from `daily_totals()`, `legend` from `legend()`."""
+    dimension = DIMENSIONS[dimension]
+    value = "total_cost" if cost else "total_tokens"
+    text = money if cost else tokens_text
+    biggest = max((row[value] for row in day_rows), default=0)
+    top, step = nice_scale(biggest, whole=not cost)
+    first, last = days[0], days[-1]
+    period = f"{date_format(first, 'DATE_FORMAT')} – {date_format(last, 'DATE_FORMAT')}"
+    result = Chart(
+        label=(_("Cost per day, %(period)s, stacked by %(by)s") if cost else _("Tokens per day, %(period)s, stacked by %(by)s"))
+        % {"period": period, "by": str(dimension.heading).lower()},
+        axis_label=(_("Cost (%(currency)s)") % {"currency": CURRENCY}) if cost else _("Tokens"),
+    )
+    slot = PLOT_WIDTH / len(days)
+    width = round(max(slot * 0.7, 1), 2)
+    stacked = {}  # day -> height drawn so far
+    order = {entry.key: entry for entry in legend}
+    for row in sorted(rows, key=lambda row: (row["day"], order[row[dimension.key]].rank)):
+        amount = row[value]
+        if not amount:
+            continue
+        index = (row["day"] - first).days
+        height = round(float(Decimal(amount) / top) * PLOT_HEIGHT, 2)
+        below = stacked.get(row["day"], 0)
+        stacked[row["day"]] = below + height
+        entry = order[row[dimension.key]]
+        result.segments.append(
+            Segment(
+                x=round(LEFT + index * slot + (slot - width) / 2, 2),
+                y=round(TOP + PLOT_HEIGHT - below - height, 2),
+                width=width,
+                height=height,
+                css=entry.css,
+                title=_("%(day)s · %(series)s: %(value)s")
+                % {"day": date_format(row["day"], "DATE_FORMAT"), "series": entry.label, "value": text(amount)},
+            )
+        )
+    ticks = int(top / step)
+    decimals = 0 if not cost else max(0, -step.normalize().as_tuple().exponent)
+    for n in range(ticks + 1):
+        tick = step * n
+        result.ticks.append(
+            Tick(y=round(TOP + PLOT_HEIGHT - float(tick / top) * PLOT_HEIGHT, 2), label=number_format(tick, decimals, force_grouping=True))
+        )
+    every = -(-len(days) // MAX_DAY_LABELS)
+    for index in range(0, len(days), every):
+        result.day_labels.append(DayLabel(x=round(LEFT + (index + 0.5) * slot, 2), label=date_format(days[index], "M j")))
+    return result
+
+
+@dataclass
+class LegendEntry:
+    key: object
+    label: str
+    css: str
+    rank: int
+
+
+def legend(table_rows, dimension):
+    """The chart's series, from the table of the same dimension: biggest first, each with its colour class."""
+    key = DIMENSIONS[dimension].key
+    return [
+        LegendEntry(key=row[key], label=row["label"], css=f"series-{rank % COLOURS}", rank=rank)
+        for rank, row in enumerate(table_rows)
+    ]
+
+
+# --- CSV -----------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "model", "member", "key", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+    "cached_tokens", "web_search_calls", "tokens", "cost",
+]
+
+
+def csv_rows(messages, with_team=False):
+    """One row per day × (team ×) model × member × key, as the CSV writes them."""
+    dimensions = ["team", "model", "member", "key"] if with_team else ["model", "member", "key"]
+    for row in grouped(messages, *dimensions, per_day=True):
+        yield {
+            "day": row["day"].isoformat(),
+            **({"team": row["conversation__team__name"]} if with_team else {}),
+            "model": row["model"],
+            "member": row["conversation__owner__username"],
+            "key": DIMENSIONS["key"].label(row),
+            "messages": row["messages"],
+            "prompt_tokens": row["prompt"],
+            "completion_tokens": row["completion"],
+            "reasoning_tokens": row["reasoning"],
+            "cached_tokens": row["cached"],
+            "web_search_calls": row["searches"],
+            "tokens": row["total_tokens"],
+            # Eight places: a few cached tokens cost millionths of a cent.
+            "cost": f"{Decimal(row['total_cost']).quantize(Decimal('0.00000001'), ROUND_HALF_UP):f}",
+        }
+
+
+def spreadsheet_safe(value):
+    """A cell a spreadsheet will not run as a formula (labels and names are typed by people)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def write_csv(out, messages, with_team=False):
+    columns = ["day", *(["team"] if with_team else []), *CSV_COLUMNS]
+    columns[-1] = f"cost_{CURRENCY.lower()}"
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in csv_rows(messages, with_team):
+        writer.writerow([spreadsheet_safe(value) for value in row.values()])
