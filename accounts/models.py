@@ -15,7 +15,7 @@ from django.db import models, transaction
 from django.http import Http404
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.translation import gettext, gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _, pgettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
 from accounts import crypto
@@ -156,10 +156,15 @@ class Membership(models.Model):
             self.role = role
             self.save(update_fields=["role"])
 
-    def remove(self):
-        """Take this member out of the team. Only the membership goes: their conversations stay."""
+    def remove(self, actor=None):
+        """Take this member out of the team. Only the membership goes: their conversations stay.
+
+        Their personal keys in this team are revoked: a key is only ever used inside its team.
+        """
         with transaction.atomic():
             self._lock_team_unless_last_admin(leaving=True)
+            for key in ApiKey.objects.active().filter(team_id=self.team_id, owner_id=self.user_id):
+                key.revoke(actor=actor)
             self.delete()
 
     def _lock_team_unless_last_admin(self, leaving):
@@ -569,7 +574,7 @@ class KeyEvent(models.Model):
         ADD = "add", _("added")
         TEST = "test", _("tested")
         REPLACE = "replace", _("replaced the secret")
-        REVOKE = "revoke", _("revoked")
+        REVOKE = "revoke", pgettext_lazy("an action in the keys' audit trail", "revoked")
         DEFAULT = "default", _("made default")
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="key_events")

@@ -268,6 +268,11 @@ def admit(conversation, *, pace=True):
     Team.objects.filter(pk=conversation.team_id).update(monthly_token_limit=F("monthly_token_limit"))
     team = Team.objects.get(pk=conversation.team_id)
     membership = Membership.objects.filter(team=team, user_id=conversation.owner_id).first()
+    if membership is None:  # removed from the team: the conversation stays theirs to read, not to continue
+        raise Refused(
+            _("You are no longer a member of %(team)s, so this conversation cannot go on with its keys.")
+            % {"team": team.name}
+        )
     if pace:
         check_pace(team, conversation.owner_id)
     for meter in meters(team, membership, reserve=True):

@@ -9,6 +9,7 @@ import pytest
 from channels.layers import channel_layers
 from daphne.testing import DaphneProcess
 from django.conf import settings
+from django.utils import translation
 
 from accounts.models import ApiKey, Membership, Team, User
 from chat.mimo.fake import FakeMimo
@@ -45,6 +46,14 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def default_language_after_each_test():
+    """A request of a user with a saved language activates it in this thread (as LocaleMiddleware does), and
+    nothing deactivates it after the response: the next test must not read its strings in that language."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

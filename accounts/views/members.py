@@ -102,7 +102,7 @@ def remove_member(request: AuthenticatedHttpRequest, team_id, membership_id):
     if request.method != "POST":
         return render(request, "accounts/team/remove_member.html", {"team": membership.team, "membership": membership})
     try:
-        membership.remove()
+        membership.remove(actor=request.user)
     except ValidationError as e:
         if request.htmx:
             return render_member_row(request, membership, e.messages[0])

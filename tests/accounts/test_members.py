@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 import chat.routing
-from accounts.models import Invitation, Membership, User
+from accounts.models import ApiKey, Invitation, KeyEvent, Membership, User
 from chat.models import Conversation
 from tests.conftest import make_user
 
@@ -171,6 +171,23 @@ def test_removing_a_member_keeps_their_account_and_conversations(alice, bob, acm
     assert not Membership.objects.filter(pk=m.pk).exists()
     assert User.objects.filter(pk=bob.pk).exists()
     assert Conversation.objects.filter(pk=kept.pk, owner=bob, team=acme).exists()
+
+
+def test_removing_a_member_revokes_their_personal_keys_in_that_team_only(alice, bob, acme, globex):
+    acme.members_may_add_keys = globex.members_may_add_keys = True
+    acme.save()
+    globex.save()
+    Membership.objects.create(user=bob, team=globex)
+    keys = {}
+    for team in (acme, globex):
+        keys[team.name] = ApiKey(team=team, owner=bob, label=f"bob in {team}")
+        keys[team.name].set_secret("sk-personal-key-1234")
+        keys[team.name].save()
+    m = membership(bob, acme)
+    client_for(alice).post(f"/teams/{acme.pk}/members/{m.pk}/remove/")
+    assert ApiKey.objects.get(pk=keys["Acme"].pk).is_revoked
+    assert not ApiKey.objects.get(pk=keys["Globex"].pk).is_revoked
+    assert KeyEvent.objects.filter(api_key=keys["Acme"], action=KeyEvent.Action.REVOKE, actor=alice).exists()
 
 
 def test_removing_with_htmx_replaces_the_row_with_a_notice(alice, bob, acme):

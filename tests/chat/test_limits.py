@@ -94,6 +94,13 @@ def refusal_of(conversation, key, text="Hello"):
 # --- What counts as used ------------------------------------------------------------------
 
 
+def test_a_member_removed_from_the_team_cannot_go_on_with_its_keys(bob, alice, acme, acme_key, conversation):
+    Membership.objects.get(user=bob, team=acme).remove(actor=alice)
+    refusal = refusal_of(conversation, acme_key)
+    assert refusal == "You are no longer a member of Acme, so this conversation cannot go on with its keys."
+    assert not conversation.messages.exists()
+
+
 def test_used_counts_this_months_answers_of_the_team_and_of_the_member(bob, alice, acme, globex, history):
     past_answer(history, 1_000)
     past_answer(history, 500, created_at=limits.month_start() - timedelta(seconds=1))  # last month
