@@ -46,8 +46,10 @@ MESSAGE_FIELDS = [
     "visible", "role", "content", "reasoning_content", "thinking_signature", "status", "finish_reason",
     "error_kind", "error_text", "model", "parameters", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cached_tokens", "web_search_calls", "web_search_pages", "created_at", "first_token_at", "finished_at",
-    "reasoning_tool_calls", "turns_left_out",
+    "reasoning_tool_calls", "turns_left_out", "api_key_version",
 ]  # fmt: skip
+# Fields that came after the first exports of this format: an export made before them still imports.
+ADDED_LATER = {"api_key_version"}
 TOOL_CALL_FIELDS = ["index", "call_id", "name", "arguments_raw", "arguments", "result", "status", "error", "duration_ms"]
 CITATION_FIELDS = ["index", "url", "title", "summary", "site_name", "publish_time"]
 
@@ -302,6 +304,8 @@ def read_fields(item, model, names, where):
 def read_value(item, model_field, where):
     name = model_field.name
     if name not in item:
+        if name in ADDED_LATER:
+            return model_field.get_default()
         raise invalid(where, _("“%(name)s” is missing.") % {"name": name})
     value = item[name]
     if value is None:

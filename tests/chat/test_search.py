@@ -504,5 +504,9 @@ def test_the_migration_indexes_what_was_written_before_it(transactional_db, clie
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(after)
+    # The rest of the suite needs the latest schema back, whatever the assertions say.
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
     assert found_ids(client, bob, "old") == [Message.objects.get().pk, None]
     assert found_ids(client, bob, "问题") == [Message.objects.get().pk]

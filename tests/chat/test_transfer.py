@@ -208,6 +208,17 @@ def test_imported_rows_equal_the_originals(client, bob, conversation):
     assert imported.api_key == conversation.api_key
 
 
+def test_an_export_made_before_secret_versions_were_recorded_still_imports(client, bob, conversation):
+    client.force_login(bob)
+    data = export_json(client, conversation)
+    for message in data["conversations"][0]["messages"]:
+        del message["api_key_version"]
+    response = client.post("/chats/import/", {"file": upload(data)})
+    imported = Conversation.objects.exclude(pk=conversation.pk).get()
+    assert response["Location"] == f"/chats/{imported.pk}/"
+    assert not imported.messages.exclude(api_key_version=None).exists()
+
+
 def test_an_export_of_all_imports_every_conversation(client, bob, acme, acme_key, conversation):
     build_conversation(bob, acme, acme_key, title="Second")
     client.force_login(bob)
