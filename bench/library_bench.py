@@ -1,4 +1,4 @@
-"""How long a member waits for the library: opening short and long conversations, older pages, and search.
+"""How long a member waits for the library (conversations, older pages, search) and an admin for usage.
 
 Runs the app in-process on the embedded defaults (SQLite in a temporary data
 folder) through Django's test client, so it measures the server's own work:
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 ENGLISH = "budget invoice travel meeting schedule report contract design review server network coffee garden".split()
 CHINESE = ["预算", "发票", "旅行", "会议", "日程", "报告", "合同", "设计", "评审", "服务器", "网络", "咖啡"]
 RARE_EN, RARE_ZH = "xylophone", "琵琶"  # each in about one message in a thousand
+MODELS = ["mimo-v2.5-pro", "mimo-v2.5"]
 
 
 def parse_args():
@@ -78,6 +79,32 @@ def timed(client, url, runs):
     return statistics.median(times), times[int(len(times) * 0.95) - 1], queries, len(response.content)
 
 
+def timed_admission(team, owner, runs):
+    """chat.limits.admit, as a send runs it under the team's lock: team and member budgets and pace all set."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import Membership
+    from chat import limits
+    from chat.models import Conversation
+
+    team.monthly_token_limit, team.monthly_cost_limit = 10**12, 10**6
+    team.messages_per_minute, team.streams_at_once = 1000, 100
+    team.save()
+    Membership.objects.filter(team=team, user=owner).update(monthly_token_limit=10**12, monthly_cost_limit=10**6)
+    conversation = Conversation.objects.filter(owner=owner, team=team).first()
+    times = []
+    for run in range(runs + 1):
+        with CaptureQueriesContext(connection) as captured, transaction.atomic():
+            started = time.perf_counter()
+            limits.admit(conversation)
+            elapsed = (time.perf_counter() - started) * 1000
+        if run:  # the first warms up
+            times.append(elapsed)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], len(captured)
+
+
 def sentence(rng):
     if rng.random() < 0.5:
         words = rng.choices(ENGLISH, k=12)
@@ -102,11 +129,15 @@ def build_library(owner, team, messages, rng):
         conversation = Conversation.objects.create(owner=owner, team=team, title=f"Library {number}")
         for turn in range(100):
             role = "user" if turn % 2 == 0 else "assistant"
-            reasoning = " ".join(sentence(rng) for _ in range(2)) if role == "assistant" else None
+            answer = role == "assistant"
+            reasoning = " ".join(sentence(rng) for _ in range(2)) if answer else None
+            # Answers carry usage, so the usage pages and the budget check have sums to make.
+            usage = {"prompt_tokens": rng.randint(50, 5000), "completion_tokens": rng.randint(20, 2000)} if answer else {}
             rows.append(
                 Message(
                     conversation=conversation, role=role, content=" ".join(sentence(rng) for _ in range(3)),
-                    reasoning_content=reasoning, created_at=timezone.now(),
+                    reasoning_content=reasoning, created_at=timezone.now(), model=rng.choice(MODELS) if answer else "",
+                    **usage,
                 )
             )
     Message.objects.bulk_create(rows, batch_size=1000)
@@ -125,7 +156,7 @@ def main():
 
         team = Team.objects.create(name="Bench")
         owner = User.objects.create_user("bench")
-        Membership.objects.create(team=team, user=owner)
+        Membership.objects.create(team=team, user=owner, role=Membership.Role.ADMIN)  # to see the team's usage
         client = Client(HTTP_HOST="127.0.0.1")
         client.force_login(owner)
 
@@ -147,6 +178,19 @@ def main():
         for query in ["budget", "budget coffee", RARE_EN, "预算", "预算会议", RARE_ZH]:
             p50, p95, queries, _size = timed(client, f"/chats/search/?q={query}", args.runs)
             print(f"{query:>22} {p50:>6.1f}ms {p95:>6.1f}ms {queries:>8}")
+
+        print(f"\nUsage and budgets over the same {args.search_messages // 2} answers, all this month")
+        print(f"{'what':>34} {'p50':>8} {'p95':>8} {'queries':>8}")
+        for name, url in [
+            ("team usage page", f"/teams/{team.pk}/usage/"),
+            ("team usage, stacked by member", f"/teams/{team.pk}/usage/?by=member"),
+            ("team usage CSV", f"/teams/{team.pk}/usage.csv"),
+            ("my usage page", "/usage/"),
+        ]:
+            p50, p95, queries, _size = timed(client, url, args.runs)
+            print(f"{name:>34} {p50:>6.1f}ms {p95:>6.1f}ms {queries:>8}")
+        p50, p95, queries = timed_admission(team, owner, args.runs)
+        print(f"{'budget and pace check of a send':>34} {p50:>6.1f}ms {p95:>6.1f}ms {queries:>8}")
 
 
 if __name__ == "__main__":

@@ -471,7 +471,11 @@ class Generation:
         finally:
             _generations.pop(str(self.conversation.pk), None)
             if remote is not None:
-                await self.remote_outbox.join()
+                # The last frames go out before the sender stops; but when the sender was cancelled
+                # too (the process or its loop shutting down), nothing would ever drain them.
+                sent = asyncio.ensure_future(self.remote_outbox.join())
+                await asyncio.wait({sent, remote}, return_when=asyncio.FIRST_COMPLETED)
+                sent.cancel()
                 remote.cancel()
 
     def stop(self):

@@ -21,6 +21,7 @@ from django.utils.text import get_text_list
 from django.utils.translation import gettext as _, ngettext
 
 from accounts.models import Membership, Team, User
+from chat import usage
 from chat.models import Message
 
 WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
@@ -59,7 +60,7 @@ def answers(team, owner=None):
     Conversations in the trash count too: what they cost was spent. A purged one
     no longer counts; inexact on purpose, since a purge comes 30 days later.
     """
-    messages = Message.objects.filter(role=Message.Role.ASSISTANT, conversation__team=team)
+    messages = usage.assistant_messages().filter(conversation__team=team)
     return messages.filter(conversation__owner=owner) if owner is not None else messages
 
 

@@ -74,3 +74,34 @@ def test_a_stop_asked_for_by_another_process_is_found(streams):
     asked, left = streams
     Message.objects.filter(pk=asked.message.pk).update(stop_requested_at=timezone.now())
     assert generation.stops_requested(streams) == {asked.message.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_generation_ends_when_its_sender_to_other_processes_is_cancelled_with_it(bob, acme, acme_key, monkeypatch):
+    """As when the process shuts down: every task is cancelled at once, and the answer must still end, stopped."""
+    from asyncio import CancelledError, Event, Queue, all_tasks, create_task, current_task, gather, sleep, wait_for
+
+    from channels.db import database_sync_to_async
+
+    async def answers_forever(self):
+        await Event().wait()
+
+    async def sends_nothing(self):
+        await Event().wait()  # never drains the outbox
+
+    monkeypatch.setattr(generation.Generation, "answer", answers_forever)
+    monkeypatch.setattr(generation.Generation, "serve_other_processes", sends_nothing)
+    conversation = await database_sync_to_async(Conversation.objects.create)(owner=bob, team=acme)
+    message = await database_sync_to_async(Message.objects.create)(
+        conversation=conversation, role="assistant", status="streaming", created_at=timezone.now()
+    )
+    stream = generation.Generation(conversation, message, acme_key, "")
+    stream.remote_outbox = Queue()
+    stream.task = create_task(stream.run())
+    await sleep(0.05)
+    tasks = [task for task in all_tasks() if task is not current_task()]
+    for task in tasks:
+        task.cancel()
+    await wait_for(gather(*tasks, return_exceptions=True), timeout=10)  # no hang
+    saved = await database_sync_to_async(Message.objects.get)(pk=message.pk)
+    assert saved.status == "stopped"
