@@ -576,6 +576,7 @@ class KeyEvent(models.Model):
         REPLACE = "replace", _("replaced the secret")
         REVOKE = "revoke", pgettext_lazy("an action in the keys' audit trail", "revoked")
         DEFAULT = "default", _("made default")
+        UNDEFAULT = "undefault", _("no longer default")  # the team went back to its oldest active key
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="key_events")
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="events")

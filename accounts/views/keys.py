@@ -139,6 +139,8 @@ def key_settings(request: AuthenticatedHttpRequest, team_id):
         team = form.save()
         if team.default_key_id and team.default_key_id != previous_default:
             team.default_key.record(KeyEvent.Action.DEFAULT, request.user)
+        elif previous_default and not team.default_key_id:
+            ApiKey.objects.get(pk=previous_default).record(KeyEvent.Action.UNDEFAULT, request.user)
     messages.success(request, _("The team’s key settings are saved."))
     return keys_url(team, False)
 

@@ -215,6 +215,16 @@ def test_make_default_and_the_settings_are_audited(client, alice, acme, acme_key
     assert [(e.action, e.api_key) for e in KeyEvent.objects.order_by("at", "pk")] == [("default", other), ("default", acme_key)]
 
 
+def test_going_back_to_no_default_key_is_audited_on_the_key_that_was_default(client, alice, acme, acme_key):
+    acme_key.make_default(alice)
+    client.force_login(alice)
+    client.post(f"/teams/{acme.pk}/keys/settings/", {"default_key": ""})
+    acme.refresh_from_db()
+    assert acme.default_key is None
+    latest = KeyEvent.objects.order_by("-at", "-pk").first()
+    assert (latest.action, latest.api_key, latest.actor) == ("undefault", acme_key, alice)
+
+
 def test_another_teams_key_cannot_be_made_default(client, alice, acme, acme_key, globex):
     theirs = add_key(globex, "Globex key", GOOD)
     client.force_login(alice)
