@@ -49,6 +49,7 @@ def test_member_finds_an_old_answer_in_english_and_opens_it(page, live_url, bob,
     sign_in_as(page, live_url, bob)
     page.goto("/chats/")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()
+    page.wait_for_url("**/chats/search/")  # loaded: htmx listens to the typing only from then on
     page.get_by_role("searchbox", name="Search").fill("louvre open")  # results follow the typing
     results = page.locator("#search-results")
     expect(results).to_contain_text("2 results")
