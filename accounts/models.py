@@ -483,6 +483,12 @@ class ApiKey(models.Model):
             raise PermissionError(f"API key {self} was saved for another base URL; enter the key again.")
         return sealed["secret"]
 
+    def secret_for_request(self):
+        """The plaintext key for a request made now: its base URL is checked again first, since DNS
+        may have changed since the key was saved. Answers, titles and key tests all open keys here."""
+        validate_base_url(self.base_url)
+        return self.decrypt_secret()
+
     def reencrypt(self):
         self.secret_encrypted = crypto.reencrypt(self.secret_encrypted)
         self.save(update_fields=["secret_encrypted"])

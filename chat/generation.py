@@ -36,7 +36,6 @@ from django.utils import timezone, translation
 from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
-from accounts.models import validate_base_url
 from chat import limits, mimo, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
@@ -485,7 +484,7 @@ class Generation:
 
     async def answer(self):
         try:
-            secret = await self.open_key()
+            secret = await database_sync_to_async(self.api_key.secret_for_request)()
         except (ValidationError, PermissionError, UndecryptableSecret) as error:
             logger.warning("API key %s cannot be used: %s", self.api_key, error)
             await self.finish(Message.Status.ERROR, error_kind=KEY_UNUSABLE)
@@ -518,12 +517,6 @@ class Generation:
             if not await self.next_round():
                 return  # the budget ran out: the new round is an error that says so
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
-
-    @database_sync_to_async
-    def open_key(self):
-        """The key's secret, once its base URL is checked again: DNS may have changed since it was saved."""
-        validate_base_url(self.api_key.base_url)
-        return self.api_key.decrypt_secret()
 
     @database_sync_to_async
     def build_request(self):

@@ -14,7 +14,6 @@ from django.core.exceptions import ValidationError
 from django.utils.text import Truncator
 
 from accounts.crypto import UndecryptableSecret
-from accounts.models import validate_base_url
 from chat import mimo
 from chat.models import Conversation, Message
 
@@ -80,7 +79,7 @@ async def give_title(conversation_id, api_key):
 async def ask_mimo(api_key, model, question):
     """A title from MiMo for a conversation opened by `question`, or "" when it gives none."""
     try:
-        secret = await database_sync_to_async(open_key)(api_key)
+        secret = await database_sync_to_async(api_key.secret_for_request)()
     except (ValidationError, PermissionError, UndecryptableSecret):
         return ""
     endpoint = mimo.Endpoint(api_key.base_url, secret, mimo.ApiFormat(api_key.api_format))
@@ -97,12 +96,6 @@ async def ask_mimo(api_key, model, question):
         logger.info("MiMo gave no title for a conversation: %s", accumulator.error.kind.value)
         return ""
     return clean_title(accumulator.text)
-
-
-def open_key(api_key):
-    """The key's secret, its base URL checked again as for an answer (see Generation.open_key)."""
-    validate_base_url(api_key.base_url)
-    return api_key.decrypt_secret()
 
 
 def clean_title(text):

@@ -24,7 +24,6 @@ from accounts.forms import ReplaceSecretForm, TeamKeyForm, TeamKeySettingsForm
 from accounts.http import AuthenticatedHttpRequest
 from accounts.models import ApiKey, KeyEvent, Membership, get_key_managed_by, get_team_administered_by
 from chat import mimo
-from chat.titles import open_key
 
 # "Error rate over the last day".
 HEALTH_WINDOW = timedelta(hours=24)
@@ -183,7 +182,7 @@ def run_key_check(key):
     """chat.mimo's key check against the key's own base URL and format, checked again first as for an
     answer; None when the key cannot be opened there."""
     try:
-        secret = open_key(key)
+        secret = key.secret_for_request()
     except (ValidationError, PermissionError, UndecryptableSecret):
         return None
     return async_to_sync(check_on_own_client)(mimo.Endpoint(key.base_url, secret, mimo.ApiFormat(key.api_format)))
