@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from chat import render
 from chat.render import (
     IncrementalRenderer,
+    render_block,
     markdown_to_html,
     render_markdown,
     render_plain,
@@ -283,7 +284,9 @@ def test_hostile_markdown_is_inert_while_streaming(payload):
     for character in payload:
         update = renderer.feed(character)
         assert_inert(update.final)
-        assert_inert(update.tail)
+        assert_inert(update.added)
+        assert_inert(update.open)
+        assert_inert(renderer.tail)
     assert_inert(renderer.finish().final)
 
 
@@ -378,10 +381,9 @@ def test_a_fresh_renderer_shows_what_the_stream_showed_at_every_point(text, size
     renderer, body = IncrementalRenderer(), ""
     chunks = list(chunks_of(text, sizes))
     for chunk, received in zip(chunks, accumulate(chunks)):
-        update = renderer.feed(chunk)
-        body += update.final
-        fresh = IncrementalRenderer().feed(received)
-        assert (body, update.tail) == (fresh.final, fresh.tail)
+        body += renderer.feed(chunk).final
+        fresh = IncrementalRenderer()
+        assert (body, renderer.tail) == (fresh.feed(received).final, fresh.tail)
 
 
 @streaming_settings
@@ -398,7 +400,7 @@ def test_splitting_into_blocks_does_not_change_the_rendering(text):
 
 def test_blank_lines_inside_a_fence_do_not_end_it():
     blocks, rest = split_finished_blocks("```\na\n\nb\n```\n\nafter\n", at_end=False)
-    assert blocks == ["```\na\n\nb\n```\n\n"]
+    assert blocks == ["```\na\n\nb\n```\n", "\n"]  # a closed fence is a block of its own
     assert rest == "after\n"
 
 
@@ -434,9 +436,9 @@ def test_work_per_update_does_not_grow_with_the_answer(monkeypatch):
     characters_read = []
 
     def counting(function):
-        def counted(source, *args):
+        def counted(source, *args, **kwargs):
             characters_read[-1] += len(source)
-            return function(source, *args)
+            return function(source, *args, **kwargs)
 
         return counted
 
@@ -452,3 +454,125 @@ def test_work_per_update_does_not_grow_with_the_answer(monkeypatch):
     early, late = characters_read[: len(characters_read) // 10], characters_read[-len(characters_read) // 10 :]
     assert max(late) <= max(early)
     assert max(late) < 4 * len(section)
+
+
+# --- Open blocks stream through views --------------------------------------------
+
+long_code = "```python\n" + "".join(f"def f{n}(x):\n    return x * {n}  # line {n}\n\n" for n in range(300))
+long_table = "| n | square |\n|--:|:--|\n" + "".join(f"| {n} | **{n * n}** |\n" for n in range(500))
+long_list = "".join(f"{n}. item *{n}* with `code`\n   more of item {n}\n" for n in range(1, 41))
+long_bullets = "".join(f"- [ ] task {n}\n  - nested {n}\n" for n in range(40))
+OPEN_BLOCKS = {"code": long_code, "table": long_table, "list": long_list, "bullets": long_bullets}
+
+
+def shown_after(updates):
+    """The tail a page shows after applying each update as the frames do: replace it, or extend it."""
+    tail, open_element = "", ""
+    for update in updates:
+        if update.tail is not None:
+            tail = update.tail
+        else:
+            assert open_element in tail
+            tail = tail.replace(open_element, update.added + update.open, 1)
+        open_element = update.open
+        yield tail
+
+
+@streaming_settings
+@with_tricky_streams
+@example(long_code[:400] + "\n\nafter", [5, 9])
+@example(long_table[:300], [3, 11])
+@example(long_list[:300] + "\n\n- b", [7])
+@given(st.one_of(documents, noise), chunk_sizes)
+def test_a_page_that_applies_every_update_shows_the_whole_tail(text, sizes):
+    renderer = IncrementalRenderer(open_id="open")
+    updates = []
+    for chunk in chunks_of(text, sizes):
+        updates.append(renderer.feed(chunk))
+        assert list(shown_after(updates))[-1] == renderer.tail
+
+
+@pytest.mark.parametrize("kind", OPEN_BLOCKS)
+def test_an_open_block_streams_by_extending_the_tail_not_replacing_it(kind):
+    renderer = IncrementalRenderer(open_id="open")
+    updates = [renderer.feed(chunk) for chunk in chunks_of(OPEN_BLOCKS[kind], [9])]
+    replaced = [update for update in updates if update.tail is not None]
+    assert len(replaced) <= 3  # while its first lines decide the view
+    assert sum(len(update.added) for update in updates) > len(OPEN_BLOCKS[kind]) / 2
+    assert 'id="open"' in renderer.tail
+
+
+@pytest.mark.parametrize("kind", OPEN_BLOCKS)
+def test_an_open_block_ends_as_the_whole_rendering(kind):
+    text = OPEN_BLOCKS[kind] + "\nAfter the block.\n"
+    renderer = IncrementalRenderer(open_id="open")
+    body = "".join(renderer.feed(chunk).final for chunk in chunks_of(text, [5, 13]))
+    assert body + renderer.finish().final == render_markdown(text)
+
+
+def test_code_lines_are_highlighted_as_they_complete():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed("```python\nx = 1\n")
+    update = renderer.feed("y = 2\nz = ")
+    assert update.tail is None
+    assert update.added == '<span class="n">y</span> <span class="o">=</span> <span class="mi">2</span>\n'
+    assert update.open == '<span id="open">z = </span>'
+
+
+def test_a_closed_fence_is_final_at_once():
+    renderer = IncrementalRenderer()
+    renderer.feed("```\ncode\n")
+    update = renderer.feed("```\nnext")
+    assert update.final == render_markdown("```\ncode\n```\n")
+    assert "next" in update.tail
+
+
+def test_a_line_that_ends_a_table_ends_its_view():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed("| a |\n|---|\n| 1 |\n")
+    update = renderer.feed("- not a row\n")
+    assert update.tail == render_block("| a |\n|---|\n| 1 |\n- not a row\n")
+
+
+def test_a_blank_line_in_a_list_ends_its_view():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed("- a\n- b\n")
+    update = renderer.feed("\n- c\n")
+    assert update.tail == render_block("- a\n- b\n\n- c\n")
+
+
+def test_a_new_item_shows_once_its_first_line_is_complete():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed("- a\n- b\n")
+    update = renderer.feed("- c")
+    assert (update.added, update.open) == ("", '<li id="open">b</li>\n')
+    update = renderer.feed("\n")
+    assert (update.added, update.open) == ("<li>b</li>\n", '<li id="open">c</li>\n')
+
+
+@pytest.mark.parametrize("kind", OPEN_BLOCKS)
+def test_work_per_update_follows_the_new_text_in_an_open_block(kind, monkeypatch):
+    text = OPEN_BLOCKS[kind]
+    characters_read = []
+
+    def counting(function):
+        def counted(source, *args, **kwargs):
+            characters_read[-1] += len(source)
+            return function(source, *args, **kwargs)
+
+        return counted
+
+    # Parsing markdown and highlighting code are where the work goes.
+    monkeypatch.setattr(render._markdown, "parse", counting(render._markdown.parse))
+    monkeypatch.setattr(render, "highlight", counting(render.highlight))
+
+    renderer = IncrementalRenderer(open_id="open")
+    for chunk in chunks_of(text, [7]):
+        characters_read.append(0)
+        renderer.feed(chunk)
+    characters_read.append(0)
+    renderer.finish()  # the block is rendered whole once, as final
+
+    longest_line = max(len(line) for line in text.split("\n"))
+    assert max(characters_read[:-1]) < 40 * longest_line
+    assert sum(characters_read) < 20 * len(text)  # linear: the whole block again on each update would be hundreds of times
