@@ -1,10 +1,13 @@
 """How much the app adds to MiMo's stream: delay, lost tokens, CPU and bytes per token, with N browsers at once.
 
-Starts the fake MiMo server and the app (embedded defaults: SQLite, in-memory
-channel layer, one daphne process) on free ports with a throwaway data folder,
-opens N websocket "browsers", each asking for a `[[fake:clock]]` answer on its
-own conversation, and times every token from the moment the fake wrote it to
-the moment a frame showing it arrived. See bench/README.md.
+Starts a MiMo stand-in (bench/upstream.py, or the fake with `--upstream fake`)
+and the app (embedded defaults: SQLite, in-memory channel layer, one daphne
+process; or several processes on PostgreSQL and Redis) on free ports with a
+throwaway data folder, opens N websocket "browsers", each asking for a clocked
+answer on its own conversation, and times every token from the moment the
+upstream wrote it to the moment a frame showing it arrived. After each run the
+same answers are read again by a bare reader (chat.mimo alone, no app), so the
+app's CPU per token has its floor beside it. See bench/README.md.
 """
 
 import argparse
@@ -24,24 +27,36 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import upstream as minimal  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 MODEL = "mimo-v2.5-pro"
 SECRET = "sk-bench-key"
-# A clock token as the fake writes it (chat/mimo/fake.py, `clock`): Unix ms, then its number.
+# A clock token as the upstreams write it: Unix ms, then its number.
 STAMP = re.compile(r"t(\d{13})n(\d+)")
 ENDED = re.compile(r'class="message message-assistant" data-status="(complete|error|stopped|interrupted)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+# The issue's targets (issue 10), printed beside the figures.
+CASE_CPU_TARGET = 1.5  # a code, table or list answer's app CPU per token, over prose's
+EXTRA_TIME_TARGET = 10  # % more time to reach the browser than the upstream took to send it
+READER_TARGET = 2.0  # app CPU per token over the bare reader's, at 100 streams
+DELAY_TARGET_MS = 250  # p99 added delay, 200 streams at 50 tokens/s
+LONG_SHORT_TARGET = 1.2  # per-token CPU of the 20,000-token answer over the 500-token one
 
-# --- The two servers ------------------------------------------------------------------
+
+# --- Processes --------------------------------------------------------------------------
 
 
 def free_port():
-    # Inexact on purpose: the port could be taken between here and daphne's bind; fine for a bench.
+    # Inexact on purpose: the port could be taken between here and the server's bind; fine for a bench.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -59,67 +74,101 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-class Servers:
-    """The fake MiMo server and the app as subprocesses, stopped on leaving the `with`, whatever happens."""
+def has_loaded(pid, fragment):
+    """Whether a process has a file whose path contains `fragment` mapped: which extensions it imported."""
+    try:
+        return fragment in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
 
-    def __init__(self, data_dir):
+
+def spawn(name, port, command, log, env=None):
+    """Starts a server and waits until it listens on 127.0.0.1:port (at most 30 s)."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited at start (status {process.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_processes([process])
+                raise RuntimeError(f"{name} did not listen on port {port} within 30 s") from None
+            time.sleep(0.1)
+
+
+def start_upstream(port, log, env=None):
+    """bench/upstream.py on 127.0.0.1:port."""
+    return spawn("upstream", port, [sys.executable, ROOT / "bench" / "upstream.py", "--port", str(port)], log, env)
+
+
+def stop_processes(processes):
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Servers:
+    """The upstream and the app's processes, stopped on leaving the `with`, whatever happens."""
+
+    def __init__(self, data_dir, *, upstream="minimal", processes=1, database_url=None, redis_url=None):
         self.data_dir = data_dir
-        self.fake_port = free_port()
-        self.app_port = free_port()
+        self.upstream = upstream
+        self.upstream_port = free_port()
+        self.app_ports = [free_port() for _ in range(processes)]
+        self.app_names = ["app"] if processes == 1 else [f"app{i}" for i in range(1, processes + 1)]
         self.processes = {}
-        self.env = environment(data_dir)
+        self.env = environment(data_dir, database_url, redis_url)
 
     def __enter__(self):
         try:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=self.env, check=True
             )
-            self.start("fake", self.fake_port, "chat.mimo.fake:application")
-            self.start("app", self.app_port, "mimoweb.asgi:application")
+            if self.upstream == "minimal":
+                self.processes["upstream"] = start_upstream(self.upstream_port, self.log("upstream"), self.env)
+            else:
+                self.start("upstream", self.upstream_port, "chat.mimo.fake:application")
+            for name, port in zip(self.app_names, self.app_ports):
+                self.start(name, port, "mimoweb.asgi:application")
         except BaseException:
             self.stop()
             raise
         return self
 
+    def log(self, name):
+        return open(self.data_dir / f"{name}.log", "wb")
+
     def start(self, name, port, application):
-        log = open(self.data_dir / f"{name}.log", "wb")
-        self.processes[name] = subprocess.Popen(
-            [VENV_BIN / "daphne", "-b", "127.0.0.1", "-p", str(port), application],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            if self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited at start; see {self.data_dir / f'{name}.log'}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not listen on port {port} within 30 s") from None
-                time.sleep(0.1)
+        command = [VENV_BIN / "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+        self.processes[name] = spawn(name, port, command, self.log(name), self.env)
+
+    def pid(self, name):
+        return self.processes[name].pid
 
     def cpu(self):
-        return {name: cpu_seconds(process.pid) for name, process in self.processes.items()} | {
-            "bench": time.process_time()
-        }
+        seconds = {name: cpu_seconds(process.pid) for name, process in self.processes.items()}
+        seconds["app"] = sum(seconds[name] for name in self.app_names)
+        return seconds | {"bench": time.process_time()}
 
     def stop(self):
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(list(self.processes.values()))
 
     def __exit__(self, *exc):
         self.stop()
 
 
-def environment(data_dir):
+def environment(data_dir, database_url=None, redis_url=None):
     """The embedded defaults, in a data folder of the bench's own, whatever the developer's shell has set."""
     env = {
         name: value
@@ -134,16 +183,52 @@ def environment(data_dir):
         "MIMOWEB_UPSTREAM_ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONPATH": str(ROOT),
     }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     return env
+
+
+# --- A throwaway PostgreSQL database -------------------------------------------------------
+
+
+def database_name(url):
+    name = urlsplit(url).path.lstrip("/")
+    # The bench drops this database at the end: refuse any name that could be someone's data.
+    if not re.fullmatch(r"mimoweb_bench[a-z0-9_]*", name):
+        raise SystemExit(f"--database-url must name a database called mimoweb_bench…, not {name!r}: it is dropped")
+    return name
+
+
+def maintenance_url(url):
+    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
+
+
+def create_database(url):
+    """Creates the database the URL names (dropping a leftover of an earlier bench first)."""
+    import psycopg
+
+    name = database_name(url)
+    with psycopg.connect(maintenance_url(url), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url):
+    import psycopg
+
+    with psycopg.connect(maintenance_url(url), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
 
 
 # --- Users, keys and conversations, straight through Django -----------------------------
 
 
 class Fixture:
-    """One user in one team with a key for the fake server; one session cookie serves every browser."""
+    """One user in one team with a key for the upstream; one session cookie serves every browser."""
 
-    def __init__(self, fake_port):
+    def __init__(self, upstream_port):
         from django.test import Client
 
         from accounts.models import ApiKey, Membership, Team, User
@@ -151,7 +236,8 @@ class Fixture:
         self.team = Team.objects.create(name="Bench")
         self.user = User.objects.create_user("bench", "bench@example.com", "bench password that nobody uses")
         Membership.objects.create(team=self.team, user=self.user, role=Membership.Role.ADMIN)
-        key = ApiKey(team=self.team, label="Fake MiMo", base_url=f"http://127.0.0.1:{fake_port}", api_format="openai")
+        base_url = f"http://127.0.0.1:{upstream_port}"
+        key = ApiKey(team=self.team, label="Bench MiMo", base_url=base_url, api_format="openai")
         key.set_secret(SECRET)
         key.full_clean()
         key.save()
@@ -175,20 +261,22 @@ def saved_answer(conversation_id):
 
 
 class Browser:
-    """One tab on one conversation; keeps every text frame with the time it arrived.
+    """One tab on one conversation, on one app process; keeps every text frame with the time it arrived.
 
     Frames are only stored while streaming and searched after the run, so the
     bench's own work does not delay the arrival times of other sockets' frames.
-    Arrival times are time.time(), the clock the fake stamps with (same machine).
+    Arrival times are time.time(), the clock the upstream stamps with (same machine).
     """
 
-    def __init__(self, conversation_id):
+    def __init__(self, conversation_id, port):
         self.conversation_id = conversation_id
+        self.port = port
         self.frames = []  # (arrival time.time(), payload str)
         self.bytes = 0
         self.status = "no answer"
 
-    async def open(self, port, session):
+    async def open(self, session):
+        port = self.port
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port, limit=2**24)
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
@@ -220,6 +308,8 @@ class Browser:
                 self.status = "socket closed"
         except TimeoutError:
             self.status = "timed out"
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.status = "socket closed"
 
     async def read_message(self):
         parts = []
@@ -266,6 +356,15 @@ def client_frame(opcode, payload):
     return header + mask + masked
 
 
+def run_loop(coroutine):
+    """The bench's browsers on uvloop when there is one: the bench shares the machine, so it should cost little."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return asyncio.run(coroutine, loop_factory=uvloop.new_event_loop)
+
+
 # --- One run: N browsers at once ------------------------------------------------------------
 
 
@@ -274,6 +373,7 @@ class Stream:
     """What one browser saw, read after the run."""
 
     browser: Browser
+    tokens: int
     first_seen: dict = field(default_factory=dict)  # seq → (arrival s, emitted ms)
 
     def __post_init__(self):
@@ -285,6 +385,17 @@ class Stream:
     def delays_ms(self):
         return [arrival * 1000 - emitted for arrival, emitted in self.first_seen.values()]
 
+    def extra_time(self):
+        """How much longer than the upstream the answer took to reach the browser, as a fraction; None if unknown.
+
+        From the first token's emission to the last token's arrival, over the
+        first token's emission to the last one's.
+        """
+        first, last = self.first_seen.get(1), self.first_seen.get(self.tokens)
+        if first is None or last is None or last[1] <= first[1]:
+            return None
+        return (last[0] * 1000 - first[1]) / (last[1] - first[1]) - 1
+
     def frames_per_second(self):
         # From the first to the last frame after sending: the stream's own lifetime.
         times = [arrival for arrival, _ in self.browser.frames]
@@ -293,6 +404,7 @@ class Stream:
 
 @dataclass
 class Result:
+    case: str
     streams: int
     rate: float
     tokens: int
@@ -305,7 +417,19 @@ class Result:
     delivered: int
     bytes: int
     fps: float
+    extras: list  # extra_time() of each stream that got its first and last token, sorted
+    app_names: list
+    reader: dict | None = None  # the bare reader's figures for the same answers
     runs: int = 1  # more than one when short runs are merged
+
+    def ok(self):
+        """What --find-max asks of a run: p99 within target, nothing lost, every answer saved as sent."""
+        return (
+            percentile(self.delays, 99) <= DELAY_TARGET_MS
+            and self.lost == 0
+            and self.db_equal == self.streams
+            and self.statuses == {"complete": self.streams}
+        )
 
 
 def skeleton(text):
@@ -313,26 +437,41 @@ def skeleton(text):
     return STAMP.sub(lambda match: f"n{match[2]}", text)
 
 
-def expected_answer(fake_port, text):
-    """The same answer, unstreamed, from the fake: what every stream should end up saving, but for the times."""
+def ask(upstream, case, tokens, rate):
+    """What a browser types to get this answer from this upstream."""
+    if upstream == "fake":
+        return f"[[fake:clock]] [[fake:long={tokens}]] [[fake:speed={rate:g}]]"
+    return minimal.directive(case, tokens, rate)
+
+
+def expected_answer(servers, case, tokens, text):
+    """What every stream should end up saving, but for the times."""
+    if servers.upstream == "minimal":
+        return minimal.skeleton_text(minimal.Answer(case, tokens))
+    # The fake: its answer unstreamed.
     body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "thinking": {"type": "disabled"}}
     response = httpx.post(
-        f"http://127.0.0.1:{fake_port}/v1/chat/completions", json=body, headers={"api-key": SECRET}, timeout=60
+        f"http://127.0.0.1:{servers.upstream_port}/v1/chat/completions",
+        json=body,
+        headers={"api-key": SECRET},
+        timeout=60,
     )
     response.raise_for_status()
-    return response.json()["choices"][0]["message"]["content"]
+    return skeleton(response.json()["choices"][0]["message"]["content"])
 
 
-def run(servers, fixture, *, streams, rate, tokens):
-    text = f"[[fake:clock]] [[fake:long={tokens}]] [[fake:speed={rate:g}]]"
-    expected = skeleton(expected_answer(servers.fake_port, text))
+def run(servers, fixture, *, streams, rate, tokens, case="prose"):
+    text = ask(servers.upstream, case, tokens, rate)
+    expected = expected_answer(servers, case, tokens, text)
     conversation_ids = fixture.conversations(streams)
-    browsers = [Browser(pk) for pk in conversation_ids]
-    cpu_before, cpu_after, wall = asyncio.run(
+    # Browsers take the app's processes in turn; each answer is made by the process its browser sent to.
+    ports = servers.app_ports
+    browsers = [Browser(pk, ports[i % len(ports)]) for i, pk in enumerate(conversation_ids)]
+    cpu_before, cpu_after, wall = run_loop(
         stream_all(servers, fixture.session, browsers, text, deadline=tokens / rate + 60)
     )
 
-    results = [Stream(browser) for browser in browsers]
+    results = [Stream(browser, tokens) for browser in browsers]
     db_equal = 0
     for result in results:
         message = saved_answer(result.browser.conversation_id)
@@ -346,6 +485,7 @@ def run(servers, fixture, *, streams, rate, tokens):
         statuses[browser.status] = statuses.get(browser.status, 0) + 1
     delivered = sum(len(result.first_seen) for result in results)
     return Result(
+        case=case,
         streams=streams,
         rate=rate,
         tokens=tokens,
@@ -358,6 +498,8 @@ def run(servers, fixture, *, streams, rate, tokens):
         delivered=delivered,
         bytes=sum(browser.bytes for browser in browsers),
         fps=sum(result.frames_per_second() for result in results) / len(results),
+        extras=sorted(extra for result in results if (extra := result.extra_time()) is not None),
+        app_names=servers.app_names,
     )
 
 
@@ -367,7 +509,7 @@ async def stream_all(servers, session, browsers, text, deadline):
 
     async def open_one(browser):
         async with handshakes:
-            await browser.open(servers.app_port, session)
+            await browser.open(session)
 
     await asyncio.gather(*(open_one(browser) for browser in browsers))
     # Let the consumers finish connecting (snapshots, group joins) before the clock starts.
@@ -384,6 +526,60 @@ async def stream_all(servers, session, browsers, text, deadline):
     return cpu_before, cpu_after, wall
 
 
+def bare_reader(servers, result, loop):
+    """The same answers read by chat.mimo alone, with the app's transport, in a process of its own.
+
+    bench/client_floor.py's `mimo` reader: `chat.mimo.stream_turn` on chat.mimo's shared client.
+    """
+    command = [
+        sys.executable, ROOT / "bench" / "client_floor.py", "--worker", "mimo",
+        "--port", str(servers.upstream_port), "--streams", str(result.streams),
+        "--text", ask(servers.upstream, result.case, result.tokens, result.rate), "--loop", loop,
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=result.tokens / result.rate * 3 + 120
+        )
+    except subprocess.TimeoutExpired:
+        print("the bare reader did not finish in time", file=sys.stderr)
+        return None
+    if done.returncode != 0:
+        print(f"the bare reader failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def app_loop(servers):
+    """uvloop if the app's first process has it loaded (then the bare reader runs on it too), else asyncio."""
+    return "uvloop" if has_loaded(servers.pid(servers.app_names[0]), "/uvloop/") else "asyncio"
+
+
+def find_max(measure, *, start, limit, max_runs, budget_s):
+    """The largest N whose run is ok(): doubling from `start`, then halving the gap; bounded in runs and time.
+
+    Returns (largest ok N or 0, smallest failing N or None, the runs).
+    """
+    good, bad, runs = 0, None, []
+    n, deadline = start, time.monotonic() + budget_s
+    while len(runs) < max_runs and time.monotonic() < deadline:
+        result = measure(n)
+        runs.append(result)
+        if result.ok():
+            good = n
+        else:
+            bad = n
+        if bad is None:
+            if n >= limit:
+                break
+            n = min(n * 2, limit)
+        else:
+            # Within 10 % (or 5 streams) of the edge is close enough on a noisy machine.
+            if bad - good <= max(5, good // 10):
+                break
+            n = (good + bad) // 2
+    return good, bad, runs
+
+
 # --- Reporting ------------------------------------------------------------------------------
 
 
@@ -397,103 +593,342 @@ def per_token_us(result, process="app"):
     return result.cpu[process] / result.delivered * 1e6 if result.delivered else math.nan
 
 
+def reader_per_token_us(result):
+    r = result.reader
+    return r["cpu"] / r["tokens"] * 1e6 if r and r["tokens"] else math.nan
+
+
+def figure(value, spec=".0f"):
+    """A number for a table cell; a dash when it was not measured."""
+    return "–" if math.isnan(value) else format(value, spec)
+
+
 def per_token_bytes(result):
     return result.bytes / result.delivered if result.delivered else math.nan
 
 
+def mark(ok):
+    return "✓" if ok else "✗"
+
+
+def extra_percent(result, p):
+    return percentile(result.extras, p) * 100
+
+
+def shares(r):
+    """CPU % of each process over the run, 100 = one core; several app processes as a sum."""
+    app = "+".join(f"{r.cpu[name] / r.wall * 100:.0f}" for name in r.app_names)
+    return f"{app} / {r.cpu['upstream'] / r.wall * 100:.0f} / {r.cpu['bench'] / r.wall * 100:.0f}"
+
+
 def streams_table(results):
     lines = [
-        "| streams | tok/s | tokens | delay p50 ms | p99 ms | max ms | lost | DB = sent | ended | "
-        "app CPU µs/tok | bytes/tok | frames/s/stream | CPU % app / fake / bench |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "| case | streams | tok/s | tokens | delay p50 ms | p99 ms | max ms | lost | DB = sent | ended | "
+        "app CPU µs/tok | bare reader µs/tok | bytes/tok | frames/s/stream | extra time % p50 / max "
+        "| CPU % app / upstream / bench |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        shares = " / ".join(f"{r.cpu[name] / r.wall * 100:.0f}" for name in ("app", "fake", "bench"))
         ended = ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
         lines.append(
-            f"| {r.streams} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} | {percentile(r.delays, 99):.0f} "
-            f"| {percentile(r.delays, 100):.0f} | {r.lost} | {r.db_equal}/{r.streams} | {ended} "
-            f"| {per_token_us(r):.0f} | {per_token_bytes(r):.0f} | {r.fps:.1f} | {shares} |"
+            f"| {r.case} | {r.streams} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
+            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {r.lost} | {r.db_equal}/{r.streams} "
+            f"| {ended} | {per_token_us(r):.0f} | {figure(reader_per_token_us(r))} | {per_token_bytes(r):.0f} "
+            f"| {r.fps:.1f} | {figure(extra_percent(r, 50), '.1f')} / {figure(extra_percent(r, 100), '.1f')} "
+            f"| {shares(r)} |"
         )
     return "\n".join(lines)
 
 
-def comparison_table(long, short):
+def cases_table(results):
+    """Each case against prose at the same N, in the same run."""
     lines = [
-        "| answer | tokens delivered | bytes/tok | app CPU µs/tok |",
-        "|---|---:|---:|---:|",
-        f"| {long.tokens} tokens × 1 | {long.delivered} | {per_token_bytes(long):.0f} | {per_token_us(long):.0f} |",
-        f"| {short.tokens} tokens × {short.runs} | {short.delivered} | {per_token_bytes(short):.0f} "
-        f"| {per_token_us(short):.0f} |",
-        f"| ratio long / short (target ≤ 1.3) | | {per_token_bytes(long) / per_token_bytes(short):.2f}× "
-        f"| {per_token_us(long) / per_token_us(short):.2f}× |",
+        f"| case | streams | app CPU µs/tok | × prose (target ≤ {CASE_CPU_TARGET:g}×) "
+        f"| extra time % p50 / max (target ≤ {EXTRA_TIME_TARGET} %) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        prose = next((p for p in results if p.case == "prose" and p.streams == r.streams), None)
+        ratio = per_token_us(r) / per_token_us(prose) if prose else math.nan
+        within = extra_percent(r, 100) <= EXTRA_TIME_TARGET
+        lines.append(
+            f"| {r.case} | {r.streams} | {per_token_us(r):.0f} "
+            f"| {ratio:.2f}× {mark(ratio <= CASE_CPU_TARGET) if r.case != 'prose' else ''} "
+            f"| {extra_percent(r, 50):.1f} / {extra_percent(r, 100):.1f} {mark(within)} |"
+        )
+    return "\n".join(lines)
+
+
+def reader_table(results):
+    lines = [
+        f"| case | streams | app CPU µs/tok | bare reader µs/tok | app / reader (target ≤ {READER_TARGET:g}× "
+        "at 100 streams) | reader CPU % of a core | reader lag p99 ms | reader took |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.reader is None:
+            continue
+        ratio = per_token_us(r) / reader_per_token_us(r)
+        lines.append(
+            f"| {r.case} | {r.streams} | {per_token_us(r):.0f} | {reader_per_token_us(r):.0f} "
+            f"| {ratio:.2f}× {mark(ratio <= READER_TARGET)} | {100 * r.reader['cpu'] / r.reader['wall']:.0f} "
+            f"| {r.reader['lag_p99']:.0f} | {r.reader['wall']:.1f} s / {r.tokens / r.rate:.1f} s |"
+        )
+    return "\n".join(lines)
+
+
+def comparison_table(case, long, short):
+    ratio = per_token_us(long) / per_token_us(short)
+    lines = [
+        f"| {case} answer | tokens delivered | ended | bytes/tok | app CPU µs/tok |",
+        "|---|---:|---|---:|---:|",
+        f"| {long.tokens} tokens × 1 | {long.delivered} | {', '.join(long.statuses)} | {per_token_bytes(long):.0f} "
+        f"| {per_token_us(long):.0f} |",
+        f"| {short.tokens} tokens × {short.runs} | {short.delivered} | {', '.join(short.statuses)} "
+        f"| {per_token_bytes(short):.0f} | {per_token_us(short):.0f} |",
+        f"| ratio long / short (target ≤ {LONG_SHORT_TARGET:g}×) | | | "
+        f"{per_token_bytes(long) / per_token_bytes(short):.2f}× | {ratio:.2f}× {mark(ratio <= LONG_SHORT_TARGET)} |",
     ]
     return "\n".join(lines)
 
 
+def find_max_table(good, bad, runs, limit, processes):
+    lines = [
+        f"Largest N with p99 ≤ {DELAY_TARGET_MS} ms, nothing lost and every answer saved as sent, "
+        f"{processes} app process{'es' if processes > 1 else ''}: "
+        + (f"≥ {good} (the limit asked)" if bad is None and good >= limit else f"{good}")
+        + (f" (fails at {bad})" if bad is not None else ""),
+        "",
+        "| streams | delay p99 ms | lost | DB = sent | ended | ok |",
+        "|---:|---:|---:|---:|---|---|",
+    ]
+    for r in runs:
+        ended = ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
+        lines.append(
+            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {r.lost} | {r.db_equal}/{r.streams} | {ended} "
+            f"| {mark(r.ok())} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(results, comparisons, found):
+    """The issue's targets that this run measured, each with its figure."""
+    lines = []
+    for r in results:
+        prose = next((p for p in results if p.case == "prose" and p.streams == r.streams), None)
+        if r.case != "prose" and prose:
+            ratio = per_token_us(r) / per_token_us(prose)
+            lines.append(
+                f"- {r.case}, {r.streams} streams: app CPU {ratio:.2f}× prose's (≤ {CASE_CPU_TARGET:g}×) "
+                f"{mark(ratio <= CASE_CPU_TARGET)}; reaches the browser within {extra_percent(r, 100):.1f} % "
+                f"of the upstream's time (≤ {EXTRA_TIME_TARGET} %) {mark(extra_percent(r, 100) <= EXTRA_TIME_TARGET)}"
+            )
+    for r in results:
+        if r.reader is not None and r.streams == 100:
+            ratio = per_token_us(r) / reader_per_token_us(r)
+            lines.append(
+                f"- {r.case}, 100 streams: app CPU per token {ratio:.2f}× the bare reader's (≤ {READER_TARGET:g}×) "
+                f"{mark(ratio <= READER_TARGET)}"
+            )
+    for r in results:
+        if r.streams == 200 and r.rate == 50:
+            p99 = percentile(r.delays, 99)
+            lines.append(
+                f"- {r.case}, 200 streams at 50 tok/s: p99 added delay {p99:.0f} ms (≤ {DELAY_TARGET_MS}) "
+                f"{mark(p99 <= DELAY_TARGET_MS)}, {r.lost} tokens lost {mark(r.lost == 0)}, "
+                f"saved = sent {r.db_equal}/{r.streams} {mark(r.db_equal == r.streams)}"
+            )
+    for case, long, short in comparisons:
+        ratio = per_token_us(long) / per_token_us(short)
+        lines.append(
+            f"- {case}: the {long.tokens}-token answer costs {ratio:.2f}× per token the {short.tokens}-token one's "
+            f"(≤ {LONG_SHORT_TARGET:g}×) {mark(ratio <= LONG_SHORT_TARGET)}"
+        )
+    if found is not None:
+        good, bad, processes = found
+        lines.append(f"- largest N with p99 ≤ {DELAY_TARGET_MS} ms on {processes} process(es): {good}")
+    return "\n".join(["Targets (issue 10) this run measured:", *lines]) if lines else ""
+
+
 def merged(results):
     """Several short runs as one, so the 10 ms CPU ticks average out."""
+    statuses = {}
+    for r in results:
+        for status, count in r.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
     return replace(
         results[0],
         runs=len(results),
         delivered=sum(r.delivered for r in results),
         bytes=sum(r.bytes for r in results),
         cpu={name: sum(r.cpu[name] for r in results) for name in results[0].cpu},
+        statuses=statuses,
     )
 
 
 # --- Command line ----------------------------------------------------------------------------
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 100, 300], help="browsers at once, one run each")
+    parser.add_argument(
+        "--streams", type=int, nargs="+", help="browsers at once, a run each (default 1 100 200; none with --find-max)"
+    )
+    parser.add_argument("--case", nargs="+", choices=minimal.CASES, default=["prose"], help="answer shapes, a run each")
     parser.add_argument("--rate", type=float, default=50, help="tokens per second per stream")
     parser.add_argument("--tokens", type=int, default=500, help="tokens per answer")
+    parser.add_argument("--no-reader", action="store_true", help="skip the bare reader after each run")
     parser.add_argument("--compare-rate", type=float, default=2000, help="tokens per second for the long/short runs")
+    parser.add_argument("--compare-case", nargs="+", choices=minimal.CASES, default=["prose", "code"])
     parser.add_argument("--long-tokens", type=int, default=20_000)
     parser.add_argument("--short-tokens", type=int, default=500)
     parser.add_argument("--short-runs", type=int, default=10, help="short answers in a row, for steadier CPU figures")
     parser.add_argument("--no-compare", action="store_true", help="skip the long/short comparison")
+    parser.add_argument("--find-max", action="store_true", help="look for the largest N with p99 within target")
+    parser.add_argument("--find-max-from", type=int, default=50, help="the first N tried")
+    parser.add_argument("--find-max-limit", type=int, default=1000, help="the largest N tried")
+    parser.add_argument("--find-max-runs", type=int, default=8, help="at most this many runs")
+    parser.add_argument("--find-max-minutes", type=float, default=20, help="no new run after this long")
+    parser.add_argument("--processes", type=int, default=1, help="app processes; more than one needs the two URLs")
+    parser.add_argument("--database-url", help="postgres://…/mimoweb_bench…: created, migrated, dropped at the end")
+    parser.add_argument("--redis-url", help="redis://127.0.0.1:6379/N: the channel layer; use a db nobody else uses")
+    parser.add_argument(
+        "--upstream", choices=["minimal", "fake"], default="minimal", help="fake: chat.mimo.fake, prose only"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data folder (database and server logs)")
     args = parser.parse_args()
+    if args.processes > 1 and not (args.database_url and args.redis_url):
+        # SQLite would do, but the in-memory channel layer cannot reach another process.
+        parser.error("--processes above 1 needs --database-url and --redis-url")
+    if args.upstream == "fake" and set(args.case + args.compare_case) != {"prose"}:
+        parser.error("the fake upstream only writes prose: use --case prose --compare-case prose")
+    if args.database_url:
+        database_name(args.database_url)
+    if args.streams is None:
+        args.streams = [] if args.find_max else [1, 100, 200]
+    return args
 
+
+def main():
+    args = parse_args()
     # SIGTERM ends the bench through the `finally`s too, so the servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data_dir = Path(tempfile.mkdtemp(prefix="mimoweb-bench-"))
+    if args.database_url:
+        create_database(args.database_url)
     try:
-        with Servers(data_dir) as servers:
+        servers = Servers(
+            data_dir,
+            upstream=args.upstream,
+            processes=args.processes,
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+        )
+        with servers:
             os.environ.update(servers.env)
-            sys.path.insert(0, str(ROOT))
             import django
 
             django.setup()
-            fixture = Fixture(servers.fake_port)
-            # The first answer pays for what a process does once (templates, the HTTP pool):
-            # leave it out of the figures.
-            run(servers, fixture, streams=1, rate=1000, tokens=100)
-            results = []
-            for streams in args.streams:
-                print(f"… {streams} streams × {args.tokens} tokens at {args.rate:g}/s", file=sys.stderr, flush=True)
-                results.append(run(servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens))
-            print(streams_table(results))
-            if not args.no_compare:
-                print(f"… 1 stream × {args.long_tokens} tokens at {args.compare_rate:g}/s", file=sys.stderr, flush=True)
-                long = run(servers, fixture, streams=1, rate=args.compare_rate, tokens=args.long_tokens)
-                print(f"… {args.short_runs} × 1 stream × {args.short_tokens} tokens", file=sys.stderr, flush=True)
-                shorts = [
-                    run(servers, fixture, streams=1, rate=args.compare_rate, tokens=args.short_tokens)
-                    for _ in range(args.short_runs)
-                ]
-                print()
-                print(streams_table([long, *shorts[:1]]))
-                print()
-                print(comparison_table(long, merged(shorts)))
+            try:
+                measure(args, servers)
+            finally:
+                from django.db import connections
+
+                connections.close_all()
     finally:
+        if args.database_url:
+            drop_database(args.database_url)
         if args.keep:
             print(f"data and logs kept in {data_dir}", file=sys.stderr)
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def setup_line(servers, loop):
+    """What was measured, for the record: the app's processes and storage, its loop and transport, the upstream."""
+    env = servers.env
+    storage = ("PostgreSQL" if "DATABASE_URL" in env else "SQLite") + (
+        " + Redis" if "REDIS_URL" in env else " + in-memory channel layer"
+    )
+    aiohttp = has_loaded(servers.pid(servers.app_names[0]), "/aiohttp/")
+    return (
+        f"App: {len(servers.app_ports)} daphne process(es), {storage}, on {loop}, aiohttp "
+        f"{'loaded' if aiohttp else 'not loaded'}; upstream: {servers.upstream}; bare reader: chat.mimo on {loop}; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start."
+    )
+
+
+def progress(text):
+    print(f"… {text}", file=sys.stderr, flush=True)
+
+
+def measure(args, servers):
+    fixture = Fixture(servers.upstream_port)
+    # The first answer in each process pays for what a process does once (templates,
+    # the HTTP pool): leave it out of the figures.
+    run(servers, fixture, streams=len(servers.app_ports), rate=1000, tokens=100)
+    loop = app_loop(servers)
+    print(setup_line(servers, loop))
+    print()
+
+    results = []
+    for streams in args.streams:
+        for case in args.case:
+            progress(f"{case}: {streams} streams × {args.tokens} tokens at {args.rate:g}/s")
+            result = run(servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case)
+            if not args.no_reader:
+                progress(f"bare reader ({loop}): the same {streams} answers")
+                result.reader = bare_reader(servers, result, loop)
+            results.append(result)
+    if results:
+        print(streams_table(results))
+        if any(r.reader for r in results):
+            print()
+            print(reader_table(results))
+        if args.case != ["prose"]:
+            print()
+            print(cases_table(results))
+
+    found = None
+    if args.find_max:
+        case = args.case[0]
+
+        def at(n):
+            progress(f"find-max: {case}, {n} streams × {args.tokens} tokens at {args.rate:g}/s")
+            return run(servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case)
+
+        good, bad, runs = find_max(
+            at,
+            start=args.find_max_from,
+            limit=args.find_max_limit,
+            max_runs=args.find_max_runs,
+            budget_s=args.find_max_minutes * 60,
+        )
+        found = (good, bad, args.processes)
+        print()
+        print(find_max_table(good, bad, runs, args.find_max_limit, args.processes))
+        print()
+        print(streams_table(runs))
+
+    comparisons = []
+    if not args.no_compare:
+        for case in args.compare_case:
+            progress(f"{case}: 1 stream × {args.long_tokens} tokens at {args.compare_rate:g}/s")
+            long = run(servers, fixture, streams=1, rate=args.compare_rate, tokens=args.long_tokens, case=case)
+            progress(f"{case}: {args.short_runs} × 1 stream × {args.short_tokens} tokens")
+            shorts = [
+                run(servers, fixture, streams=1, rate=args.compare_rate, tokens=args.short_tokens, case=case)
+                for _ in range(args.short_runs)
+            ]
+            comparisons.append((case, long, merged(shorts)))
+            print()
+            print(streams_table([long, *shorts[:1]]))
+            print()
+            print(comparison_table(case, long, merged(shorts)))
+
+    if summary := targets(results, comparisons, found):
+        print()
+        print(summary)
 
 
 if __name__ == "__main__":
