@@ -772,7 +772,7 @@ def merged(results):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--streams", type=int, nargs="+", help="browsers at once, a run each (default 1 100 200; none with --find-max)"
+        "--streams", type=int, nargs="*", help="browsers at once, a run each (default 1 100 200; none with --find-max)"
     )
     parser.add_argument("--case", nargs="+", choices=minimal.CASES, default=["prose"], help="answer shapes, a run each")
     parser.add_argument("--rate", type=float, default=50, help="tokens per second per stream")
@@ -869,7 +869,6 @@ def measure(args, servers):
     run(servers, fixture, streams=len(servers.app_ports), rate=1000, tokens=100)
     loop = app_loop(servers)
     print(setup_line(servers, loop))
-    print()
 
     results = []
     for streams in args.streams:
@@ -881,6 +880,7 @@ def measure(args, servers):
                 result.reader = bare_reader(servers, result, loop)
             results.append(result)
     if results:
+        print()
         print(streams_table(results))
         if any(r.reader for r in results):
             print()

@@ -21,7 +21,7 @@ What it answers is chosen by a directive in the last user message:
           code:  one ```python fenced block, a line per `per` (2) tokens,
                  `    value_<stamp> = compute(<stamp>)`;
           table: a markdown table, a row per `per` (2) tokens, one per cell;
-          list:  `- item …` items of `per` (15) tokens, no blank lines.
+          list:  `- item …` items of `per` (30) tokens, no blank lines.
   tokens  how many text chunks (default 100); max_completion_tokens or
           max_tokens cut it short with finish reason "length", as MiMo does.
   rate    chunks per second (default 50); 0 sends them all at once.
@@ -57,7 +57,7 @@ MODELS_PATH = "/v1/models"
 MODEL = "mimo-v2.5-pro"
 
 CASES = ("prose", "code", "table", "list")
-DEFAULT_PER = {"prose": 60, "code": 2, "table": 2, "list": 15}
+DEFAULT_PER = {"prose": 60, "code": 2, "table": 2, "list": 30}
 DIRECTIVE = re.compile(r"\[\[bench:([^\]]*)\]\]")
 
 # Buckets per rate, and the shortest tick: above 200 chunks a second a tick
