@@ -201,17 +201,19 @@ class Update:
 
     `final` is HTML to append to the body. The tail (the open last block) is
     either replaced whole (`tail`), or, while an open block streams piece by
-    piece (see `_BlockView`), extended: `added` goes in before the open element
-    and `open` (the open element itself, with its id) replaces it; `container`
-    is the tag `added` must be parsed inside of. With a view, `open` is given
-    with a whole `tail` too, as the part of it that later updates replace.
+    piece (see `_BlockView`), extended: `added` goes where `added_to` says (an
+    htmx swap, such as "beforebegin:#<the open element's id>"), parsed inside a
+    `container` element, and `open` (the open element itself, with its id)
+    replaces the open element. With a view, `open` is given with a whole `tail`
+    too, as the part of it that later updates replace.
     """
 
     final: SafeString
     tail: SafeString | None = None
     added: SafeString = mark_safe("")
-    open: SafeString = mark_safe("")
+    added_to: str = ""
     container: str = ""
+    open: SafeString = mark_safe("")
 
 
 def split_finished_blocks(source, at_end):
@@ -302,13 +304,20 @@ class _BlockView:
     `add_line` takes each complete line and returns the HTML it adds ("" for
     none yet), or None when the block no longer fits the view: it is then
     rendered whole on every frame, as any other block. `open_element` is the
-    open item as HTML whose first tag is `tag`.
+    open item as HTML whose first tag is `tag`. The tail is `before`, the
+    items, `between`, the open element and `after`; what is added goes where
+    `added_to` says, parsed inside a `container`.
     """
 
-    tag = container = before = after = ""
+    tag = container = before = between = after = ""
+    added_to = "beforebegin:#{id}"
 
     def add_line(self, line):
         raise NotImplementedError
+
+    def add_partial(self, partial_line):
+        """What the line not yet complete adds already: "" for most views, None as for add_line."""
+        return ""
 
     def open_element(self, partial_line):
         raise NotImplementedError
@@ -349,20 +358,29 @@ class _CodeView(_BlockView):
 
 
 class _TableView(_BlockView):
-    """An open table: each complete row is rendered once, under the same header."""
+    """An open table: each complete row is rendered once, under the same header.
 
-    tag, container = "tr", "tbody"
-    after = "</tbody>\n</table>\n</div>"
+    The open row has a <tbody> of its own, after the rows': an htmx frame is
+    parsed as a <template>'s content, where a <tr> at the top would get a
+    <tbody> without an id around it.
+    """
 
-    def __init__(self, head_html, head):
+    tag = container = "tbody"
+    added_to = "beforeend:#{id}-rows"
+    between, after = "</tbody>", "</table>\n</div>"
+
+    def __init__(self, head_html, head, open_id):
         self.head = head
-        self.before = '<div class="md-block">' + head_html.removesuffix("</table>\n") + "<tbody>\n"
+        self.before = (
+            '<div class="md-block">' + head_html.removesuffix("</table>\n") + format_html('<tbody id="{}-rows">', open_id)
+        )
 
     def add_line(self, line):
         return self._row(line)
 
     def open_element(self, partial_line):
-        return (self._row(partial_line) if partial_line.strip() else None) or "<tr></tr>"
+        row = self._row(partial_line) if partial_line.strip() else ""
+        return "<tbody>" + (row or "") + "</tbody>"
 
     def _row(self, line):
         # With the header, so that the cells and their alignment are what the whole table gets.
@@ -373,41 +391,67 @@ class _TableView(_BlockView):
 
 
 class _ListView(_BlockView):
-    """An open tight list: each item is rendered once the next one starts."""
+    """An open tight list: each item is rendered once the next one starts.
 
-    tag = container = "li"
+    An item starts with its marker and some text, before its line is complete:
+    a list item is often one long line, which should not wait for its end.
+    """
+
+    tag = "li"
 
     def __init__(self, first_line, item):
-        self.indent, self.marker = item[1], item[2][-1] if item[2][-1] in ".)" else item[2]
+        self.indent, self.marker = item[1], self._marker(item)
         self.lines = [first_line]
+        self.started = False  # the open item was started by a line not yet complete
         html = markdown_to_html(first_line + "\n")
         opening = html[: html.index(">\n") + 2]
-        self.closing = "</ul>\n" if opening.startswith("<ul") else "</ol>\n"
         self.container = "ul" if opening.startswith("<ul") else "ol"
+        self.closing = f"</{self.container}>\n"
         self.before = '<div class="md-block">' + opening
         self.after = self.closing + "</div>"
 
     def add_line(self, line):
         if not line.strip(" \t"):
             return None  # a blank line may make the list loose, which changes every item
-        item = _LIST_ITEM.match(line)
-        if item and item[1] == self.indent and (item[2][-1] if item[2][-1] in ".)" else item[2]) == self.marker:
+        if self.started:
+            self.lines, self.started = [line], False
+            return ""
+        if self._starts_item(line):
             html, self.lines = self._item(self.lines), [line]
             return html
         self.lines.append(line)
         return ""
 
+    def add_partial(self, partial_line):
+        if self.started or not self._starts_item(partial_line, with_text=True):
+            return ""
+        html, self.lines, self.started = self._item(self.lines), [], True
+        return html
+
     def open_element(self, partial_line):
-        # A new item shows once its first line is complete; till then the open one stays one item.
-        html = self._item(self.lines + [partial_line]) if partial_line else None
-        return html or self._item(self.lines) or "<li></li>"
+        # Until a new item has text, the open one is shown without the line that starts it.
+        return (partial_line and self._item(self.lines + [partial_line])) or self._item(self.lines) or "<li></li>"
+
+    def _starts_item(self, line, with_text=False):
+        item = _LIST_ITEM.match(line)
+        return (
+            item is not None
+            and item[1] == self.indent
+            and self._marker(item) == self.marker
+            and (not with_text or line[item.end() :].strip(" \t") != "")
+        )
+
+    @staticmethod
+    def _marker(item):
+        # Bullets must match; numbers may differ, their delimiter ("." or ")") may not.
+        return item[2][-1] if item[2][-1] in ".)" else item[2]
 
     def _item(self, lines):
         html = _render_if("\n".join(lines) + "\n", _one_list_item)
         return None if html is None else html[html.index(">\n") + 2 : -len(self.closing)]
 
 
-def _view_for(block):
+def _view_for(block, open_id):
     """The view for a block that starts with complete lines, and how many lines it took to decide.
 
     (None, n) when the block has no view; (..., 0) when its second line is not there yet.
@@ -424,7 +468,7 @@ def _view_for(block):
         head = lines[0] + "\n" + lines[1] + "\n"
         html = markdown_to_html(head)
         is_table = html.startswith("<table>") and html.endswith("</thead>\n</table>\n")
-        return (_TableView(html, head) if is_table else None), 2
+        return (_TableView(html, head, open_id) if is_table else None), 2
     return None, 1
 
 
@@ -461,6 +505,7 @@ class IncrementalRenderer:
         delta = self._normalise_newlines(delta)
         self._rest += delta
         final = self._take_finished_blocks() if "\n" in delta else []
+        self._read_open_line()
         return self._update(final)
 
     def finish(self):
@@ -478,7 +523,8 @@ class IncrementalRenderer:
         """The whole tail as it stands, for a snapshot."""
         if not self._view:
             return self._generic_tail
-        return mark_safe(self._view.before + "".join(self._items) + self._open_element() + self._view.after)
+        view = self._view
+        return mark_safe(view.before + "".join(self._items) + view.between + self._open_element() + view.after)
 
     def _normalise_newlines(self, delta):
         # A "\r\n" may arrive split over two deltas; hold a trailing "\r" back until
@@ -525,7 +571,7 @@ class IncrementalRenderer:
         if self._view is False or end < self._viewed:
             return
         if self._view is None:
-            view, lines = _view_for(self._rest[: end + 1])
+            view, lines = _view_for(self._rest[: end + 1], self.open_id)
             if view is ...:
                 return
             self._view = view or False
@@ -534,16 +580,25 @@ class IncrementalRenderer:
             for _ in range(lines):
                 self._viewed = self._rest.index("\n", self._viewed) + 1
         for line in self._rest[self._viewed : end].split("\n") if end >= self._viewed else ():
-            html = self._view.add_line(line)
-            if html is None:  # the block left the view: it is rendered whole from now on
-                self._view, self._items, self._added = False, [], []
+            if not self._take_view_output(self._view.add_line(line)):
                 return
             self._viewed += len(line) + 1
-            if html:
-                self._items.append(html)
-                self._added.append(html)
             if isinstance(self._view, _CodeView) and self._view.closed:
                 return
+
+    def _read_open_line(self):
+        if self._view:
+            self._take_view_output(self._view.add_partial(self._rest[self._viewed :]))
+
+    def _take_view_output(self, html):
+        """Keep what the view gave; returns False when the block left the view (it is then rendered whole)."""
+        if html is None:
+            self._view, self._items, self._added = False, [], []
+            return False
+        if html:
+            self._items.append(html)
+            self._added.append(html)
+        return True
 
     def _cut(self, length):
         """The first `length` characters of the rest are final: start on the next block."""
@@ -563,15 +618,19 @@ class IncrementalRenderer:
         final = mark_safe("".join(final))
         if self._view and self._view is self._shown:
             added, self._added = mark_safe("".join(self._added)), []
-            return Update(final=final, added=added, open=mark_safe(self._open_element()), container=self._view.container)
+            return Update(
+                final=final,
+                added=added,
+                added_to=self._view.added_to.format(id=self.open_id),
+                container=self._view.container,
+                open=mark_safe(self._open_element()),
+            )
         self._added = []
         self._shown = self._view or None
         if not self._view:
             self._generic_tail = render_block(self._rest)
             return Update(final=final, tail=self._generic_tail)
-        open_element = mark_safe(self._open_element())
-        tail = mark_safe(self._view.before + "".join(self._items) + open_element + self._view.after)
-        return Update(final=final, tail=tail, open=open_element)
+        return Update(final=final, tail=self.tail, open=mark_safe(self._open_element()))
 
 
 def render_markdown(text):

@@ -17,6 +17,9 @@ or `[[fake:NAME=VALUE]]`, several allowed:
   help              lists these directives
   markdown          reasoning, then headings, a table, code and maths
   long=N            an answer of N tokens (default 1000)
+  code=N / table=N / list=N   an answer that is one N-line Python code block,
+                    an N-row table, or an N-item list without blank lines
+                    (default 50 each), after a line of prose
   tool / tools=N    one / N parallel calls of the tools the request offered,
                     arguments split over many chunks (if none were offered,
                     says so in text); rounds=R asks for R rounds of tool calls
@@ -488,6 +491,8 @@ def _write_answer(plan: Plan, body: dict[str, Any], anthropic: bool, directives:
         plan.text = MARKDOWN
     elif "long" in directives:
         plan.text = _long_text(_int(directives["long"], 1000))
+    elif shape := next((name for name in ("code", "table", "list") if name in directives), None):
+        plan.text = _block_text(shape, _int(directives[shape], 50))
     elif "search" in directives:
         if not anthropic and any(tool.get("type") == "web_search" for tool in body.get("tools") or []):
             reasoning = "Let me look this up on the web and cite what I find."
@@ -578,6 +583,19 @@ def _long_text(count: int) -> str:
         word = words[i % len(words)]
         pieces.append(word + ("\n\n" if i % 60 == 59 else " "))
     return "".join(pieces).rstrip() + "."
+
+
+def _block_text(shape: str, count: int) -> str:
+    """One long block, the kind whose every line a renderer must not redo: code, a table or a list."""
+    count = max(1, count)
+    if shape == "code":
+        lines = [f"def step_{n}(value):\n    return value * {n}  # step {n}\n" for n in range(count)]
+        return "Here is the code:\n\n```python\n" + "".join(lines) + "```\n\nThat is all."
+    if shape == "table":
+        rows = [f"| {n} | **{n * n}** | `{n:x}` |\n" for n in range(count)]
+        return "Here is the table:\n\n| n | square | hex |\n|--:|--:|:--|\n" + "".join(rows) + "\nThat is all."
+    items = [f"{n}. Item *{n}* of the list, with `code`\n" for n in range(1, count + 1)]
+    return "Here is the list:\n\n" + "".join(items) + "\nThat is all."
 
 
 # Reading the request

@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 from accounts.models import ApiKey
 from chat import mimo
 from chat.models import Conversation, Message
+from chat.render import render_markdown
 from tests.browser.conftest import sign_in_as
 
 ANSWER = "article.message-assistant"
@@ -194,3 +195,26 @@ def test_web_search_shows_its_sources_as_links(chat, api_format):
     expect(sources.first).to_be_visible()
     expect(sources.first).to_have_attribute("rel", "noopener noreferrer nofollow")
     assert Message.objects.filter(role="assistant").first().citations.count() == sources.count()
+
+
+@pytest.mark.parametrize(
+    "shape, piece", [("code", ".highlight code span.k"), ("table", "table tbody tr"), ("list", "ol li")]
+)
+def test_a_long_block_streams_piece_by_piece_and_ends_as_the_saved_text_renders(chat, shape, piece):
+    errors = []
+    chat.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    send(chat, f"Show me [[fake:{shape}=60]] [[fake:speed=120]]")
+    answer = last_answer(chat)
+    tail = answer.locator("[id$='-tail']")
+    # Lines, rows and items appear in the open block while it streams, each rendered once.
+    expect(tail.locator(piece).nth(5)).to_be_attached(timeout=15_000)
+    expect(tail.locator("[id$='-open']")).to_have_count(1)
+    assert answer.get_attribute("data-status") == "streaming"
+    expect(answer).to_have_attribute("data-status", "complete", timeout=30_000)
+    expected = chat.evaluate(
+        "html => { const box = document.createElement('div'); box.innerHTML = html; return box.innerHTML; }",
+        str(render_markdown(saved_answer().content)),
+    )
+    assert answer.locator("[id$='-final']").inner_html() == expected
+    assert tail.inner_html() == ""
+    assert not errors

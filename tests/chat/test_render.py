@@ -473,7 +473,14 @@ def shown_after(updates):
             tail = update.tail
         else:
             assert open_element in tail
-            tail = tail.replace(open_element, update.added + update.open, 1)
+            tail = tail.replace(open_element, update.open, 1)
+            swap, target = update.added_to.split(":#")
+            if swap == "beforebegin":
+                tail = tail.replace(update.open, update.added + update.open, 1)
+            else:  # beforeend of the table's rows, which hold no other <tbody>
+                assert swap == "beforeend" and target.endswith("-rows")
+                end = tail.index("</tbody>", tail.index(f'id="{target}"'))
+                tail = tail[:end] + update.added + tail[end:]
         open_element = update.open
         yield tail
 
@@ -541,13 +548,15 @@ def test_a_blank_line_in_a_list_ends_its_view():
     assert update.tail == render_block("- a\n- b\n\n- c\n")
 
 
-def test_a_new_item_shows_once_its_first_line_is_complete():
+def test_a_new_item_shows_once_it_has_text():
     renderer = IncrementalRenderer(open_id="open")
     renderer.feed("- a\n- b\n")
-    update = renderer.feed("- c")
+    update = renderer.feed("- ")
     assert (update.added, update.open) == ("", '<li id="open">b</li>\n')
-    update = renderer.feed("\n")
+    update = renderer.feed("c")
     assert (update.added, update.open) == ("<li>b</li>\n", '<li id="open">c</li>\n')
+    update = renderer.feed("ontinued\n- d\n")
+    assert (update.added, update.open) == ("<li>continued</li>\n", '<li id="open">d</li>\n')
 
 
 @pytest.mark.parametrize("kind", OPEN_BLOCKS)
