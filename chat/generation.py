@@ -47,7 +47,8 @@ def process_id():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream
+FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream while the process has room
+BUSIEST_FRAME_INTERVAL = 0.2  # ... down to 5 a second as its core fills (see frame_interval_for)
 FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
 STOP_POLL_INTERVAL = 2.0  # how often the Stop flags other processes may set are read
@@ -218,7 +219,9 @@ async def tend_forever():
     Stop flags other processes set, and every HEARTBEAT_INTERVAL it marks
     the streams of dead processes `interrupted`: they stop beating, and a
     beat older than 45 s means a lost process, so they are marked within a minute.
+    It also sets how often streams send frames, by how busy the process was.
     """
+    global frame_interval
     last_sweep = last_stop_poll = -HEARTBEAT_INTERVAL
     while True:
         now = time.monotonic()
@@ -232,7 +235,24 @@ async def tend_forever():
         if now - last_sweep >= HEARTBEAT_INTERVAL:
             last_sweep = now
             await database_sync_to_async(Message.objects.mark_dead)(running=running_ids())
+        cpu, wall = time.process_time(), time.monotonic()
         await asyncio.sleep(FLUSH_INTERVAL)
+        frame_interval = frame_interval_for((time.process_time() - cpu) / (time.monotonic() - wall))
+
+
+def frame_interval_for(busy):
+    """How long a stream waits between frames, by the share of a core the process used in the last second.
+
+    Each frame costs about the same whatever it carries, so when the process
+    gets busy, fewer and fuller frames let the delay grow gently instead of
+    frames queueing behind each other: 20 a second up to half a core, then
+    fewer, down to 5 a second from 90 %.
+    """
+    fill = min(1.0, max(0.0, (busy - 0.5) / 0.4))
+    return FRAME_INTERVAL + fill * (BUSIEST_FRAME_INTERVAL - FRAME_INTERVAL)
+
+
+frame_interval = FRAME_INTERVAL  # set once a second by tend_forever
 
 
 PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "heartbeat_at")
@@ -447,10 +467,10 @@ class Generation:
         self.publish("message-snapshot", self.live_context(), snapshot=True)
 
     def schedule_frame(self):
-        """Coalesce deltas: one frame at most every FRAME_INTERVAL."""
+        """Coalesce deltas: one frame at most every `frame_interval`."""
         if self.frame_scheduled is not None:
             return
-        delay = max(0.0, self.last_frame + FRAME_INTERVAL - time.monotonic())
+        delay = max(0.0, self.last_frame + frame_interval - time.monotonic())
         self.frame_scheduled = asyncio.get_running_loop().call_later(delay, self.publish_deltas)
 
     def render_pending_text(self, *, at_end=False):

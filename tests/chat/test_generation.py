@@ -1,5 +1,6 @@
 """What one process does for all of its streams: save their progress together, beat, hear Stops."""
 
+import asyncio
 import time
 
 import pytest
@@ -105,3 +106,20 @@ async def test_a_generation_ends_when_its_sender_to_other_processes_is_cancelled
     await wait_for(gather(*tasks, return_exceptions=True), timeout=10)  # no hang
     saved = await database_sync_to_async(Message.objects.get)(pk=message.pk)
     assert saved.status == "stopped"
+
+
+def test_frames_come_less_often_as_the_process_fills_its_core():
+    intervals = [generation.frame_interval_for(busy) for busy in (0.0, 0.5, 0.7, 0.9, 1.5)]
+    assert intervals[:2] == [generation.FRAME_INTERVAL] * 2
+    assert intervals[1] < intervals[2] < intervals[3]
+    assert intervals[3:] == [generation.BUSIEST_FRAME_INTERVAL] * 2
+
+
+async def test_a_stream_waits_the_current_frame_interval_between_frames(streams, monkeypatch):
+    stream = streams[0]
+    stream.last_frame = time.monotonic()
+    monkeypatch.setattr(generation, "frame_interval", generation.BUSIEST_FRAME_INTERVAL)
+    stream.schedule_frame()
+    waits = stream.frame_scheduled.when() - asyncio.get_running_loop().time()
+    stream.frame_scheduled.cancel()
+    assert generation.FRAME_INTERVAL < waits <= generation.BUSIEST_FRAME_INTERVAL
