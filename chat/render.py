@@ -1,9 +1,11 @@
 """Model output to safe HTML: markdown with code and math, sanitised, whole or block by block as it streams."""
 
+import functools
+import itertools
 import json
 import re
+from html import escape, unescape
 from dataclasses import dataclass
-from html import unescape
 from xml.etree.ElementTree import tostring
 
 import nh3
@@ -16,19 +18,128 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import RegexLexer
 from pygments.lexers import TextLexer, get_lexer_by_name
-from pygments.token import STANDARD_TYPES
+from pygments.token import STANDARD_TYPES, Error, Whitespace, _TokenType
 from pygments.util import ClassNotFound
 
 # --- Markdown to HTML ---------------------------------------------------------
 
 # Classes, not inline styles: the Content-Security-Policy has no 'unsafe-inline' for styles.
-_CODE_FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
+CODE_BEFORE = '<div class="highlight"><pre><span></span><code>'
+CODE_AFTER = "</code></pre></div>\n"
+
+
+_WHOLE_CODE_FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
 
 
 def highlight_code(code, language):
-    """Code as Pygments HTML; an unknown or missing language is shown as plain text."""
-    return highlight(code, _lexer_for(language), _CODE_FORMATTER)
+    """Code as highlighted HTML, line by line; an unknown or missing language is shown as plain text.
+
+    Where a line alone does not lex (a /* comment */ over several lines is one
+    regex in most lexers), the code is highlighted whole instead.
+    """
+    highlighter = CodeHighlighter(language)
+    # Each line sanitised on its own, as a streamed block's lines are: the same bytes either way.
+    lines = [_sanitizer.clean(highlighter.line(line)) for line in code.splitlines(keepends=True)]
+    if highlighter.erred:
+        return highlight(code, highlighter.lexer, _WHOLE_CODE_FORMATTER)
+    return CODE_BEFORE + "".join(lines) + CODE_AFTER
+
+
+class CodeHighlighter:
+    """Highlights code one line at a time, each line from the state the line before left.
+
+    Line by line, so that a streamed code block highlights each line once as it
+    completes, and the block, once closed, is those very lines: nothing is
+    highlighted twice. A lexer built on Pygments' RegexLexer (most of them)
+    carries its state stack from line to line, so a string or comment over
+    several lines is one; any other lexer reads each line afresh. A rule whose
+    regex spans lines (Python's docstrings) does not fire: the lines show as
+    the string they are.
+    """
+
+    def __init__(self, language):
+        self.lexer = _lexer_for(language)
+        self.stack = ["root"]
+        self.erred = False  # a line had text the lexer could not read
+
+    def line(self, text):
+        """One line, ending in "\n", as <span>s with Pygments' classes."""
+        if type(self.lexer).get_tokens_unprocessed is RegexLexer.get_tokens_unprocessed:
+            tokens = _lex_line(self.lexer, text, self.stack)
+        else:
+            tokens = self.lexer.get_tokens_unprocessed(text)
+        tokens = list(tokens)
+        self.erred = self.erred or any(token[1] in Error for token in tokens)
+        # Neighbours of one class become one span, as with Pygments' formatter.
+        runs = itertools.groupby(tokens, key=lambda token: _css_class(token[1]))
+        return "".join(_token_html(css_class, "".join(token[2] for token in run)) for css_class, run in runs)
+
+
+def _lex_line(lexer, text, stack):
+    """Pygments' RegexLexer.get_tokens_unprocessed over one line, from and to `stack` (changed in place).
+
+    The same loop as Pygments', but it stops at the end of the line instead of
+    trying its rules on nothing, which in the whole text would have met the next line.
+    """
+    tokendefs, position = lexer._tokens, 0
+    rules = tokendefs[stack[-1]]
+    while position < len(text):
+        for match_at, action, new_state in rules:
+            if match := match_at(text, position):
+                if action is not None:
+                    if type(action) is _TokenType:
+                        yield position, action, match.group()
+                    else:
+                        yield from action(lexer, match)
+                position = match.end()
+                if new_state is not None:
+                    _change_state(stack, new_state)
+                    rules = tokendefs[stack[-1]]
+                break
+        else:
+            if text[position] == "\n":  # at the end of a line nothing matched: back to the root, as Pygments does
+                stack[:] = ["root"]
+                rules = tokendefs["root"]
+                yield position, Whitespace, "\n"
+            else:
+                yield position, Error, text[position]
+            position += 1
+
+
+def _change_state(stack, new_state):
+    if isinstance(new_state, tuple):
+        for state in new_state:
+            if state == "#pop":
+                if len(stack) > 1:
+                    stack.pop()
+            elif state == "#push":
+                stack.append(stack[-1])
+            else:
+                stack.append(state)
+    elif isinstance(new_state, int):
+        del stack[1 if abs(new_state) >= len(stack) else new_state :]
+    elif new_state == "#push":
+        stack.append(stack[-1])
+
+
+def _token_html(css_class, value):
+    # A newline stays outside the span, as Pygments' formatter keeps it.
+    text, newline = (value[:-1], "\n") if value.endswith("\n") else (value, "")
+    if not text:
+        return newline
+    if not css_class:
+        return escape(text) + newline
+    return f'<span class="{css_class}">{escape(text)}</span>{newline}'
+
+
+@functools.cache
+def _css_class(token_type):
+    """Pygments' short class for a token type, or its nearest ancestor's (the sanitiser knows only those)."""
+    while token_type not in STANDARD_TYPES:
+        token_type = token_type.parent
+    return STANDARD_TYPES[token_type]
 
 
 def _lexer_for(language):
@@ -273,8 +384,6 @@ def _closes(fence, lines, end, complete_lines):
 
 _FENCE_OPENER = re.compile(r"( {0,3})(?:(`{3,})([^`]*)|(~{3,})(.*))")
 _LIST_ITEM = re.compile(r"( {0,3})([-+*]|\d{1,9}[.)])(?:[ \t]|$)")
-# Highlighted lines without Pygments' wrapper, which the view writes once.
-_CODE_LINE_FORMATTER = HtmlFormatter(nowrap=True)
 
 
 def _render_if(source, shape):
@@ -324,15 +433,15 @@ class _BlockView:
 
 
 class _CodeView(_BlockView):
-    """An open fenced code block: each complete line is highlighted once, on its own.
+    """An open fenced code block: each complete line is highlighted once, as it completes.
 
-    A line highlighted alone can miss what an earlier line started (a string
-    over several lines): the block shows right once its fence closes.
+    Once the fence closes, the block is those lines (see CodeHighlighter): it
+    is checked against the parser, not highlighted again.
     """
 
     tag, container = "span", "code"
-    before = '<div class="md-block"><div class="highlight"><pre><span></span><code>'
-    after = "</code></pre></div></div>"
+    before = '<div class="md-block">' + CODE_BEFORE
+    after = CODE_AFTER + "</div>"
 
     def __init__(self, opener):
         indent, backticks, backtick_info, tildes, tilde_info = opener.groups()
@@ -340,17 +449,31 @@ class _CodeView(_BlockView):
         info = (backtick_info if backticks else tilde_info).strip()
         self.indent = len(indent)
         self.closing = re.compile(" {0,3}" + re.escape(fence[0]) + "{" + str(len(fence)) + ",}[ \t]*")
-        self.lexer = _lexer_for(info.split(maxsplit=1)[0] if info else "")
+        self.language = info.split(maxsplit=1)[0] if info else ""
+        self.highlighter = CodeHighlighter(self.language)
+        self.content = []  # the lines as the parser will see them
         self.closed = False
 
     def add_line(self, line):
         if self.closing.fullmatch(line):
             self.closed = True
             return ""
-        return _sanitizer.clean(highlight(self._content(line) + "\n", self.lexer, _CODE_LINE_FORMATTER))
+        content = self._content(line) + "\n"
+        self.content.append(content)
+        return _sanitizer.clean(self.highlighter.line(content))
 
     def open_element(self, partial_line):
         return format_html("<span>{}</span>", self._content(partial_line))
+
+    def final_block(self, source, items):
+        """The closed block as render_block() gives it, from the lines highlighted already; None if they differ."""
+        tokens = [token for token in _markdown.parse(source) if token.level == 0]
+        if self.highlighter.erred or len(tokens) != 1 or tokens[0].type != "fence" or tokens[0].content != "".join(self.content):
+            return None
+        info = tokens[0].info.strip()
+        if (info.split(maxsplit=1)[0] if info else "") != self.language:
+            return None
+        return mark_safe(self.before + "".join(items) + self.after)
 
     def _content(self, line):
         # As CommonMark: a fence indented by n spaces takes up to n spaces off each line.
@@ -542,7 +665,8 @@ class IncrementalRenderer:
             self._read_complete_lines()
             if isinstance(self._view, _CodeView) and self._view.closed:
                 # Nothing after its closing line can change a fence: it is final at once.
-                final.append(render_block(self._rest[: self._viewed]))
+                fence = self._rest[: self._viewed]
+                final.append(self._view.final_block(fence, self._items) or render_block(fence))
                 self._cut(self._viewed)
                 continue
             # Blank lines inside an open fence end nothing.

@@ -567,13 +567,16 @@ def test_work_per_update_follows_the_new_text_in_an_open_block(kind, monkeypatch
     def counting(function):
         def counted(source, *args, **kwargs):
             characters_read[-1] += len(source)
+            if args and isinstance(args[0], render.CodeHighlighter):  # a method: (line, self)
+                return function(args[0], source)
             return function(source, *args, **kwargs)
 
         return counted
 
     # Parsing markdown and highlighting code are where the work goes.
     monkeypatch.setattr(render._markdown, "parse", counting(render._markdown.parse))
-    monkeypatch.setattr(render, "highlight", counting(render.highlight))
+    highlight_line = render.CodeHighlighter.line
+    monkeypatch.setattr(render.CodeHighlighter, "line", lambda self, line: counting(highlight_line)(line, self))
 
     renderer = IncrementalRenderer(open_id="open")
     for chunk in chunks_of(text, [7]):
@@ -585,3 +588,28 @@ def test_work_per_update_follows_the_new_text_in_an_open_block(kind, monkeypatch
     longest_line = max(len(line) for line in text.split("\n"))
     assert max(characters_read[:-1]) < 40 * longest_line
     assert sum(characters_read) < 20 * len(text)  # linear: the whole block again on each update would be hundreds of times
+
+
+def test_a_closed_code_block_is_its_streamed_lines_not_highlighted_again(monkeypatch):
+    text = long_code + "```\n\nAfter.\n"
+    lines = []
+    highlight_line = render.CodeHighlighter.line
+    monkeypatch.setattr(render.CodeHighlighter, "line", lambda self, line: lines.append(line) or highlight_line(self, line))
+    renderer = IncrementalRenderer(open_id="open")
+    body = "".join(renderer.feed(chunk).final for chunk in chunks_of(text, [11]))
+    body += renderer.finish().final
+    assert len(lines) == long_code.count("\n") - 1  # each line of code once, the fence lines never
+    lines.clear()
+    assert body == render_markdown(text)
+
+
+def test_code_highlighting_carries_a_string_over_several_lines():
+    html = render_markdown('```python\nx = """one\ntwo"""\ny = 1\n```\n')
+    assert '<span class="s2">two&quot;&quot;&quot;</span>' in html or '<span class="s2">two"""</span>' in html
+    assert '<span class="n">y</span>' in html
+
+
+def test_code_that_does_not_lex_line_by_line_is_highlighted_whole():
+    html = render_markdown("```js\n/* a\n b */ let x = 1;\n```\n")
+    assert '<span class="cm">/* a</span>\n<span class="cm"> b */</span>' in html
+    assert 'class="err"' not in html
