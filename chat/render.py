@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 from latex2mathml.converter import convert_to_element
 from markdown_it import MarkdownIt
+from markdown_it.rules_block.table import MAX_AUTOCOMPLETED_CELLS, escapedSplit
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.tasklists import tasklists_plugin
 from pygments import highlight
@@ -431,6 +432,10 @@ class _BlockView:
     def open_element(self, partial_line):
         raise NotImplementedError
 
+    def final_block(self, source, items):
+        """render_block(source) for the finished block, from the pieces rendered already; None to render it whole."""
+        return None
+
 
 class _CodeView(_BlockView):
     """An open fenced code block: each complete line is highlighted once, as it completes.
@@ -485,7 +490,9 @@ class _TableView(_BlockView):
 
     The open row has a <tbody> of its own, after the rows': an htmx frame is
     parsed as a <template>'s content, where a <tr> at the top would get a
-    <tbody> without an id around it.
+    <tbody> without an id around it. Once finished, the table is its head and
+    rows: in markdown-it each row is parsed on its own, but for a cap on the
+    empty cells it fills in, which is counted here as there.
     """
 
     tag = container = "tbody"
@@ -493,17 +500,37 @@ class _TableView(_BlockView):
     between, after = "</tbody>", "</table>\n</div>"
 
     def __init__(self, head_html, head, open_id):
-        self.head = head
+        self.head, self.head_html = head, head_html
         self.before = (
             '<div class="md-block">' + head_html.removesuffix("</table>\n") + format_html('<tbody id="{}-rows">', open_id)
         )
+        self.columns = len(_cells(head.split("\n", 1)[0]))
+        self.rows = []  # the rows' lines
+        self.filled_in = 0  # markdown-it's count of the empty cells it adds
+        self.ended = False  # a blank line ended the table; what follows is the next block
 
     def add_line(self, line):
-        return self._row(line)
+        if self.ended or not line.strip():
+            self.ended = True
+            return ""
+        row = self._row(line)
+        if row is not None:
+            self.rows.append(line)
+            self.filled_in += self.columns - len(_cells(line))
+        return row
 
     def open_element(self, partial_line):
-        row = self._row(partial_line) if partial_line.strip() else ""
+        row = self._row(partial_line) if partial_line.strip() and not self.ended else ""
         return "<tbody>" + (row or "") + "</tbody>"
+
+    def final_block(self, source, items):
+        table = self.head + "".join(row + "\n" for row in self.rows)
+        if not source.startswith(table) or source[len(table) :].strip() or self.filled_in > MAX_AUTOCOMPLETED_CELLS:
+            return None
+        if not items:
+            return mark_safe('<div class="md-block">' + self.head_html + "</div>")
+        body = "<tbody>\n" + "".join(items) + "</tbody>\n</table>\n"
+        return mark_safe('<div class="md-block">' + self.head_html.removesuffix("</table>\n") + body + "</div>")
 
     def _row(self, line):
         # With the header, so that the cells and their alignment are what the whole table gets.
@@ -513,29 +540,51 @@ class _TableView(_BlockView):
         return html[html.index("<tbody>\n") + len("<tbody>\n") : -len("</tbody>\n</table>\n")]
 
 
+def _cells(line):
+    """The cells of a table line, as markdown-it counts them."""
+    cells = escapedSplit(line.strip())
+    if cells and cells[0] == "":
+        cells.pop(0)
+    if cells and cells[-1] == "":
+        cells.pop()
+    return cells
+
+
 class _ListView(_BlockView):
     """An open tight list: each item is rendered once the next one starts.
 
     An item starts with its marker and some text, before its line is complete:
     a list item is often one long line, which should not wait for its end.
+    Once finished, the list is its items, each rendered on its own as in
+    markdown-it; a blank line followed by more of the list would make it loose,
+    which changes every item, so the view gives up there.
     """
 
     tag = "li"
 
     def __init__(self, first_line, item):
         self.indent, self.marker = item[1], self._marker(item)
-        self.lines = [first_line]
+        self.first_marker = item[1] + item[2] + " "
+        self.lines = [first_line]  # the open item's
+        self.source = [first_line]  # every line of the list
         self.started = False  # the open item was started by a line not yet complete
+        self.ended = False  # a blank line came: the list ends unless it goes on, loose
         html = markdown_to_html(first_line + "\n")
-        opening = html[: html.index(">\n") + 2]
-        self.container = "ul" if opening.startswith("<ul") else "ol"
+        self.opening = html[: html.index(">\n") + 2]
+        self.container = "ul" if self.opening.startswith("<ul") else "ol"
         self.closing = f"</{self.container}>\n"
-        self.before = '<div class="md-block">' + opening
+        self.before = '<div class="md-block">' + self.opening
         self.after = self.closing + "</div>"
 
     def add_line(self, line):
         if not line.strip(" \t"):
-            return None  # a blank line may make the list loose, which changes every item
+            self.ended = True
+            return ""
+        if self.ended:
+            # After a blank line, more of the list (indented, or an item) makes it loose;
+            # anything else is the next block.
+            return None if line[:1] in " \t" or _LIST_ITEM.match(line) else ""
+        self.source.append(line)
         if self.started:
             self.lines, self.started = [line], False
             return ""
@@ -546,14 +595,29 @@ class _ListView(_BlockView):
         return ""
 
     def add_partial(self, partial_line):
-        if self.started or not self._starts_item(partial_line, with_text=True):
+        if self.started or self.ended or not self._starts_item(partial_line, with_text=True):
             return ""
         html, self.lines, self.started = self._item(self.lines), [], True
         return html
 
     def open_element(self, partial_line):
         # Until a new item has text, the open one is shown without the line that starts it.
+        if self.ended:
+            partial_line = ""
         return (partial_line and self._item(self.lines + [partial_line])) or self._item(self.lines) or "<li></li>"
+
+    def final_block(self, source, items):
+        text = "".join(line + "\n" for line in self.source)
+        last = self._item(self.lines)
+        if not source.startswith(text) or source[len(text) :].strip() or last is None:
+            return None
+        items = [*items, last]
+        opening = self.opening
+        if any(item.startswith('<li class="task-list-item"') for item in items):
+            # A list with a task item in it is marked as such: the opening of one that has.
+            html = markdown_to_html(self.first_marker + "[ ] task\n")
+            opening = html[: html.index(">\n") + 2]
+        return mark_safe('<div class="md-block">' + opening + "".join(items) + self.closing + "</div>")
 
     def _starts_item(self, line, with_text=False):
         item = _LIST_ITEM.match(line)
@@ -633,13 +697,15 @@ class IncrementalRenderer:
 
     def finish(self):
         """Hand out the last blocks once the answer is complete; the tail is then empty."""
-        if self._held_carriage_return:
-            self._rest += "\n"
-            self._held_carriage_return = False
-        blocks, _ = split_finished_blocks(self._rest, at_end=True)
+        self._held_carriage_return = False
+        if self._rest and not self._rest.endswith("\n"):
+            self._rest += "\n"  # at the end every line is complete
+        final = self._take_finished_blocks()
+        if self._rest:  # one block is left: what ends a block (a line after it) never came
+            final.append(self._final_block(self._rest))
         self._cut(len(self._rest))
         self._generic_tail = mark_safe("")
-        return Update(final=mark_safe("".join(render_block(block) for block in blocks)), tail=mark_safe(""))
+        return Update(final=mark_safe("".join(final)), tail=mark_safe(""))
 
     @property
     def tail(self):
@@ -665,18 +731,22 @@ class IncrementalRenderer:
             self._read_complete_lines()
             if isinstance(self._view, _CodeView) and self._view.closed:
                 # Nothing after its closing line can change a fence: it is final at once.
-                fence = self._rest[: self._viewed]
-                final.append(self._view.final_block(fence, self._items) or render_block(fence))
+                final.append(self._final_block(self._rest[: self._viewed]))
                 self._cut(self._viewed)
                 continue
             # Blank lines inside an open fence end nothing.
             if not isinstance(self._view, _CodeView) and self._complete_line_after_blank():
                 blocks, rest = split_finished_blocks(self._rest, at_end=False)
                 if blocks:
-                    final.extend(render_block(block) for block in blocks)
+                    final.append(self._final_block(blocks[0]))
+                    final.extend(render_block(block) for block in blocks[1:])
                     self._cut(len(self._rest) - len(rest))
                     continue
             return final
+
+    def _final_block(self, source):
+        """The open block, now finished: from its view's pieces where they are the same, else rendered whole."""
+        return (self._view and self._view.final_block(source, self._items)) or render_block(source)
 
     def _complete_line_after_blank(self):
         """Whether a line completed since the last look follows a blank one: only there can a block end."""

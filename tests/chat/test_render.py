@@ -613,3 +613,20 @@ def test_code_that_does_not_lex_line_by_line_is_highlighted_whole():
     html = render_markdown("```js\n/* a\n b */ let x = 1;\n```\n")
     assert '<span class="cm">/* a</span>\n<span class="cm"> b */</span>' in html
     assert 'class="err"' not in html
+
+
+@streaming_settings
+@with_tricky_streams
+@example(long_code + "```\n\nafter", [5, 9])
+@example(long_table + "\nafter", [3, 11])
+@example("| a | b | c |\n|---|---|---|\n| 1 |\n|\n| 1 | 2 | 3 | 4 |\n\n", [4])
+@example(long_list + "\nafter", [7])
+@example(long_bullets, [13])
+@example("3) a\n4) [x] b\n\ncontinued", [2])
+@given(st.one_of(documents, noise), chunk_sizes)
+def test_blocks_built_from_streamed_pieces_are_the_blocks_rendered_whole(text, sizes):
+    renderer = IncrementalRenderer(open_id="open")
+    body = "".join(renderer.feed(chunk).final for chunk in chunks_of(text, sizes)) + renderer.finish().final
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    blocks, _ = split_finished_blocks(text if text.endswith("\n") or not text else text + "\n", at_end=True)
+    assert body == "".join(render_block(block) for block in blocks)
