@@ -638,11 +638,88 @@ class _ListView(_BlockView):
         return None if html is None else html[html.index(">\n") + 2 : -len(self.closing)]
 
 
-def _view_for(block, open_id):
-    """The view for a block that starts with complete lines, and how many lines it took to decide.
+class _ParagraphView(_BlockView):
+    """An open paragraph: its text is rendered a stretch at a time, each stretch once.
 
-    (None, n) when the block has no view; (..., 0) when its second line is not there yet.
+    A stretch ends at a space after at least SEGMENT characters, where nothing
+    in it is left open: markdown-it's own rendering of the stretch shows no
+    delimiter it could not pair (`*`, `_`, `~`, a backtick, `[`, `$`), so no
+    later text can pair with it, and it renders the same alone as in the
+    paragraph. Where a stretch stays open, the next try is further on, so the
+    tries cost about the paragraph's length. Only the stretch after the last
+    one is rendered again on every update. The finished paragraph is rendered
+    whole, once: a later line can still make it a heading or a table.
     """
+
+    tag = container = "span"
+    before = '<div class="md-block"><p>'
+    after = "</p>\n</div>"
+
+    def __init__(self):
+        self.text = ""  # the complete lines, each with its "\n"
+        self.cut = 0  # where the text not yet in a stretch starts
+        self.next_try = SEGMENT  # where the next stretch may end, at the earliest
+        self.ended = False  # a blank line ended the paragraph
+
+    def add_line(self, line):
+        if self.ended or not line.strip():
+            self.ended = True
+            return ""
+        if self.text and _render_if("x\n" + line + "\n", _one_paragraph) is None:
+            return None  # the line starts another block, or turns the paragraph into one
+        self.text += line + "\n"
+        return self._stretches(self.text)
+
+    def add_partial(self, partial_line):
+        return "" if self.ended else self._stretches(self.text + partial_line)
+
+    def open_element(self, partial_line):
+        rest = (self.text + ("" if self.ended else partial_line))[self.cut :]
+        html = _render_if(rest + "\n", _one_paragraph) if rest.strip() else None
+        return "<span>" + (html[len("<p>") : -len("</p>\n")] if html else escape(rest)) + "</span>"
+
+    def _stretches(self, known):
+        html = []
+        while (space := _STRETCH_END.search(known, self.next_try)) is not None:
+            end = space.start()
+            stretch = _render_if(known[self.cut : end] + "\n", _closed_paragraph)
+            if stretch is None:
+                self.next_try = end + max(SEGMENT, (end - self.cut) // 2)
+                continue
+            html.append(stretch[len("<p>") : -len("</p>\n")] + " ")
+            self.cut = end + 1
+            self.next_try = self.cut + SEGMENT
+        return "".join(html)
+
+
+SEGMENT = 80  # characters, at the least, in a stretch of an open paragraph
+_PARAGRAPH_START = re.compile(r"(?:\*\*|__|[*_`\[\"'(])?[^\W\d_]")
+_STRETCH_END = re.compile(r"(?<=\S) (?=\S)")
+_UNPAIRED = re.compile(r"[*_`\[$~]")
+
+
+def _one_paragraph(top, tokens):
+    return top == ["paragraph_open", "paragraph_close"]
+
+
+def _closed_paragraph(top, tokens):
+    # Delimiters markdown-it paired became tags; what it could not pair is left in the text.
+    return _one_paragraph(top, tokens) and not any(
+        child.type == "text" and _UNPAIRED.search(child.content) for child in tokens[1].children
+    )
+
+
+def _view_for(block, open_id):
+    """The view for the open block, and how many of its lines it took to decide.
+
+    (None, n) when the block has no view; (..., 0) when it is too early to say:
+    its first characters decide a paragraph, its complete lines anything else.
+    """
+    first_line, newline, _ = block.partition("\n")
+    if _PARAGRAPH_START.match(first_line):
+        return _ParagraphView(), 0
+    if not newline:
+        return ..., 0
     lines = block.split("\n")
     if opener := _FENCE_OPENER.fullmatch(lines[0]):
         return _CodeView(opener), 1
@@ -764,15 +841,8 @@ class IncrementalRenderer:
         end = self._rest.rfind("\n")
         if self._view is False or end < self._viewed:
             return
-        if self._view is None:
-            view, lines = _view_for(self._rest[: end + 1], self.open_id)
-            if view is ...:
-                return
-            self._view = view or False
-            if not view:
-                return
-            for _ in range(lines):
-                self._viewed = self._rest.index("\n", self._viewed) + 1
+        if self._view is None and not self._choose_view(self._rest[: end + 1]) or not self._view:
+            return
         for line in self._rest[self._viewed : end].split("\n") if end >= self._viewed else ():
             if not self._take_view_output(self._view.add_line(line)):
                 return
@@ -781,8 +851,20 @@ class IncrementalRenderer:
                 return
 
     def _read_open_line(self):
+        if self._view is None and "\n" not in self._rest:
+            self._choose_view(self._rest)
         if self._view:
             self._take_view_output(self._view.add_partial(self._rest[self._viewed :]))
+
+    def _choose_view(self, block):
+        """Set the open block's view if its first lines or characters decide it; returns whether they did."""
+        view, lines = _view_for(block, self.open_id)
+        if view is ...:
+            return False
+        self._view = view or False
+        for _ in range(lines if view else 0):
+            self._viewed = self._rest.index("\n", self._viewed) + 1
+        return True
 
     def _take_view_output(self, html):
         """Keep what the view gave; returns False when the block left the view (it is then rendered whole)."""

@@ -462,7 +462,12 @@ long_code = "```python\n" + "".join(f"def f{n}(x):\n    return x * {n}  # line {
 long_table = "| n | square |\n|--:|:--|\n" + "".join(f"| {n} | **{n * n}** |\n" for n in range(500))
 long_list = "".join(f"{n}. item *{n}* with `code`\n   more of item {n}\n" for n in range(1, 41))
 long_bullets = "".join(f"- [ ] task {n}\n  - nested {n}\n" for n in range(40))
-OPEN_BLOCKS = {"code": long_code, "table": long_table, "list": long_list, "bullets": long_bullets}
+long_paragraph = " ".join(
+    f"Sentence {n} has *emphasis*, `code`, a [link](https://a.example/{n}) and $x_{n}$ in it." for n in range(120)
+)
+OPEN_BLOCKS = {
+    "code": long_code, "table": long_table, "list": long_list, "bullets": long_bullets, "paragraph": long_paragraph
+}  # fmt: skip
 
 
 def shown_after(updates):
@@ -490,6 +495,8 @@ def shown_after(updates):
 @example(long_code[:400] + "\n\nafter", [5, 9])
 @example(long_table[:300], [3, 11])
 @example(long_list[:300] + "\n\n- b", [7])
+@example(long_paragraph[:900] + "\nnext line\n===\n", [6, 17])
+@example("Times: 2 * 3 = 6 and " * 20 + "*done*", [9])
 @given(st.one_of(documents, noise), chunk_sizes)
 def test_a_page_that_applies_every_update_shows_the_whole_tail(text, sizes):
     renderer = IncrementalRenderer(open_id="open")
@@ -623,6 +630,7 @@ def test_code_that_does_not_lex_line_by_line_is_highlighted_whole():
 @example(long_list + "\nafter", [7])
 @example(long_bullets, [13])
 @example("3) a\n4) [x] b\n\ncontinued", [2])
+@example(long_paragraph + "\n\n" + long_paragraph[:500], [11, 3])
 @given(st.one_of(documents, noise), chunk_sizes)
 def test_blocks_built_from_streamed_pieces_are_the_blocks_rendered_whole(text, sizes):
     renderer = IncrementalRenderer(open_id="open")
@@ -630,3 +638,27 @@ def test_blocks_built_from_streamed_pieces_are_the_blocks_rendered_whole(text, s
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     blocks, _ = split_finished_blocks(text if text.endswith("\n") or not text else text + "\n", at_end=True)
     assert body == "".join(render_block(block) for block in blocks)
+
+
+def test_a_paragraph_streams_in_stretches_each_rendered_once():
+    renderer = IncrementalRenderer(open_id="open")
+    updates = [renderer.feed(chunk) for chunk in chunks_of(long_paragraph, [5])]
+    added = "".join(update.added for update in updates)
+    assert '<em>emphasis</em>, <code>code</code>, a <a href="https://a.example/3"' in added
+    assert len(added) > len(render_markdown(long_paragraph)) * 0.9
+
+
+def test_an_unpaired_delimiter_keeps_the_paragraph_open_until_it_can_no_longer_matter():
+    renderer = IncrementalRenderer(open_id="open")
+    added = "".join(renderer.feed(chunk).added for chunk in chunks_of("Two * three is " * 30, [4]))
+    assert added == ""  # each stretch has a lone "*", which a later one could close
+    renderer.feed("*six*.")
+    assert "<em>" in renderer.tail or "*" in renderer.tail
+
+
+def test_a_line_that_turns_a_paragraph_into_a_heading_ends_its_view():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed(long_paragraph[:400] + "\n")
+    update = renderer.feed("===\n")
+    assert update.tail == render_block(long_paragraph[:400] + "\n===\n")
+    assert update.tail.startswith('<div class="md-block"><h1>')
