@@ -422,6 +422,7 @@ class Generation:
         self.frame_scheduled = None
         self.last_frame = 0.0
         self.unsaved = False  # text arrived since the last save
+        self.new_text, self.new_reasoning = [], []  # ... not yet added to the message (take_text)
         self.saved_at = time.monotonic()
         self.remote_outbox = asyncio.Queue() if is_shared_layer() else None
         self.stopping = False
@@ -439,6 +440,7 @@ class Generation:
         self.publish("messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
 
     def live_context(self):
+        self.take_text()  # the thinking so far is in the message partial
         return message_context(
             self.message,
             tool_calls=[self.tool_calls[i] for i in sorted(self.tool_calls)],
@@ -589,14 +591,14 @@ class Generation:
         message = self.message
         match event:
             case mimo.ReasoningDelta(text=text):
-                message.reasoning_content = (message.reasoning_content or "") + text
+                self.new_reasoning.append(text)
                 self.pending_reasoning.append(text)
             case mimo.SignatureDelta(text=text):
                 message.thinking_signature = (message.thinking_signature or "") + text
             case mimo.TextDelta(text=text):
-                if not message.content and message.first_token_at is None:
+                if message.first_token_at is None and not message.content and not self.new_text:
                     await self.mark_first_token()
-                message.content += text
+                self.new_text.append(text)
                 self.pending_text.append(text)  # rendered once per frame, not per token
             case mimo.ToolCallStart(index=index, id=call_id, name=name):
                 self.tool_calls[index] = ToolCall(message=message, index=index, call_id=call_id, name=name)
@@ -638,6 +640,16 @@ class Generation:
         message.web_search_calls = usage.web_search_calls
         message.web_search_pages = usage.web_search_pages
 
+    def take_text(self):
+        """Add the text that came since to the message: once a save, not once a token, as a string grows by copying."""
+        message = self.message
+        if self.new_reasoning:
+            message.reasoning_content = (message.reasoning_content or "") + "".join(self.new_reasoning)
+            self.new_reasoning = []
+        if self.new_text:
+            message.content += "".join(self.new_text)
+            self.new_text = []
+
     def progress(self, now):
         """The row `save_progress` writes, if this stream has news or is due a beat; else None."""
         message = self.message
@@ -645,6 +657,7 @@ class Generation:
             return None
         if not self.unsaved and now - self.saved_at < HEARTBEAT_INTERVAL:
             return None
+        self.take_text()
         self.unsaved, self.saved_at = False, now
         message.heartbeat_at = timezone.now()
         return message.content, message.reasoning_content, message.thinking_signature, message.heartbeat_at, message.pk
@@ -652,6 +665,7 @@ class Generation:
     async def flush(self):
         """Save what arrived now, not with the next `save_progress`: a change of state."""
         self.unsaved, self.saved_at = False, time.monotonic()
+        self.take_text()
         message = self.message
         message.heartbeat_at = timezone.now()
         await message.asave(
@@ -660,6 +674,7 @@ class Generation:
 
     async def finish(self, status, *, finish_reason="", error_kind="", error_text=""):
         self.flush_frames(at_end=True)
+        self.take_text()
         message = self.message
         message.status = status
         message.finish_reason = str(finish_reason or "")

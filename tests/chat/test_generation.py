@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat import generation
+from chat import generation, mimo
 from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -123,3 +123,15 @@ async def test_a_stream_waits_the_current_frame_interval_between_frames(streams,
     waits = stream.frame_scheduled.when() - asyncio.get_running_loop().time()
     stream.frame_scheduled.cancel()
     assert generation.FRAME_INTERVAL < waits <= generation.BUSIEST_FRAME_INTERVAL
+
+
+async def test_text_joins_the_message_once_a_save_not_once_a_token(streams, monkeypatch):
+    stream = streams[0]
+    stream.message.first_token_at = timezone.now()
+    monkeypatch.setattr(stream, "schedule_frame", lambda: None)
+    for piece in ["a", "b", "c"]:
+        await stream.apply(mimo.ReasoningDelta(piece))
+        await stream.apply(mimo.TextDelta(piece))
+    assert (stream.message.content, stream.message.reasoning_content) == ("", None)  # a string grows by copying
+    content, reasoning, *_ = stream.progress(time.monotonic())
+    assert (content, reasoning) == ("abc", "abc")
