@@ -186,8 +186,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return  # this process's sockets got it directly
         seq, html = event["seq"], event["html"].get(self.watcher.language) or event["html"]["en"]
         if event["generation"] != self.remote_generation:
-            # Another answer's frames: their numbers start again.
+            # Another answer's frames: their numbers start again. Its process sends us only its
+            # snapshots until a socket here asks for one (as a frame held below does); then every frame.
             self.remote_generation, self.remote_seq, self.remote_waiting = event["generation"], None, []
+            if event["snapshot"]:
+                await self.ask_for_snapshot()
         if event["snapshot"] and (self.remote_seq is None or seq > self.remote_seq):
             self.remote_seq = seq
             self.watcher.deliver(html)

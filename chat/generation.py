@@ -9,9 +9,11 @@ What the page sees travels two ways:
   (an unbounded queue) that a frame is put into, so no frame is ever dropped
   and frames keep their order;
 - to sockets in other processes (only with the Redis channel layer), through
-  the group `conversation-<id>`, coalesced to about 20 frames a second. The
-  layer may drop a message when a channel is full: every frame carries a
-  sequence number, and a socket that sees a gap asks for a snapshot.
+  the group `conversation-<id>`: snapshots always, the frames between them
+  once a socket elsewhere has asked for a snapshot (a socket does when it
+  hears of an answer). The layer may drop a message when a channel is full:
+  every frame carries a sequence number, and a socket that sees a gap asks
+  for a snapshot.
 
 The database is the truth: it is written about once a second while a stream
 runs and at every change of state, never per token.
@@ -425,6 +427,9 @@ class Generation:
         self.new_text, self.new_reasoning = [], []  # ... not yet added to the message (take_text)
         self.saved_at = time.monotonic()
         self.remote_outbox = asyncio.Queue() if is_shared_layer() else None
+        # Whether a socket in another process watches: until one asks for a snapshot, only
+        # snapshots go to the group (each delta through Redis cost more than the rest of a frame).
+        self.watched_elsewhere = False
         self.stopping = False
 
     # -- frames --
@@ -462,7 +467,7 @@ class Generation:
         self.seq += 1
         for watcher in list(_watchers.get(str(self.conversation.pk), ())):
             watcher.deliver(html + render_partial(partial, context, watcher) if partial else html)
-        if self.remote_outbox is not None:
+        if self.remote_outbox is not None and (snapshot or self.watched_elsewhere):
             self.remote_outbox.put_nowait((self.seq, html, partial, context, snapshot))
 
     def publish_snapshot(self):
@@ -806,4 +811,5 @@ class Generation:
             if message["type"] == "generation.stop":
                 self.stop()
             elif message["type"] == "generation.snapshot.request":
+                self.watched_elsewhere = True
                 self.publish_snapshot()

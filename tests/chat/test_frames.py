@@ -77,7 +77,7 @@ async def test_the_next_answer_is_followed_even_when_its_first_frame_was_lost(so
     for f in (frame(1, snapshot=True), frame(2), frame(2, generation="g2")):
         await socket.generation_frame(f)
     assert delivered(socket) == ["<1>", "<2>"]
-    assert socket.snapshots_asked == 1
+    assert socket.snapshots_asked == 2  # for g1's frames, and for g2's
     await socket.generation_frame(frame(3, snapshot=True, generation="g2"))
     assert delivered(socket) == ["<3>"]
 
@@ -85,3 +85,10 @@ async def test_the_next_answer_is_followed_even_when_its_first_frame_was_lost(so
 async def test_frames_from_this_process_are_ignored(socket):
     await socket.generation_frame(frame(1, snapshot=True) | {"origin": process_id()})
     assert delivered(socket) == []
+
+
+async def test_a_socket_asks_for_an_answer_it_hears_of_so_that_its_frames_follow(socket):
+    await socket.generation_frame(frame(1, snapshot=True))
+    assert socket.snapshots_asked == 1
+    await socket.generation_frame(frame(2))
+    assert socket.snapshots_asked == 1

@@ -135,3 +135,21 @@ async def test_text_joins_the_message_once_a_save_not_once_a_token(streams, monk
     assert (stream.message.content, stream.message.reasoning_content) == ("", None)  # a string grows by copying
     content, reasoning, *_ = stream.progress(time.monotonic())
     assert (content, reasoning) == ("abc", "abc")
+
+
+def test_frames_go_to_other_processes_once_a_socket_there_watches(streams):
+    stream = streams[0]
+    stream.remote_outbox = asyncio.Queue()  # as with the Redis channel layer
+    stream.publish(None, None, html="<delta>")
+    stream.publish(None, None, html="<snapshot>", snapshot=True)
+    assert [item[1] for item in drain(stream.remote_outbox)] == ["<snapshot>"]
+    stream.watched_elsewhere = True  # a socket elsewhere asked for a snapshot
+    stream.publish(None, None, html="<delta>")
+    assert [item[1] for item in drain(stream.remote_outbox)] == ["<delta>"]
+
+
+def drain(queue):
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
