@@ -338,19 +338,26 @@ def split_finished_blocks(source, at_end):
     is more paragraph), and an incomplete line could still become anything ("1" to
     "1. item"). Fences and $$ formulas are single tokens, so no cut falls inside
     them; a fence that starts a block is a block of its own once its closing line
-    is complete, since nothing after that line can change it. Conservative on purpose: a loose list, or text with no blank lines, stays
+    is complete, since nothing after that line can change it. A paragraph, table,
+    heading or rule is final at the blank line after it: the block after that is
+    cut off as soon as its first line has begun. Conservative on purpose: a loose list, or text with no blank lines, stays
     one block until it ends (it streams through a `_BlockView` meanwhile). At the
     end of the text every line counts as complete.
     """
     lines = source.split("\n")
     complete_lines = len(lines) if at_end else len(lines) - 1
-    starts = []
+    starts, above = [], None
     for token in _markdown.parse(source):
-        if token.level != 0 or not token.map:
+        if token.level != 0:
+            continue
+        if not token.map:
+            above = token
             continue
         start, end = token.map
-        if 0 < start < complete_lines and not lines[start - 1].strip(" \t"):
+        after_blank = 0 < start and not lines[start - 1].strip(" \t")
+        if after_blank and (start < complete_lines or above is not None and above.type in _ENDED_BY_A_BLANK_LINE):
             starts.append(start)
+        above = token
         if token.type == "fence" and (start == 0 or starts[-1:] == [start]) and _closes(token, lines, end, complete_lines):
             starts.append(end)
     blocks, offset, line = [], 0, 0
@@ -362,6 +369,11 @@ def split_finished_blocks(source, at_end):
     if at_end:
         return blocks + [rest], ""
     return blocks, rest
+
+
+# Blocks that a blank line ends whatever comes next: unlike a list or indented code, which
+# the next line can carry on past it, these are final before the next line is complete.
+_ENDED_BY_A_BLANK_LINE = {"paragraph_close", "table_close", "heading_close", "hr"}
 
 
 def _closes(fence, lines, end, complete_lines):
@@ -757,6 +769,7 @@ class IncrementalRenderer:
         # The blank-line rule of split_finished_blocks, looked for in new lines only.
         self._scanned = 0  # where in _rest the first line not yet looked at starts
         self._last_line_blank = False
+        self._tried_after_blank = -1  # where the last line begun after a blank one starts
         # The open block's view: None until its first lines decide, False when it has none.
         self._view = None
         self._viewed = 0  # where in _rest the first line the view has not had starts
@@ -769,6 +782,8 @@ class IncrementalRenderer:
         delta = self._normalise_newlines(delta)
         self._rest += delta
         final = self._take_finished_blocks() if "\n" in delta else []
+        if self._line_begun_after_blank():
+            final += self._split_off_finished_blocks()
         self._read_open_line()
         return self._update(final)
 
@@ -813,13 +828,29 @@ class IncrementalRenderer:
                 continue
             # Blank lines inside an open fence end nothing.
             if not isinstance(self._view, _CodeView) and self._complete_line_after_blank():
-                blocks, rest = split_finished_blocks(self._rest, at_end=False)
-                if blocks:
-                    final.append(self._final_block(blocks[0]))
-                    final.extend(render_block(block) for block in blocks[1:])
-                    self._cut(len(self._rest) - len(rest))
+                if blocks := self._split_off_finished_blocks():
+                    final.extend(blocks)
                     continue
             return final
+
+    def _split_off_finished_blocks(self):
+        blocks, rest = split_finished_blocks(self._rest, at_end=False)
+        if not blocks:
+            return []
+        final = [self._final_block(blocks[0]), *(render_block(block) for block in blocks[1:])]
+        self._cut(len(self._rest) - len(rest))
+        self._read_complete_lines()
+        return final
+
+    def _line_begun_after_blank(self):
+        """Whether a line has just begun after a blank one: a paragraph or table above is then final."""
+        start = self._rest.rfind("\n") + 1
+        if isinstance(self._view, _CodeView) or not self._last_line_blank or start in (0, self._tried_after_blank):
+            return False  # (in an open fence, blank lines are not looked for: the fence ends nothing)
+        if not self._rest[start:].strip():
+            return False
+        self._tried_after_blank = start  # once for each such line, not on every update while it grows
+        return True
 
     def _final_block(self, source):
         """The open block, now finished: from its view's pieces where they are the same, else rendered whole."""
@@ -879,6 +910,7 @@ class IncrementalRenderer:
     def _cut(self, length):
         """The first `length` characters of the rest are final: start on the next block."""
         self._rest = self._rest[length:]
+        self._tried_after_blank = -1
         if self._scanned < length:
             self._scanned, self._last_line_blank = 0, False
         else:

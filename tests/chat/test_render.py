@@ -418,10 +418,8 @@ def test_a_block_is_not_final_until_the_next_line_is_complete():
 
 def test_carriage_return_split_over_two_deltas_is_one_line_break():
     renderer = IncrementalRenderer()
-    renderer.feed("one\r")
-    renderer.feed("\n\r")
-    renderer.feed("\ntwo")
-    assert renderer.finish().final == render_markdown("one\n\ntwo")
+    body = renderer.feed("one\r").final + renderer.feed("\n\r").final + renderer.feed("\ntwo").final
+    assert body + renderer.finish().final == render_markdown("one\n\ntwo")
 
 
 def test_work_per_update_does_not_grow_with_the_answer(monkeypatch):
@@ -662,3 +660,37 @@ def test_a_line_that_turns_a_paragraph_into_a_heading_ends_its_view():
     update = renderer.feed("===\n")
     assert update.tail == render_block(long_paragraph[:400] + "\n===\n")
     assert update.tail.startswith('<div class="md-block"><h1>')
+
+
+def test_the_block_after_a_paragraph_shows_as_soon_as_it_begins():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed(long_paragraph[:300] + "\n\n")
+    update = renderer.feed("Next")
+    assert update.final == render_block(long_paragraph[:300] + "\n\n")
+    assert "Next" in renderer.tail
+
+
+def test_a_list_is_not_final_at_a_blank_line_before_the_next_line_is_complete():
+    renderer = IncrementalRenderer(open_id="open")
+    renderer.feed("- a\n- b\n\n")
+    assert renderer.feed("- c").final == ""  # it could make the list loose
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n\n".join(" ".join(f"w{p}x{n}" for n in range(60)) for p in range(4)),  # paragraphs of one line
+        "Intro w0x0.\n\n```python\n" + "".join(f"v{n} = w{n}x{n}\n" for n in range(40)) + "```\n\nAfter w1x1.",
+        "| a | b |\n|---|---|\n" + "".join(f"| w{n}x0 | w{n}x1 |\n" for n in range(40)) + "\nAfter w1x1.",
+        "".join(f"{n}. item w{n}x0 w{n}x1\n" for n in range(1, 40)) + "\nAfter w1x1.",
+    ],
+    ids=["paragraphs", "code", "table", "list"],
+)
+def test_every_word_shows_as_soon_as_the_next_one_has_begun(text):
+    renderer, body, fed = IncrementalRenderer(open_id="open"), "", ""
+    for chunk in chunks_of(text, [3, 5]):
+        fed += chunk
+        body += renderer.feed(chunk).final
+        shown = body + renderer.tail
+        for word in re.findall(r"w\d+x\d+(?=\W)", fed):
+            assert word in shown, (word, fed[-80:])
