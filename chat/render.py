@@ -654,7 +654,7 @@ class _ParagraphView(_BlockView):
     """An open paragraph: its text is rendered a stretch at a time, each stretch once.
 
     A stretch ends at a space after at least SEGMENT characters, where nothing
-    in it is left open: markdown-it's own rendering of the stretch shows no
+    in it is left open: markdown-it's own inline rendering of the stretch shows no
     delimiter it could not pair (`*`, `_`, `~`, a backtick, `[`, `$`), so no
     later text can pair with it, and it renders the same alone as in the
     paragraph. Where a stretch stays open, the next try is further on, so the
@@ -687,18 +687,17 @@ class _ParagraphView(_BlockView):
 
     def open_element(self, partial_line):
         rest = (self.text + ("" if self.ended else partial_line))[self.cut :]
-        html = _render_if(rest + "\n", _one_paragraph) if rest.strip() else None
-        return "<span>" + (html[len("<p>") : -len("</p>\n")] if html else escape(rest)) + "</span>"
+        return "<span>" + _render_inline(rest.strip())[0] + "</span>"
 
     def _stretches(self, known):
         html = []
         while (space := _STRETCH_END.search(known, self.next_try)) is not None:
             end = space.start()
-            stretch = _render_if(known[self.cut : end] + "\n", _closed_paragraph)
-            if stretch is None:
+            stretch, open_delimiters = _render_inline(known[self.cut : end])
+            if open_delimiters:
                 self.next_try = end + max(SEGMENT, (end - self.cut) // 2)
                 continue
-            html.append(stretch[len("<p>") : -len("</p>\n")] + " ")
+            html.append(stretch + " ")
             self.cut = end + 1
             self.next_try = self.cut + SEGMENT
         return "".join(html)
@@ -714,11 +713,18 @@ def _one_paragraph(top, tokens):
     return top == ["paragraph_open", "paragraph_close"]
 
 
-def _closed_paragraph(top, tokens):
-    # Delimiters markdown-it paired became tags; what it could not pair is left in the text.
-    return _one_paragraph(top, tokens) and not any(
-        child.type == "text" and _UNPAIRED.search(child.content) for child in tokens[1].children
-    )
+def _render_inline(text):
+    """Text inside a paragraph as sanitised HTML, and whether it leaves a delimiter unpaired.
+
+    Inline rules only: a stretch of a paragraph is inline text whatever it
+    starts with ("- " there is no list), and it costs a third of a whole parse.
+    Delimiters markdown-it paired became tags; what it could not pair is left
+    in the text.
+    """
+    env = {}
+    tokens = _markdown.parseInline(text, env)
+    unpaired = any(child.type == "text" and _UNPAIRED.search(child.content) for child in tokens[0].children)
+    return _sanitizer.clean(_markdown.renderer.render(tokens, _markdown.options, env)), unpaired
 
 
 def _view_for(block, open_id):
