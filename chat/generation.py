@@ -247,10 +247,11 @@ def frame_interval_for(busy):
 
     Each frame costs about the same whatever it carries, so when the process
     gets busy, fewer and fuller frames let the delay grow gently instead of
-    frames queueing behind each other: 20 a second up to half a core, then
-    fewer, down to 5 a second from 90 %.
+    frames queueing behind each other: 20 a second up to a quarter of a core,
+    then fewer, down to 5 a second from 75 %, which leaves the core room for
+    a burst.
     """
-    fill = min(1.0, max(0.0, (busy - 0.5) / 0.4))
+    fill = min(1.0, max(0.0, (busy - 0.25) / 0.5))
     return FRAME_INTERVAL + fill * (BUSIEST_FRAME_INTERVAL - FRAME_INTERVAL)
 
 
