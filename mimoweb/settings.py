@@ -172,8 +172,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # In memory on one process; Redis when several daphne processes share the work.
 if redis_url := env_secret("REDIS_URL"):
+    # A socket waits on its channel with Redis' BZPOPMIN for 5 s at a time; redis-py 8
+    # gives up reading after 5 s by default, so an idle socket would die in the race.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 15}]},
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

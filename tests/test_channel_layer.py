@@ -1,3 +1,4 @@
+import asyncio
 import os
 
 from asgiref.sync import async_to_sync
@@ -20,3 +21,17 @@ def test_scale_out_run_really_uses_postgresql_and_redis(db):
         assert connection.vendor == "postgresql"
     if os.environ.get("REDIS_URL"):
         assert type(get_channel_layer()).__name__ == "RedisChannelLayer"
+
+
+def test_a_channel_left_waiting_longer_than_the_layer_polls_is_still_open():
+    # The Redis layer polls a channel for 5 s at a time: an idle socket must outlive the poll.
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+
+    async def wait_quietly():
+        try:
+            await asyncio.wait_for(layer.receive(channel), timeout=7)
+        except TimeoutError:
+            return "still waiting"
+
+    assert async_to_sync(wait_quietly)() == "still waiting"
