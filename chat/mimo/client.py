@@ -33,6 +33,7 @@ from .conversation import ChatRequest, UserTurn
 from .dialects import StreamDecoder
 from .errors import ErrorKind, MimoError, error_from_response, error_from_stream_payload
 from .events import ErrorEvent, Event
+from .transport import MimoTransport, environment_proxies
 from .wire import ApiFormat, build_body
 
 logger = logging.getLogger(__name__)
@@ -141,16 +142,21 @@ def shared_http_client() -> httpx.AsyncClient:
     """The process's pooled client, made on first use.
 
     An httpx client's connections belong to the event loop they were opened
-    on; a new loop (as in tests, one per test) gets a new client.
+    on; a new loop (as in tests, one per test) gets a new client. Its
+    transport is aiohttp's under httpx's API (transport.py), which reads a
+    stream for far less CPU than httpx's own; behind a proxy from the
+    environment, httpx's own transport honours it as before.
     """
     global _shared
     loop = asyncio.get_running_loop()
     if _shared is None or _shared[0] is not loop or _shared[1].is_closed:
+        # Each streaming answer holds a connection for its whole length; a
+        # low cap would make the answers after it fail with a pool timeout.
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=100)
         client = httpx.AsyncClient(
+            transport=None if environment_proxies() else MimoTransport(limits=limits),
+            limits=limits,
             timeout=Timeouts().for_httpx(),
-            # Each streaming answer holds a connection for its whole length; a
-            # low cap would make the answers after it fail with a pool timeout.
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=100),
             headers={"user-agent": "mimoweb"},
         )
         _shared = (loop, client)

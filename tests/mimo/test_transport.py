@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from chat import mimo
 from chat.mimo import (
     NO_RETRY,
     ChatRequest,
@@ -36,7 +37,7 @@ from chat.mimo import (
     stream_turn,
 )
 from chat.mimo.client import stream_body
-from chat.mimo.transport import MimoTransport
+from chat.mimo.transport import MimoTransport, environment_proxies
 
 from .conftest import GOOD_KEY
 from .test_client import SleepRecorder, unused_port
@@ -425,3 +426,19 @@ async def test_a_certificate_nobody_vouches_for_is_a_connection_error(make_clien
         events = await stream(client, upstream.url)
     assert error_of(events).kind is ErrorKind.CONNECTION
     assert upstream.requests == []
+
+
+async def test_the_shared_client_reads_through_the_aiohttp_transport(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not environment_proxies()
+    client = mimo.shared_http_client()
+    assert isinstance(client._transport, MimoTransport)
+
+
+async def test_behind_a_proxy_from_the_environment_the_shared_client_keeps_httpx_transport(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert environment_proxies()
+    client = mimo.shared_http_client()
+    assert not isinstance(client._transport, MimoTransport)
+    assert any(transport is not None for transport in client._mounts.values())
