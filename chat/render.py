@@ -4,8 +4,8 @@ import functools
 import itertools
 import json
 import re
-from html import escape, unescape
 from dataclasses import dataclass
+from html import escape, unescape
 from xml.etree.ElementTree import tostring
 
 import nh3
@@ -340,9 +340,10 @@ def split_finished_blocks(source, at_end):
     them; a fence that starts a block is a block of its own once its closing line
     is complete, since nothing after that line can change it. A paragraph, table,
     heading or rule is final at the blank line after it: the block after that is
-    cut off as soon as its first line has begun. Conservative on purpose: a loose list, or text with no blank lines, stays
-    one block until it ends (it streams through a `_BlockView` meanwhile). At the
-    end of the text every line counts as complete.
+    cut off as soon as its first line has begun. Conservative on purpose: a loose
+    list, or text with no blank lines, stays one block until it ends (it streams
+    through a `_BlockView` meanwhile). At the end of the text every line counts
+    as complete.
     """
     lines = source.split("\n")
     complete_lines = len(lines) if at_end else len(lines) - 1
@@ -389,11 +390,12 @@ def _closes(fence, lines, end, complete_lines):
 
 # How an open block streams. Rendering the open block whole on every frame costs its
 # size: 105 ms a frame for a 600-line code block. A view instead renders each complete
-# line, row or item once, as it completes, and only the open one on every frame. What
-# a view shows is for the eyes only while the block is open: once the block is final
-# it is rendered whole, once, and that is what the body keeps (and what
-# render_markdown gives). Each view is a function of the text alone, so a page that
-# renders the saved text mid-stream shows what the stream showed.
+# line, row, item or stretch once, as it completes, and only the open one on every
+# frame. Once the block is final, a code block, table or list is assembled from those
+# pieces where they are what rendering it whole gives (each view's final_block says
+# when); otherwise, and for a paragraph, it is rendered whole, once. Either way the
+# body holds exactly what render_markdown gives. Each view is a function of the text
+# alone, so a page that renders the saved text mid-stream shows what the stream showed.
 
 _FENCE_OPENER = re.compile(r"( {0,3})(?:(`{3,})([^`]*)|(~{3,})(.*))")
 _LIST_ITEM = re.compile(r"( {0,3})([-+*]|\d{1,9}[.)])(?:[ \t]|$)")
@@ -484,8 +486,10 @@ class _CodeView(_BlockView):
 
     def final_block(self, source, items):
         """The closed block as render_block() gives it, from the lines highlighted already; None if they differ."""
+        if self.highlighter.erred:
+            return None  # highlighted whole, as highlight_code() does
         tokens = [token for token in _markdown.parse(source) if token.level == 0]
-        if self.highlighter.erred or len(tokens) != 1 or tokens[0].type != "fence" or tokens[0].content != "".join(self.content):
+        if len(tokens) != 1 or tokens[0].type != "fence" or tokens[0].content != "".join(self.content):
             return None
         info = tokens[0].info.strip()
         if (info.split(maxsplit=1)[0] if info else "") != self.language:
@@ -759,8 +763,8 @@ class IncrementalRenderer:
 
     Blocks that can no longer change are rendered once and handed out to be
     appended. The unfinished last block streams through a view where it has one
-    (code, tables, tight lists: each line, row or item rendered once), else it is
-    rendered again on every update. The blocks handed out, followed by those from
+    (code, tables, tight lists, paragraphs: each line, row, item or stretch
+    rendered once), else it is rendered again on every update. The blocks handed out, followed by those from
     finish(), are exactly render_markdown() of the whole text, and a fresh
     renderer fed a partial text at once gives the same body and tail as one that
     got it piece by piece.
