@@ -30,4 +30,7 @@ host = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip(); \
 urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}), timeout=4)"
 # --proxy-headers: behind a load balancer, the client's address comes from
 # X-Forwarded-For (the sign-in throttle counts per address).
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", "mimoweb.asgi:application"]
+# The websocket limits: DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE in settings.py says why (16 MiB).
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", \
+     "--websocket-max-message-size", "16777216", "--websocket-max-frame-size", "16777216", \
+     "mimoweb.asgi:application"]

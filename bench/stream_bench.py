@@ -151,6 +151,8 @@ class Servers:
 
     def start(self, name, port, application):
         command = [VENV_BIN / "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+        # As the Dockerfile runs it: a long answer's snapshot is more than daphne's default 1 MiB.
+        command[1:1] = ["--websocket-max-message-size", "16777216", "--websocket-max-frame-size", "16777216"]
         self.processes[name] = spawn(name, port, command, self.log(name), self.env)
 
     def pid(self, name):

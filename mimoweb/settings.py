@@ -183,6 +183,14 @@ if redis_url := env_secret("REDIS_URL"):
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The most one websocket message may hold. daphne means its limit for what comes in, but
+# autobahn under it applies the same limit to what goes out, and the snapshot or the
+# finished code block of a long answer is several MB of HTML: at daphne's 1 MiB, such a
+# frame was refused and the socket got nothing more. What comes in is a composer's form,
+# from signed-in members only. `manage.py runserver` reads these; the Dockerfile passes
+# the same figure to daphne.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 16 * 1024 * 1024
+
 
 # --- Accounts and sign-in -----------------------------------------------------
 

@@ -141,3 +141,9 @@ def test_production_variables_pass_check_deploy_with_no_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "no issues (0 silenced)" in result.stdout
     assert not (tmp_path / "data").exists()  # production writes nothing to a data folder
+
+
+def test_the_container_gives_daphne_the_websocket_limits_the_settings_give_runserver(settings):
+    command = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    assert f'"--websocket-max-message-size", "{settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE}"' in command
+    assert f'"--websocket-max-frame-size", "{settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE}"' in command

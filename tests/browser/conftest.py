@@ -69,6 +69,10 @@ def start_live_server(django_db_blocker):
     server = DaphneProcess(
         "localhost",
         partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+        kwargs={
+            "websocket_max_message_size": settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE,
+            "websocket_max_frame_size": settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE,
+        },
         setup=prepare_server_process,
     )
     with django_db_blocker.unblock():  # the forked server inherits the unblocked database

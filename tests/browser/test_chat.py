@@ -218,3 +218,12 @@ def test_a_long_block_streams_piece_by_piece_and_ends_as_the_saved_text_renders(
     assert answer.locator("[id$='-final']").inner_html() == expected
     assert tail.inner_html() == ""
     assert not errors
+
+
+def test_an_answer_of_several_megabytes_reaches_the_page_whole(chat):
+    # A 12,000-line code block: its finished block and the snapshot are each about 2 MB of HTML.
+    send(chat, "Show me [[fake:code=6000]] [[fake:speed=0]]")
+    answer = last_answer(chat)
+    expect(answer).to_have_attribute("data-status", "complete", timeout=60_000)
+    assert answer.locator("[id$='-final'] code > span.k").count() == 12000  # def and return, each step
+    assert len(str(render_markdown(saved_answer().content))) > 1024 * 1024
