@@ -623,6 +623,10 @@ def shares(r):
     return f"{app} / {r.cpu['upstream'] / r.wall * 100:.0f} / {r.cpu['bench'] / r.wall * 100:.0f}"
 
 
+def how_they_ended(r):
+    return ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
+
+
 def streams_table(results):
     lines = [
         "| case | streams | tok/s | tokens | delay p50 ms | p99 ms | max ms | lost | DB = sent | ended | "
@@ -631,7 +635,7 @@ def streams_table(results):
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        ended = ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
+        ended = how_they_ended(r)
         lines.append(
             f"| {r.case} | {r.streams} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
             f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {r.lost} | {r.db_equal}/{r.streams} "
@@ -705,7 +709,7 @@ def find_max_table(good, bad, runs, limit, processes):
         "|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
-        ended = ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
+        ended = how_they_ended(r)
         lines.append(
             f"| {r.streams} | {percentile(r.delays, 99):.0f} | {r.lost} | {r.db_equal}/{r.streams} | {ended} "
             f"| {mark(r.ok())} |"
