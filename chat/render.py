@@ -383,9 +383,13 @@ def _closes(fence, lines, end, complete_lines):
     return (
         fence.map[0] < last < complete_lines
         and end < len(lines)
-        and re.fullmatch(" {0,3}" + re.escape(fence.markup[0]) + "{" + str(len(fence.markup)) + ",}[ \t]*", lines[last])
-        is not None
+        and _closing_fence(fence.markup).fullmatch(lines[last]) is not None
     )
+
+
+def _closing_fence(opening):
+    """The line that closes a fence opened with `opening` (``` or ~~~, or longer), as CommonMark has it."""
+    return re.compile(" {0,3}" + re.escape(opening[0]) + "{" + str(len(opening)) + ",}[ \t]*")
 
 
 # How an open block streams. Rendering the open block whole on every frame costs its
@@ -467,7 +471,7 @@ class _CodeView(_BlockView):
         fence = backticks or tildes
         info = (backtick_info if backticks else tilde_info).strip()
         self.indent = len(indent)
-        self.closing = re.compile(" {0,3}" + re.escape(fence[0]) + "{" + str(len(fence)) + ",}[ \t]*")
+        self.closing = _closing_fence(fence)
         self.language = info.split(maxsplit=1)[0] if info else ""
         self.highlighter = CodeHighlighter(self.language)
         self.content = []  # the lines as the parser will see them
@@ -578,14 +582,14 @@ class _ListView(_BlockView):
 
     tag = "li"
 
-    def __init__(self, first_line, item):
+    def __init__(self, first_line, item, html):
+        """`html`: the first line rendered alone, which starts the list."""
         self.indent, self.marker = item[1], self._marker(item)
         self.first_marker = item[1] + item[2] + " "
         self.lines = [first_line]  # the open item's
         self.source = [first_line]  # every line of the list
         self.started = False  # the open item was started by a line not yet complete
         self.ended = False  # a blank line came: the list ends unless it goes on, loose
-        html = markdown_to_html(first_line + "\n")
         self.opening = html[: html.index(">\n") + 2]
         self.container = "ul" if self.opening.startswith("<ul") else "ol"
         self.closing = f"</{self.container}>\n"
@@ -746,8 +750,8 @@ def _view_for(block, open_id):
     if opener := _FENCE_OPENER.fullmatch(lines[0]):
         return _CodeView(opener), 1
     if item := _LIST_ITEM.match(lines[0]):
-        is_list = markdown_to_html(lines[0] + "\n").startswith(("<ul", "<ol"))
-        return (_ListView(lines[0], item) if is_list else None), 1
+        html = markdown_to_html(lines[0] + "\n")
+        return (_ListView(lines[0], item, html) if html.startswith(("<ul", "<ol")) else None), 1
     if "|" in lines[0]:
         if len(lines) < 3:
             return ..., 0  # a table needs its delimiter row, not complete yet

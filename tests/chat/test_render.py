@@ -572,16 +572,20 @@ def test_work_per_update_follows_the_new_text_in_an_open_block(kind, monkeypatch
     def counting(function):
         def counted(source, *args, **kwargs):
             characters_read[-1] += len(source)
-            if args and isinstance(args[0], render.CodeHighlighter):  # a method: (line, self)
-                return function(args[0], source)
             return function(source, *args, **kwargs)
 
         return counted
 
-    # Parsing markdown and highlighting code are where the work goes.
+    # Parsing markdown (whole, or inline for a paragraph) and highlighting code are where the work goes.
     monkeypatch.setattr(render._markdown, "parse", counting(render._markdown.parse))
+    monkeypatch.setattr(render._markdown, "parseInline", counting(render._markdown.parseInline))
     highlight_line = render.CodeHighlighter.line
-    monkeypatch.setattr(render.CodeHighlighter, "line", lambda self, line: counting(highlight_line)(line, self))
+
+    def counted_line(highlighter, line):
+        characters_read[-1] += len(line)
+        return highlight_line(highlighter, line)
+
+    monkeypatch.setattr(render.CodeHighlighter, "line", counted_line)
 
     renderer = IncrementalRenderer(open_id="open")
     for chunk in chunks_of(text, [7]):

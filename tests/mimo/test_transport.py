@@ -211,8 +211,14 @@ async def test_a_connect_time_out_is_a_connection_error_and_retried(make_client)
     assert time.monotonic() - started < 3
 
 
-async def test_a_hang_up_before_the_answer_is_a_connection_error_and_never_retried(make_client):
+@pytest.mark.parametrize(
+    "reply",
+    [b"", b"this is not HTTP\r\n\r\n"],
+    ids=["a hang-up before the answer", "a garbled answer"],
+)
+async def test_an_answer_that_is_not_http_is_a_connection_error_and_never_retried(make_client, reply):
     async def answer(reader, writer):
+        writer.write(reply)
         return False
 
     sleep = SleepRecorder()
@@ -220,18 +226,6 @@ async def test_a_hang_up_before_the_answer_is_a_connection_error_and_never_retri
         events = await stream(client, upstream.url, retry=RetryPolicy(attempts=3, sleep=sleep))
     assert error_of(events).kind is ErrorKind.CONNECTION
     # The request may have reached MiMo: sending it again could answer twice.
-    assert sleep.delays == [] and len(upstream.requests) == 1
-
-
-async def test_a_garbled_answer_is_a_connection_error_and_never_retried(make_client):
-    async def answer(reader, writer):
-        writer.write(b"this is not HTTP\r\n\r\n")
-        return False
-
-    sleep = SleepRecorder()
-    async with Upstream(answer) as upstream, make_client() as client:
-        events = await stream(client, upstream.url, retry=RetryPolicy(attempts=3, sleep=sleep))
-    assert error_of(events).kind is ErrorKind.CONNECTION
     assert sleep.delays == [] and len(upstream.requests) == 1
 
 
