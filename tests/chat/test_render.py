@@ -422,6 +422,16 @@ def test_carriage_return_split_over_two_deltas_is_one_line_break():
     assert body + renderer.finish().final == render_markdown("one\n\ntwo")
 
 
+def counting(function, characters_read):
+    """`function`, adding the length of its first argument to the last count of characters_read."""
+
+    def counted(source, *args, **kwargs):
+        characters_read[-1] += len(source)
+        return function(source, *args, **kwargs)
+
+    return counted
+
+
 def test_work_per_update_does_not_grow_with_the_answer(monkeypatch):
     section = (
         "## Step\n\nSome text with $x^2$ and `code`.\n\n"
@@ -433,16 +443,9 @@ def test_work_per_update_does_not_grow_with_the_answer(monkeypatch):
     text = section * 200
     characters_read = []
 
-    def counting(function):
-        def counted(source, *args, **kwargs):
-            characters_read[-1] += len(source)
-            return function(source, *args, **kwargs)
-
-        return counted
-
     # Parsing for block boundaries, and rendering, are where the work goes.
-    monkeypatch.setattr(render, "split_finished_blocks", counting(render.split_finished_blocks))
-    monkeypatch.setattr(render, "markdown_to_html", counting(render.markdown_to_html))
+    monkeypatch.setattr(render, "split_finished_blocks", counting(render.split_finished_blocks, characters_read))
+    monkeypatch.setattr(render, "markdown_to_html", counting(render.markdown_to_html, characters_read))
 
     renderer = IncrementalRenderer()
     for chunk in chunks_of(text, [7]):
@@ -569,16 +572,9 @@ def test_work_per_update_follows_the_new_text_in_an_open_block(kind, monkeypatch
     text = OPEN_BLOCKS[kind]
     characters_read = []
 
-    def counting(function):
-        def counted(source, *args, **kwargs):
-            characters_read[-1] += len(source)
-            return function(source, *args, **kwargs)
-
-        return counted
-
     # Parsing markdown (whole, or inline for a paragraph) and highlighting code are where the work goes.
-    monkeypatch.setattr(render._markdown, "parse", counting(render._markdown.parse))
-    monkeypatch.setattr(render._markdown, "parseInline", counting(render._markdown.parseInline))
+    monkeypatch.setattr(render._markdown, "parse", counting(render._markdown.parse, characters_read))
+    monkeypatch.setattr(render._markdown, "parseInline", counting(render._markdown.parseInline, characters_read))
     highlight_line = render.CodeHighlighter.line
 
     def counted_line(highlighter, line):
