@@ -165,7 +165,7 @@ def create_turn(conversation, text, api_key, instead_of=None):
                 model=conversation.model,
                 api_key=api_key,
                 api_key_version=api_key.secret_version,
-                parameters={"thinking": conversation.thinking, "web_search": conversation.web_search},
+                parameters=conversation.parameters(),
                 created_at=now,
                 heartbeat_at=now,
             )
@@ -432,6 +432,7 @@ class Generation:
         # snapshots go to the group (each delta through Redis cost more than the rest of a frame).
         self.watched_elsewhere = False
         self.stopping = False
+        self.more_rounds = False  # a tool round ended and the next one is being started
 
     # -- frames --
 
@@ -453,7 +454,7 @@ class Generation:
             citations=self.citations,
             # Joined pieces of sanitised output (chat/render.py), safe as a whole.
             answer=(mark_safe("".join(self.answer_final)), self.renderer.tail),
-        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING}
+        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING or self.more_rounds}
 
     def snapshot_for(self, watcher):
         """The whole live message, and the seq it stands at."""
@@ -571,7 +572,7 @@ class Generation:
                 titles.title_soon(self)  # its own task: a title never delays or breaks an answer
                 return
             await self.run_tools(complete_calls)
-            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
+            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason, more_rounds=True)
             if not await self.next_round():
                 return  # the budget ran out: the new round is an error that says so
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
@@ -589,6 +590,9 @@ class Generation:
             turns=turns,
             system=conversation.system_prompt,
             thinking=conversation.thinking,
+            temperature=conversation.temperature,
+            top_p=conversation.top_p,
+            max_output_tokens=conversation.max_output_tokens,
             tools=tools.TOOLS,
             web_search=mimo.WebSearch() if conversation.web_search and model.web_search else None,
         )
@@ -678,7 +682,9 @@ class Generation:
             update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
         )
 
-    async def finish(self, status, *, finish_reason="", error_kind="", error_text=""):
+    async def finish(self, status, *, finish_reason="", error_kind="", error_text="", more_rounds=False):
+        # A tool round's end is not the answer's: the page keeps Stop, and announces the end once.
+        self.more_rounds = more_rounds
         self.flush_frames(at_end=True)
         self.take_text()
         message = self.message
