@@ -44,6 +44,9 @@ STAMP = re.compile(r"t(\d{13})n(\d+)")
 ENDED = re.compile(r'class="message message-assistant" data-status="(complete|error|stopped|interrupted)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+# What `--app` serves: mimoweb, or the floor under it (bench/relay.py: read and relay, nothing else).
+APPLICATIONS = {"mimoweb": "mimoweb.asgi:application", "relay": "bench.relay:application"}
+
 # The issue's targets (issue 10), printed beside the figures.
 CASE_CPU_TARGET = 1.5  # a code, table or list answer's app CPU per token, over prose's
 EXTRA_TIME_TARGET = 10  # % more time to reach the browser than the upstream took to send it
@@ -121,14 +124,18 @@ def stop_processes(processes):
 class Servers:
     """The upstream and the app's processes, stopped on leaving the `with`, whatever happens."""
 
-    def __init__(self, data_dir, *, upstream="minimal", processes=1, database_url=None, redis_url=None):
+    def __init__(self, data_dir, *, apps=("mimoweb",), upstream="minimal", processes=1, database_url=None, redis_url=None):
         self.data_dir = data_dir
         self.upstream = upstream
         self.upstream_port = free_port()
-        self.app_ports = [free_port() for _ in range(processes)]
-        self.app_names = ["app"] if processes == 1 else [f"app{i}" for i in range(1, processes + 1)]
+        # Each app's processes, all started at once; `select` says which one the runs measure.
+        self.apps = {
+            app: [(f"{app}{i}" if processes > 1 else app, free_port()) for i in range(1, processes + 1)] for app in apps
+        }
+        self.select(apps[0])
         self.processes = {}
         self.env = environment(data_dir, database_url, redis_url)
+        self.env["MIMOWEB_RELAY_UPSTREAM"] = f"http://127.0.0.1:{self.upstream_port}"
 
     def __enter__(self):
         try:
@@ -139,12 +146,18 @@ class Servers:
                 self.processes["upstream"] = start_upstream(self.upstream_port, self.log("upstream"), self.env)
             else:
                 self.start("upstream", self.upstream_port, "chat.mimo.fake:application")
-            for name, port in zip(self.app_names, self.app_ports):
-                self.start(name, port, "mimoweb.asgi:application")
+            for app, processes in self.apps.items():
+                for name, port in processes:
+                    self.start(name, port, APPLICATIONS[app])
         except BaseException:
             self.stop()
             raise
         return self
+
+    def select(self, app):
+        self.app = app
+        self.app_names = [name for name, _ in self.apps[app]]
+        self.app_ports = [port for _, port in self.apps[app]]
 
     def log(self, name):
         return open(self.data_dir / f"{name}.log", "wb")
@@ -159,7 +172,7 @@ class Servers:
         return self.processes[name].pid
 
     def cpu(self):
-        seconds = {name: cpu_seconds(process.pid) for name, process in self.processes.items()}
+        seconds = {name: cpu_seconds(self.processes[name].pid) for name in ["upstream", *self.app_names]}
         seconds["app"] = sum(seconds[name] for name in self.app_names)
         return seconds | {"bench": time.process_time()}
 
@@ -412,7 +425,7 @@ class Result:
     tokens: int
     delays: list
     lost: int
-    db_equal: int
+    db_equal: int | None  # None where nothing is saved (the relay)
     statuses: dict
     cpu: dict  # process → CPU seconds during the streaming
     wall: float
@@ -429,7 +442,7 @@ class Result:
         return (
             percentile(self.delays, 99) <= DELAY_TARGET_MS
             and self.lost == 0
-            and self.db_equal == self.streams
+            and self.db_equal in (None, self.streams)
             and self.statuses == {"complete": self.streams}
         )
 
@@ -474,8 +487,8 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
     )
 
     results = [Stream(browser, tokens) for browser in browsers]
-    db_equal = 0
-    for result in results:
+    db_equal = 0 if servers.app == "mimoweb" else None
+    for result in results if db_equal is not None else []:
         message = saved_answer(result.browser.conversation_id)
         if message is None:
             continue
@@ -623,6 +636,10 @@ def shares(r):
     return f"{app} / {r.cpu['upstream'] / r.wall * 100:.0f} / {r.cpu['bench'] / r.wall * 100:.0f}"
 
 
+def saved(r):
+    return "–" if r.db_equal is None else f"{r.db_equal}/{r.streams}"
+
+
 def how_they_ended(r):
     return ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
 
@@ -638,7 +655,7 @@ def streams_table(results):
         ended = how_they_ended(r)
         lines.append(
             f"| {r.case} | {r.streams} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
-            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {r.lost} | {r.db_equal}/{r.streams} "
+            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {r.lost} | {saved(r)} "
             f"| {ended} | {per_token_us(r):.0f} | {figure(reader_per_token_us(r))} | {per_token_bytes(r):.0f} "
             f"| {r.fps:.1f} | {figure(extra_percent(r, 50), '.1f')} / {figure(extra_percent(r, 100), '.1f')} "
             f"| {shares(r)} |"
@@ -711,7 +728,7 @@ def find_max_table(good, bad, runs, limit, processes):
     for r in runs:
         ended = how_they_ended(r)
         lines.append(
-            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {r.lost} | {r.db_equal}/{r.streams} | {ended} "
+            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {r.lost} | {saved(r)} | {ended} "
             f"| {mark(r.ok())} |"
         )
     return "\n".join(lines)
@@ -742,7 +759,7 @@ def targets(results, comparisons, found):
             lines.append(
                 f"- {r.case}, 200 streams at 50 tok/s: p99 added delay {p99:.0f} ms (≤ {DELAY_TARGET_MS}) "
                 f"{mark(p99 <= DELAY_TARGET_MS)}, {r.lost} tokens lost {mark(r.lost == 0)}, "
-                f"saved = sent {r.db_equal}/{r.streams} {mark(r.db_equal == r.streams)}"
+                f"saved = sent {saved(r)} {mark(r.db_equal in (None, r.streams))}"
             )
     for case, long, short in comparisons:
         ratio = per_token_us(long) / per_token_us(short)
@@ -801,6 +818,10 @@ def parse_args():
     parser.add_argument(
         "--upstream", choices=["minimal", "fake"], default="minimal", help="fake: chat.mimo.fake, prose only"
     )
+    parser.add_argument(
+        "--app", nargs="+", choices=APPLICATIONS, default=["mimoweb"],
+        help="what to measure, each in turn in this run: mimoweb, or relay (the floor: bench/relay.py)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data folder (database and server logs)")
     args = parser.parse_args()
     if args.processes > 1 and not (args.database_url and args.redis_url):
@@ -825,6 +846,7 @@ def main():
     try:
         servers = Servers(
             data_dir,
+            apps=args.app,
             upstream=args.upstream,
             processes=args.processes,
             database_url=args.database_url,
@@ -836,7 +858,12 @@ def main():
 
             django.setup()
             try:
-                measure(args, servers)
+                fixture = Fixture(servers.upstream_port)
+                for app in args.app:
+                    servers.select(app)
+                    if len(args.app) > 1:
+                        print(f"\n## {app}\n")
+                    measure(args, servers, fixture)
             finally:
                 from django.db import connections
 
@@ -858,7 +885,7 @@ def setup_line(servers, loop):
     )
     aiohttp = has_loaded(servers.pid(servers.app_names[0]), "/aiohttp/")
     return (
-        f"App: {len(servers.app_ports)} daphne process(es), {storage}, on {loop}, aiohttp "
+        f"{servers.app}: {len(servers.app_ports)} daphne process(es), {storage}, on {loop}, aiohttp "
         f"{'loaded' if aiohttp else 'not loaded'}; upstream: {servers.upstream}; bare reader: chat.mimo on {loop}; "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start."
     )
@@ -868,8 +895,7 @@ def progress(text):
     print(f"… {text}", file=sys.stderr, flush=True)
 
 
-def measure(args, servers):
-    fixture = Fixture(servers.upstream_port)
+def measure(args, servers, fixture):
     # The first answer in each process pays for what a process does once (templates,
     # the HTTP pool): leave it out of the figures.
     run(servers, fixture, streams=len(servers.app_ports), rate=1000, tokens=100)
