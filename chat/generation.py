@@ -740,6 +740,7 @@ class Generation:
         from the tools' results.
         """
         self.message = await database_sync_to_async(self.create_round)()
+        self.more_rounds = False  # the round has started, or the budget refused it and the answer ends here
         self.renderer = answer_renderer(self.message)
         self.answer_final = []
         self.tool_calls, self.citations = {}, []

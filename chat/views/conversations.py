@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, pgettext
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
@@ -78,7 +78,7 @@ def model_option(model):
         "id": model.id,
         "context_label": token_count(model.context_window),
         "output_label": token_count(model.max_output_tokens),
-        "inputs_label": ", ".join(str(inputs[kind]) for kind in inputs if kind in model.input_modalities),
+        "inputs_label": pgettext("between input kinds", ", ").join(str(inputs[kind]) for kind in inputs if kind in model.input_modalities),
         "thinking_default": model.thinking_default,
         "web_search": model.web_search,
         "temperature": model.temperature,

@@ -163,3 +163,19 @@ async def test_a_new_title_reaches_the_heading_and_the_sidebar_row(bob, acme, fa
     assert f'hx-swap-oob="innerHTML:#conversation-{conversation.pk}-title"' in html
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+@socket_test
+async def test_stop_stays_between_tool_rounds_and_goes_when_the_budget_ends_the_answer(socket_conversation, bob, acme):
+    # Room for the first round only: its usage uses the budget up, and the next round is refused.
+    await Team.objects.filter(pk=acme.pk).aupdate(monthly_token_limit=1)
+    communicator, _connected, _code = await connect(bob, socket_conversation.pk)
+    await communicator.send_json_to(send_form("Compute [[fake:tool]]"))
+    frames = []
+    while 'message-assistant" data-status="error"' not in (html := await communicator.receive_from(timeout=20)):
+        frames.append(html)
+    ended_round = next(html for html in frames if 'message-assistant" data-status="complete"' in html)
+    assert 'data-streaming="true"' in ended_round  # a tool round's end is not the answer's
+    assert 'data-streaming="false"' in html
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
