@@ -527,8 +527,7 @@ async def stream_all(servers, session, browsers, text, deadline):
             await browser.open(session)
 
     await asyncio.gather(*(open_one(browser) for browser in browsers))
-    # Let the consumers finish connecting (snapshots, group joins) before the clock starts.
-    await asyncio.sleep(0.5)
+    await settled(servers)
     # What the composer sends; no "thinking" field means thinking off (a form checkbox).
     message = json.dumps({"action": "send", "text": text, "model": MODEL, "HEADERS": {}})
     cpu_before, started = servers.cpu(), time.monotonic()
@@ -539,6 +538,22 @@ async def stream_all(servers, session, browsers, text, deadline):
     cpu_after = servers.cpu()
     await asyncio.gather(*(browser.close() for browser in browsers))
     return cpu_before, cpu_after, wall
+
+
+async def settled(servers, idle_share=0.1, longest=10):
+    """Wait until the app's processes are idle: the consumers have finished connecting.
+
+    Each connection costs the app some milliseconds (session, user, snapshot,
+    meters); at 200 sockets that is longer than a fixed pause, and the answers'
+    clock would start while the app still works on connections.
+    """
+    deadline = time.monotonic() + longest
+    before, quiet = servers.cpu()["app"], 0
+    while quiet < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        now = servers.cpu()["app"]
+        quiet = quiet + 1 if now - before <= idle_share * 0.1 * len(servers.app_names) else 0
+        before = now
 
 
 def bare_reader(servers, result, loop):
