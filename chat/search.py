@@ -63,8 +63,12 @@ def fold(text):
 def word_spans(text):
     """(folded word, start, end) for every word of `text`, with offsets into `text` itself."""
     for match in WORD.finditer(text):
-        for word in WORD.findall(fold(match.group())):  # folding may split a word (½ → 1⁄2) or a CJK run
-            yield word, match.start(), match.end()
+        word = match.group()
+        if word.isascii():  # folded, an ASCII word is itself in lower case, and still one word
+            yield word.lower(), match.start(), match.end()
+            continue
+        for folded in WORD.findall(fold(word)):  # folding may split a word (½ → 1⁄2) or a CJK run
+            yield folded, match.start(), match.end()
 
 
 def words(text):
