@@ -100,16 +100,20 @@ def entries_for_message(entry_model, message_id, conversation_id, content, reaso
     )
 
 
-def index_message(message):
-    """Replace the message's entries: its content and its reasoning, as they are now."""
+def index_message(message, *, new=False):
+    """Replace the message's entries: its content and its reasoning, as they are now.
+
+    A `new` message has none to replace: one statement instead of four, at every question sent.
+    """
+    entries = entries_for_message(
+        SearchEntry, message.pk, message.conversation_id, message.content, message.reasoning_content, message.created_at
+    )
+    if new:
+        SearchEntry.objects.bulk_create(entries)
+        return
     with transaction.atomic():
         SearchEntry.objects.filter(message_id=message.pk).delete()
-        SearchEntry.objects.bulk_create(
-            entries_for_message(
-                SearchEntry, message.pk, message.conversation_id, message.content, message.reasoning_content,
-                message.created_at,
-            )
-        )
+        SearchEntry.objects.bulk_create(entries)
 
 
 def index_title(conversation):

@@ -522,3 +522,10 @@ def test_the_migration_indexes_what_was_written_before_it(transactional_db, clie
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert found_ids(client, bob, "old") == [Message.objects.get().pk, None]
     assert found_ids(client, bob, "问题") == [Message.objects.get().pk]
+
+
+def test_a_new_message_is_indexed_with_one_statement(conversation):
+    with CaptureQueriesContext(connection) as queries:
+        message = say(conversation, "a new question about pythons")
+    assert [query["sql"].split()[0] for query in queries] == ["INSERT", "INSERT"]  # the message, its entry
+    assert SearchEntry.objects.filter(message=message).count() == 1
