@@ -400,6 +400,13 @@ class Stream:
     def delays_ms(self):
         return [arrival * 1000 - emitted for arrival, emitted in self.first_seen.values()]
 
+    def steady_delays_ms(self):
+        """The delays of the tokens written a second or more after the stream's first: its start left out."""
+        if 1 not in self.first_seen:
+            return []
+        start = self.first_seen[1][1]
+        return [arrival * 1000 - emitted for arrival, emitted in self.first_seen.values() if emitted >= start + 1000]
+
     def extra_time(self):
         """How much longer than the upstream the answer took to reach the browser, as a fraction; None if unknown.
 
@@ -424,6 +431,7 @@ class Result:
     rate: float
     tokens: int
     delays: list
+    steady_delays: list  # ... of the tokens after each stream's first second
     lost: int
     db_equal: int | None  # None where nothing is saved (the relay)
     statuses: dict
@@ -433,6 +441,7 @@ class Result:
     bytes: int
     fps: float
     extras: list  # extra_time() of each stream that got its first and last token, sorted
+    ramp: float  # seconds over which the answers were asked for; 0: all at once
     app_names: list
     reader: dict | None = None  # the bare reader's figures for the same answers
     runs: int = 1  # more than one when short runs are merged
@@ -475,7 +484,7 @@ def expected_answer(servers, case, tokens, text):
     return skeleton(response.json()["choices"][0]["message"]["content"])
 
 
-def run(servers, fixture, *, streams, rate, tokens, case="prose"):
+def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0):
     text = ask(servers.upstream, case, tokens, rate)
     expected = expected_answer(servers, case, tokens, text)
     conversation_ids = fixture.conversations(streams)
@@ -483,7 +492,7 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
     ports = servers.app_ports
     browsers = [Browser(pk, ports[i % len(ports)]) for i, pk in enumerate(conversation_ids)]
     cpu_before, cpu_after, wall = run_loop(
-        stream_all(servers, fixture.session, browsers, text, deadline=tokens / rate + 60)
+        stream_all(servers, fixture.session, browsers, text, deadline=tokens / rate + ramp + 60, ramp=ramp)
     )
 
     results = [Stream(browser, tokens) for browser in browsers]
@@ -505,6 +514,7 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
         rate=rate,
         tokens=tokens,
         delays=sorted(delay for result in results for delay in result.delays_ms()),
+        steady_delays=sorted(delay for result in results for delay in result.steady_delays_ms()),
         lost=streams * tokens - delivered,
         db_equal=db_equal,
         statuses=statuses,
@@ -515,10 +525,11 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
         fps=sum(result.frames_per_second() for result in results) / len(results),
         extras=sorted(extra for result in results if (extra := result.extra_time()) is not None),
         app_names=servers.app_names,
+        ramp=ramp,
     )
 
 
-async def stream_all(servers, session, browsers, text, deadline):
+async def stream_all(servers, session, browsers, text, deadline, ramp=0.0):
     # At most 50 handshakes at a time: daphne's listen backlog is 50.
     handshakes = asyncio.Semaphore(50)
 
@@ -527,18 +538,39 @@ async def stream_all(servers, session, browsers, text, deadline):
             await browser.open(session)
 
     await asyncio.gather(*(open_one(browser) for browser in browsers))
-    # Let the consumers finish connecting (snapshots, group joins) before the clock starts.
-    await asyncio.sleep(0.5)
+    await settled(servers)
     # What the composer sends; no "thinking" field means thinking off (a form checkbox).
     message = json.dumps({"action": "send", "text": text, "model": MODEL, "HEADERS": {}})
     cpu_before, started = servers.cpu(), time.monotonic()
-    await asyncio.gather(*(browser.send_json(message) for browser in browsers))
+
+    async def send(browser, at):
+        await asyncio.sleep(at)
+        await browser.send_json(message)
+
+    # All at once, or one after another spread evenly over `ramp` seconds.
+    await asyncio.gather(*(send(browser, ramp * i / len(browsers)) for i, browser in enumerate(browsers)))
     until = asyncio.get_running_loop().time() + deadline
     await asyncio.gather(*(browser.read_answer(until) for browser in browsers))
     wall = time.monotonic() - started
     cpu_after = servers.cpu()
     await asyncio.gather(*(browser.close() for browser in browsers))
     return cpu_before, cpu_after, wall
+
+
+async def settled(servers, idle_share=0.1, longest=10):
+    """Wait until the app's processes are idle: the consumers have finished connecting.
+
+    Each connection costs the app some milliseconds (session, user, snapshot,
+    meters); at 200 sockets that is longer than a fixed pause, and the answers'
+    clock would start while the app still works on connections.
+    """
+    deadline = time.monotonic() + longest
+    before, quiet = servers.cpu()["app"], 0
+    while quiet < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        now = servers.cpu()["app"]
+        quiet = quiet + 1 if now - before <= idle_share * 0.1 * len(servers.app_names) else 0
+        before = now
 
 
 def bare_reader(servers, result, loop):
@@ -646,16 +678,17 @@ def how_they_ended(r):
 
 def streams_table(results):
     lines = [
-        "| case | streams | tok/s | tokens | delay p50 ms | p99 ms | max ms | lost | DB = sent | ended | "
+        "| case | streams | asked over s | tok/s | tokens | delay p50 ms | p99 ms | max ms | p99 after 1 s ms | lost | DB = sent | ended | "
         "app CPU µs/tok | bare reader µs/tok | bytes/tok | frames/s/stream | extra time % p50 / max "
         "| CPU % app / upstream / bench |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         ended = how_they_ended(r)
         lines.append(
-            f"| {r.case} | {r.streams} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
-            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {r.lost} | {saved(r)} "
+            f"| {r.case} | {r.streams} | {r.ramp:g} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
+            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {figure(percentile(r.steady_delays, 99))} "
+            f"| {r.lost} | {saved(r)} "
             f"| {ended} | {per_token_us(r):.0f} | {figure(reader_per_token_us(r))} | {per_token_bytes(r):.0f} "
             f"| {r.fps:.1f} | {figure(extra_percent(r, 50), '.1f')} / {figure(extra_percent(r, 100), '.1f')} "
             f"| {shares(r)} |"
@@ -718,17 +751,20 @@ def comparison_table(case, long, short):
 def find_max_table(good, bad, runs, limit, processes):
     lines = [
         f"Largest N with p99 ≤ {DELAY_TARGET_MS} ms, nothing lost and every answer saved as sent, "
-        f"{processes} app process{'es' if processes > 1 else ''}: "
+        f"{processes} app process{'es' if processes > 1 else ''}"
+        + (f", the answers asked for over {runs[0].ramp:g} s" if runs and runs[0].ramp else ", the answers asked for at once")
+        + ": "
         + (f"≥ {good} (the limit asked)" if bad is None and good >= limit else f"{good}")
         + (f" (fails at {bad})" if bad is not None else ""),
         "",
-        "| streams | delay p99 ms | lost | DB = sent | ended | ok |",
-        "|---:|---:|---:|---:|---|---|",
+        "| streams | delay p99 ms | p99 after 1 s ms | lost | DB = sent | ended | ok |",
+        "|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         ended = how_they_ended(r)
         lines.append(
-            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {r.lost} | {saved(r)} | {ended} "
+            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {figure(percentile(r.steady_delays, 99))} | {r.lost} "
+            f"| {saved(r)} | {ended} "
             f"| {mark(r.ok())} |"
         )
     return "\n".join(lines)
@@ -800,6 +836,9 @@ def parse_args():
     parser.add_argument("--case", nargs="+", choices=minimal.CASES, default=["prose"], help="answer shapes, a run each")
     parser.add_argument("--rate", type=float, default=50, help="tokens per second per stream")
     parser.add_argument("--tokens", type=int, default=500, help="tokens per answer")
+    parser.add_argument(
+        "--ramp", type=float, default=0, help="ask for the N answers one after another over this many seconds (0: at once)"
+    )
     parser.add_argument("--no-reader", action="store_true", help="skip the bare reader after each run")
     parser.add_argument("--compare-rate", type=float, default=2000, help="tokens per second for the long/short runs")
     parser.add_argument("--compare-case", nargs="+", choices=minimal.CASES, default=["prose", "code"])
@@ -906,7 +945,9 @@ def measure(args, servers, fixture):
     for streams in args.streams:
         for case in args.case:
             progress(f"{case}: {streams} streams × {args.tokens} tokens at {args.rate:g}/s")
-            result = run(servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case)
+            result = run(
+                servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp
+            )
             if not args.no_reader:
                 progress(f"bare reader ({loop}): the same {streams} answers")
                 result.reader = bare_reader(servers, result, loop)
@@ -927,7 +968,7 @@ def measure(args, servers, fixture):
 
         def at(n):
             progress(f"find-max: {case}, {n} streams × {args.tokens} tokens at {args.rate:g}/s")
-            return run(servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case)
+            return run(servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp)
 
         good, bad, runs = find_max(
             at,

@@ -18,14 +18,14 @@ INDEXED_FIELDS = {"content", "reasoning_content", "status"}
 
 
 @receiver(post_save, sender=Message, dispatch_uid="search-index-message")
-def index_saved_message(sender, instance, update_fields, raw, **kwargs):
+def index_saved_message(sender, instance, created, update_fields, raw, **kwargs):
     # Not while an answer streams: its progress is written in bulk (generation.save_progress),
     # and it is indexed once, when it is saved with its final status.
     if raw or instance.status == Message.Status.STREAMING:
         return
     if update_fields is not None and not INDEXED_FIELDS & set(update_fields):
         return
-    search.index_message(instance)
+    search.index_message(instance, new=created)
 
 
 @receiver(post_save, sender=Conversation, dispatch_uid="search-index-title")
