@@ -162,7 +162,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def send_meters(self):
         """The member's budget meters by the composer (chat/limits.py); none without a budget."""
         if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
-            self.watcher.deliver(generation.render_partial("usage-meter", {"meters": meters}, self.watcher))
+            self.watcher.deliver(generation.render_partial("chat/conversation.html#usage-meter", {"meters": meters}, self.watcher))
 
     @database_sync_to_async
     def save_settings(self, data):
@@ -231,4 +231,4 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if message is None:
             return None
         window = generation.window_context(self.conversation, versions.window_around(message))
-        return generation.render_partial("messages", window, self.watcher)
+        return generation.render_partial("chat/message.html#messages", window, self.watcher)
