@@ -75,7 +75,11 @@ def review_conversation(request: AuthenticatedHttpRequest, conversation_id):
     )
 
 
-PARAMETER_LABELS = {"thinking": gettext_lazy("Thinking"), "web_search": gettext_lazy("Web search")}
+PARAMETER_LABELS = {
+    "thinking": gettext_lazy("Thinking"),
+    "web_search": gettext_lazy("Web search"),
+    "temperature": gettext_lazy("Temperature"),
+}
 
 
 def readable_parameters(parameters):
