@@ -410,6 +410,7 @@ def fit_to_context(turns, system, model):
 class Generation:
     def __init__(self, conversation, message, api_key, user_time_zone):
         self.conversation = conversation
+        self.watch_key = str(conversation.pk)  # its key in _watchers and _generations (str of a UUID costs, per frame)
         self.message = message  # the assistant message of the current round
         self.api_key = api_key
         self.user_time_zone = user_time_zone
@@ -467,7 +468,7 @@ class Generation:
         (if any) rendered in each watcher's language.
         """
         self.seq += 1
-        for watcher in list(_watchers.get(str(self.conversation.pk), ())):
+        for watcher in list(_watchers.get(self.watch_key, ())):
             watcher.deliver(html + render_partial(partial, context, watcher) if partial else html)
         if self.remote_outbox is not None and (snapshot or self.watched_elsewhere):
             self.remote_outbox.put_nowait((self.seq, html, partial, context, snapshot))
@@ -527,7 +528,7 @@ class Generation:
             logger.exception("Generation of message %s failed", self.message.pk)
             await self.finish(Message.Status.ERROR, error_kind="internal", error_text="")
         finally:
-            _generations.pop(str(self.conversation.pk), None)
+            _generations.pop(self.watch_key, None)
             if remote is not None:
                 # The last frames go out before the sender stops; but when the sender was cancelled
                 # too (the process or its loop shutting down), nothing would ever drain them.
