@@ -53,6 +53,7 @@ def test_each_code_block_has_its_language_and_a_copy_button_for_the_raw_code(cha
     # Streamed: the header came once the block was complete.
     expect(answer.locator(".code-header .code-language")).to_have_text("python")
     answer.get_by_role("button", name="Copy code").click()
+    expect(answer.locator(".code-copy.copied")).to_have_count(1)  # written: the clipboard is read after
     code = re.search(r"```python\n(.*?)```", saved_answer().content, re.S).group(1)
     assert clipboard(chat) == code  # the code itself, not the highlighted HTML
 
@@ -120,6 +121,7 @@ def test_the_shared_page_shows_messages_and_no_template_code(page, live_url, bob
     expect(answer.locator("strong")).to_have_text("noon")
     expect(page.get_by_role("button", name="Regenerate")).to_have_count(0)  # read-only
     answer.get_by_role("button", name="Copy", exact=True).click()
+    expect(answer.locator(".copied")).to_have_count(1)
     assert clipboard(page).startswith("It is **noon**.")
 
 
