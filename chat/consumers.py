@@ -177,7 +177,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         meters = await database_sync_to_async(limits.member_meters)(self.conversation)
         if meters or refusal:
             context = {"meters": meters, "refusal": refusal}
-            html = generation.render_partial("usage-meter", context, self.watcher)
+            html = generation.render_partial("chat/conversation.html#usage-meter", context, self.watcher)
             self.watcher.deliver(html + (render_notice("") if refusal else ""))
 
     @database_sync_to_async
@@ -250,4 +250,4 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if message is None:
             return None
         window = generation.window_context(self.conversation, versions.window_around(message))
-        return generation.render_partial("messages", window, self.watcher)
+        return generation.render_partial("chat/message.html#messages", window, self.watcher)

@@ -353,9 +353,10 @@ def window_context(conversation, window):
 
 
 def render_partial(name, context, watcher):
+    """`name` is a template's partial, such as "chat/message.html#message-snapshot"."""
     # Each socket hears frames in its own language and time zone.
     with translation.override(watcher.language), timezone.override(watcher.time_zone or None):
-        return render_to_string(f"chat/conversation.html#{name}", context)
+        return render_to_string(name, context)
 
 
 # --- Fitting the history into the context window ----------------------------------
@@ -443,9 +444,9 @@ class Generation:
         A new version changes the branch: then every page gets the whole window instead.
         """
         if window is not None:
-            self.publish("messages-replaced", window | {"composer_streaming": True}, snapshot=True)
+            self.publish("chat/message.html#messages-replaced", window | {"composer_streaming": True}, snapshot=True)
             return
-        self.publish("messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
+        self.publish("chat/message.html#messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
 
     def live_context(self):
         self.take_text()  # the thinking so far is in the message partial
@@ -459,7 +460,7 @@ class Generation:
 
     def snapshot_for(self, watcher):
         """The whole live message, and the seq it stands at."""
-        return self.seq, render_partial("message-snapshot", self.live_context(), watcher)
+        return self.seq, render_partial("chat/message.html#message-snapshot", self.live_context(), watcher)
 
     def publish(self, partial, context, *, html="", snapshot=False):
         """Send a frame to every local watcher and queue it for the other processes.
@@ -474,7 +475,7 @@ class Generation:
             self.remote_outbox.put_nowait((self.seq, html, partial, context, snapshot))
 
     def publish_snapshot(self):
-        self.publish("message-snapshot", self.live_context(), snapshot=True)
+        self.publish("chat/message.html#message-snapshot", self.live_context(), snapshot=True)
 
     def schedule_frame(self):
         """Coalesce deltas: one frame at most every `frame_interval`."""
@@ -506,7 +507,7 @@ class Generation:
             # The whole set of cards: a new card has nothing to replace yet.
             tool_calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
             self.pending_tool_calls = set()
-            self.publish("tool-calls", {"message": self.message, "tool_calls": tool_calls}, html=html)
+            self.publish("chat/message.html#tool-calls", {"message": self.message, "tool_calls": tool_calls}, html=html)
         else:
             self.publish(None, None, html=html)
 
@@ -702,7 +703,7 @@ class Generation:
     async def publish_meters(self):
         """The member's budget meters, now that this answer's usage counts (none without a budget)."""
         if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
-            self.publish("usage-meter", {"meters": meters})
+            self.publish("chat/conversation.html#usage-meter", {"meters": meters})
 
     def save_finished(self):
         self.message.save()
@@ -791,7 +792,7 @@ class Generation:
                     html = {}
                     for code, _name in settings.LANGUAGES:
                         with translation.override(code):
-                            html[code] = text + render_to_string(f"chat/conversation.html#{partial}", context) if partial else text
+                            html[code] = text + render_to_string(partial, context) if partial else text
                     await layer.group_send(
                         group,
                         {

@@ -145,7 +145,7 @@ def message_page(request: AuthenticatedHttpRequest, conversation_id):
     context = generation.window_context(conversation, window) | {
         "window_full": int(shown) + len(window.messages) >= versions.MAX_WINDOW if shown.isdigit() else False
     }
-    return render(request, f"chat/conversation.html#{'older' if before else 'newer'}-messages", context)
+    return render(request, f"chat/message.html#{'older' if before else 'newer'}-messages", context)
 
 
 @require_POST
@@ -162,4 +162,4 @@ def show_version(request: AuthenticatedHttpRequest, conversation_id, message_id)
     if not request.htmx:
         return redirect(f"{reverse('conversation', args=[conversation.pk])}?message={message.pk}#message-{message.pk}")
     window = versions.window_around(message)
-    return render(request, "chat/conversation.html#messages", generation.window_context(conversation, window))
+    return render(request, "chat/message.html#messages", generation.window_context(conversation, window))

@@ -151,7 +151,7 @@ def test_markdown_export_reads_as_the_visible_conversation(client, bob, conversa
     assert "Error:\n\n```\nArguments were not JSON.\n```" in text
     assert "1. [Time \\[now\\]](<https://example.com/time?a=1&b=(2)>)" in text
     assert "It is **noon**." in text
-    assert text.rstrip().endswith("*The answer stopped before it was finished. What arrived is kept; try again for the rest.*")
+    assert text.rstrip().endswith("*The answer stopped before it was finished. What arrived is kept; Retry asks for a new answer from the start.*")
     assert "> **System prompt**\n>\n> You are MiMo." in text
     assert "Temperature: 0.3 · Top p: 0.9 · Maximum output tokens: 4096" in text
 
