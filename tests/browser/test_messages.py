@@ -63,8 +63,9 @@ def test_each_code_block_has_its_language_and_a_copy_button_for_the_raw_code(cha
 
 
 def test_citation_markers_link_to_their_sources(chat):
-    chat.get_by_text("Settings").click()
-    chat.get_by_label("Model").select_option("mimo-v2.5-pro")
+    chat.get_by_role("button", name="Model").click()
+    chat.get_by_role("radio", name="mimo-v2.5-pro", exact=True).check()
+    chat.keyboard.press("Escape")
     chat.get_by_label("Web search").check()
     send(chat, "News? [[fake:search]]")
     answer = last_answer(chat)
