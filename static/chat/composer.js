@@ -53,11 +53,16 @@
     }
   });
 
+  // The conversation column (.chat) scrolls, not the page.
   let followBottom = true;
-  window.addEventListener("scroll", function () {
-    followBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
-  }, { passive: true });
+  document.addEventListener("scroll", function (event) {
+    const column = event.target;
+    if (column.matches && column.matches(".chat")) {
+      followBottom = column.clientHeight + column.scrollTop >= column.scrollHeight - 80;
+    }
+  }, { passive: true, capture: true });
   document.addEventListener("htmx:wsAfterMessage", function () {
-    if (followBottom) window.scrollTo(0, document.body.scrollHeight);
+    const column = document.querySelector(".chat");
+    if (followBottom && column) column.scrollTop = column.scrollHeight;
   });
 })();

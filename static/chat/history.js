@@ -3,10 +3,13 @@
 (function () {
   "use strict";
 
+  // The conversation column scrolls, not the page (the app shell, mimoweb.css).
+  const column = document.querySelector(".chat");
+
   // Open at the bottom, where the conversation goes on; a link to one
   // message (#message-<id>) is left to the browser. Now, not on
   // DOMContentLoaded: before htmx looks for "Older messages" in view.
-  if (!location.hash && document.getElementById("messages")) window.scrollTo(0, document.body.scrollHeight);
+  if (!location.hash && column && document.getElementById("messages")) column.scrollTop = column.scrollHeight;
 
   // The server stops loading pages past a maximum window: tell it how many
   // messages this page holds already.
@@ -16,16 +19,16 @@
   });
 
   // Older messages go in above what the reader sees: keep the distance to the
-  // bottom of the page, so the messages on screen stay where they are.
+  // bottom of the column, so the messages on screen stay where they are.
   let fromBottom = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.target.matches("[data-load-older]")) {
-      fromBottom = document.documentElement.scrollHeight - window.scrollY;
+      fromBottom = column.scrollHeight - column.scrollTop;
     }
   });
   document.addEventListener("htmx:afterSwap", function () {
     if (fromBottom === null) return;
-    window.scrollTo(0, document.documentElement.scrollHeight - fromBottom);
+    column.scrollTop = column.scrollHeight - fromBottom;
     fromBottom = null;
   });
 })();
