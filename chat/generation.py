@@ -165,7 +165,7 @@ def create_turn(conversation, text, api_key, instead_of=None):
                 model=conversation.model,
                 api_key=api_key,
                 api_key_version=api_key.secret_version,
-                parameters={"thinking": conversation.thinking, "web_search": conversation.web_search},
+                parameters=conversation.parameters(),
                 created_at=now,
                 heartbeat_at=now,
             )
@@ -409,6 +409,7 @@ def fit_to_context(turns, system, model):
 class Generation:
     def __init__(self, conversation, message, api_key, user_time_zone):
         self.conversation = conversation
+        self.watch_key = str(conversation.pk)  # its key in _watchers and _generations (str of a UUID costs, per frame)
         self.message = message  # the assistant message of the current round
         self.api_key = api_key
         self.user_time_zone = user_time_zone
@@ -432,6 +433,7 @@ class Generation:
         # snapshots go to the group (each delta through Redis cost more than the rest of a frame).
         self.watched_elsewhere = False
         self.stopping = False
+        self.more_rounds = False  # a tool round ended and the next one is being started
 
     # -- frames --
 
@@ -453,7 +455,7 @@ class Generation:
             citations=self.citations,
             # Joined pieces of sanitised output (chat/render.py), safe as a whole.
             answer=(mark_safe("".join(self.answer_final)), self.renderer.tail),
-        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING}
+        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING or self.more_rounds}
 
     def snapshot_for(self, watcher):
         """The whole live message, and the seq it stands at."""
@@ -466,7 +468,7 @@ class Generation:
         (if any) rendered in each watcher's language.
         """
         self.seq += 1
-        for watcher in list(_watchers.get(str(self.conversation.pk), ())):
+        for watcher in list(_watchers.get(self.watch_key, ())):
             watcher.deliver(html + render_partial(partial, context, watcher) if partial else html)
         if self.remote_outbox is not None and (snapshot or self.watched_elsewhere):
             self.remote_outbox.put_nowait((self.seq, html, partial, context, snapshot))
@@ -526,7 +528,7 @@ class Generation:
             logger.exception("Generation of message %s failed", self.message.pk)
             await self.finish(Message.Status.ERROR, error_kind="internal", error_text="")
         finally:
-            _generations.pop(str(self.conversation.pk), None)
+            _generations.pop(self.watch_key, None)
             if remote is not None:
                 # The last frames go out before the sender stops; but when the sender was cancelled
                 # too (the process or its loop shutting down), nothing would ever drain them.
@@ -571,7 +573,7 @@ class Generation:
                 titles.title_soon(self)  # its own task: a title never delays or breaks an answer
                 return
             await self.run_tools(complete_calls)
-            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
+            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason, more_rounds=True)
             if not await self.next_round():
                 return  # the budget ran out: the new round is an error that says so
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
@@ -589,6 +591,9 @@ class Generation:
             turns=turns,
             system=conversation.system_prompt,
             thinking=conversation.thinking,
+            temperature=conversation.temperature,
+            top_p=conversation.top_p,
+            max_output_tokens=conversation.max_output_tokens,
             tools=tools.TOOLS,
             web_search=mimo.WebSearch() if conversation.web_search and model.web_search else None,
         )
@@ -678,7 +683,9 @@ class Generation:
             update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
         )
 
-    async def finish(self, status, *, finish_reason="", error_kind="", error_text=""):
+    async def finish(self, status, *, finish_reason="", error_kind="", error_text="", more_rounds=False):
+        # A tool round's end is not the answer's: the page keeps Stop, and announces the end once.
+        self.more_rounds = more_rounds
         self.flush_frames(at_end=True)
         self.take_text()
         message = self.message
@@ -734,6 +741,7 @@ class Generation:
         from the tools' results.
         """
         self.message = await database_sync_to_async(self.create_round)()
+        self.more_rounds = False  # the round has started, or the budget refused it and the answer ends here
         self.renderer = answer_renderer(self.message)
         self.answer_final = []
         self.tool_calls, self.citations = {}, []

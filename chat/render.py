@@ -715,6 +715,11 @@ SEGMENT = 80  # characters, at the least, in a stretch of an open paragraph
 _PARAGRAPH_START = re.compile(r"(?:\*\*|__|[*_`\[\"'(])?[^\W\d_]")
 _STRETCH_END = re.compile(r"(?<=\S) (?=\S)")
 _UNPAIRED = re.compile(r"[*_`\[$~]")
+# What markdown-it's inline rules and nh3 give back unchanged: no character that starts
+# a rule (emphasis, code, links, maths, strikethrough, escapes, entities, line breaks),
+# none that HTML escapes, no control character, no-break space, byte order mark,
+# surrogate or noncharacter (tests/chat/test_render.py compares the two).
+_AS_IS = re.compile(r"[^\x00-\x1f\x7f-\xa0&<>\"\\`*_\[\]!$~\ud800-\udfff\ufdd0-\ufdef\ufeff\ufffe\uffff]*")
 
 
 def _one_paragraph(top, tokens):
@@ -727,8 +732,11 @@ def _render_inline(text):
     Inline rules only: a stretch of a paragraph is inline text whatever it
     starts with ("- " there is no list), and it costs a third of a whole parse.
     Delimiters markdown-it paired became tags; what it could not pair is left
-    in the text.
+    in the text. Text with nothing in it that the parser or the sanitiser would
+    change renders as itself, for much less (most frames of prose are such text).
     """
+    if _AS_IS.fullmatch(text):
+        return text, False
     env = {}
     tokens = _markdown.parseInline(text, env)
     unpaired = any(child.type == "text" and _UNPAIRED.search(child.content) for child in tokens[0].children)

@@ -182,12 +182,13 @@ def test_html_and_script_payloads_are_rendered_inert(chat):
 
 def test_web_search_shows_its_sources_as_links(chat, api_format):
     if api_format == "anthropic":
-        expect(chat.get_by_label("Web search")).to_have_count(0)  # MiMo offers it in OpenAI format only
+        expect(chat.get_by_label("Web search")).to_be_disabled()  # MiMo offers it in OpenAI format only
         return
-    chat.get_by_text("Settings").click()
-    chat.get_by_label("Model").select_option("mimo-v2.6-pro")
+    chat.get_by_role("button", name="Model").click()
+    chat.get_by_role("radio", name="mimo-v2.6-pro", exact=True).check()
     expect(chat.get_by_label("Web search")).to_be_disabled()  # not offered by this model
-    chat.get_by_label("Model").select_option("mimo-v2.5-pro")
+    chat.get_by_role("button", name="Model").click()
+    chat.get_by_role("radio", name="mimo-v2.5-pro", exact=True).check()
     chat.get_by_label("Web search").check()
     send(chat, "News? [[fake:search]]")
     expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)

@@ -191,8 +191,8 @@ def test_conversation_page_loads_the_sidebar_and_marks_the_open_conversation(cli
     page = client.get(f"/chats/{conversation.pk}/").text
     assert 'hx-get="/chats/sidebar/" hx-trigger="load"' in page
     rows = client.get("/chats/sidebar/", HTTP_HX_CURRENT_URL=f"http://testserver/chats/{conversation.pk}/", **HTMX).text
-    assert f'id="conversation-{conversation.pk}-title" class="sidebar-link" aria-current="page"' in rows
-    assert f'id="conversation-{other.pk}-title" class="sidebar-link" data-row-link>' in rows
+    assert f'href="/chats/{conversation.pk}/" class="sidebar-link" aria-current="page"' in rows
+    assert f'href="/chats/{other.pk}/" class="sidebar-link" data-row-link>' in rows
 
 
 def test_bad_page_numbers_fall_back_to_the_first_page(client, bob, conversation):
