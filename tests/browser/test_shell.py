@@ -162,7 +162,7 @@ def test_question_mark_opens_the_shortcuts_sheet_but_not_while_typing(shell, bob
 
     page.locator("h1").click()
     page.keyboard.press("?")
-    sheet = page.get_by_role("dialog", name="Keyboard shortcuts")
+    sheet = page.get_by_role("dialog", name="Shortcuts")
     expect(sheet).to_be_visible()
     for shortcut in ("New chat", "Search your chats", "Send the message", "New line in the message", "Stop the answer"):
         expect(sheet).to_contain_text(shortcut)
