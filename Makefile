@@ -35,7 +35,7 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: run test chromium messages
+.PHONY: run test chromium messages screenshots
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
@@ -66,6 +66,11 @@ test: $(VENV)/.installed-test chromium
 	else \
 	  echo "PostgreSQL or Redis not reachable: the scale-out run was skipped."; \
 	fi
+
+# Pictures of the main screens, light and dark, phone and desktop, in screenshots/ (git ignores it),
+# against the fake MiMo server; it installs nothing beyond what `make test` does.
+screenshots: $(VENV)/.installed-test chromium
+	$(PY) -m pytest -m screenshots tests/browser/test_screenshots.py -q
 
 # For developers who change user-visible strings: refresh the catalogs.
 messages: $(VENV)/.installed

@@ -60,7 +60,7 @@ class PreferencesForm(forms.ModelForm):
 
     class Meta:
         model = User
-        fields = ["language", "time_zone"]
+        fields = ["language", "time_zone", "theme"]
 
 
 CUSTOM_URL = "custom"

@@ -41,6 +41,13 @@ class User(AbstractUser):
         validators=[validate_time_zone],
         help_text=_("Empty: the server’s time zone."),
     )
+    class Theme(models.TextChoices):
+        SYSTEM = "system", _("Same as the device")
+        LIGHT = "light", _("Light")
+        DARK = "dark", _("Dark")
+
+    # base.html puts it on <html data-theme>, so the page is drawn in it from the first paint.
+    theme = models.CharField(_("theme"), max_length=6, choices=Theme, default=Theme.SYSTEM)
     # Set when a team admin creates the account with a one-time password: every page
     # leads to the password change until the member has chosen their own.
     must_change_password = models.BooleanField(_("must change password"), default=False)
@@ -57,6 +64,12 @@ class User(AbstractUser):
     def is_reviewer(self):
         """Shows the Review link: a reviewer of some team, or a superuser (who may review any team)."""
         return self.is_superuser or self.memberships.filter(role=Membership.Role.REVIEWER).exists()
+
+    @cached_property
+    def administered_teams(self):
+        """The teams this member is an admin of: the navigation offers "Manage team" for each."""
+        administered = Team.objects.filter(memberships__user=self, memberships__role=Membership.Role.ADMIN)
+        return list(administered.order_by("name"))
 
 
 class TeamQuerySet(models.QuerySet):

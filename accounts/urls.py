@@ -7,7 +7,8 @@ from accounts.views import keys
 from accounts.forms import SignInForm
 
 urlpatterns = [
-    path("", account.home, name="home"),
+    path("", account.start, name="start"),
+    path("home/", account.home, name="home"),
     path(
         "accounts/sign-in/",
         auth_views.LoginView.as_view(authentication_form=SignInForm, redirect_authenticated_user=True),

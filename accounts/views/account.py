@@ -10,6 +10,24 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.forms import PreferencesForm
 from accounts.http import AuthenticatedHttpRequest
+from chat.models import Conversation
+from chat.views.conversations import recommended_system_prompt
+
+
+def start(request: AuthenticatedHttpRequest):
+    """Where signing in and the site's address lead: a new chat, ready to type in.
+
+    The member's newest empty chat is opened again rather than a new one made, so that
+    coming back to the site over and over does not fill the sidebar with empty chats.
+    """
+    membership = request.user.memberships.select_related("team").order_by("joined_at").first()
+    if membership is None:
+        return redirect("home")  # Home says how to join a team
+    empty = request.user.conversations.not_in_trash().filter(title="", messages__isnull=True)
+    conversation = empty.order_by("-updated_at").first() or Conversation.objects.create(
+        owner=request.user, team=membership.team, system_prompt=recommended_system_prompt()
+    )
+    return redirect("conversation", conversation_id=conversation.pk)
 
 
 def home(request: AuthenticatedHttpRequest):

@@ -137,7 +137,7 @@ def test_key_appears_on_no_page_and_in_no_log_line_over_its_whole_life(admin_cli
     key = ApiKey.objects.get()
     change = f"/admin/accounts/apikey/{key.pk}/change/"
     for url in (
-        "/",
+        "/home/",
         "/accounts/preferences/",
         "/admin/",
         "/admin/accounts/",

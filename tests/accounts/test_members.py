@@ -57,8 +57,8 @@ def test_team_admin_sees_the_team_page_with_a_link_to_members(alice, acme):
 
 
 def test_home_offers_manage_team_to_team_admins_only(alice, bob, acme):
-    assert f'href="/teams/{acme.pk}/"' in client_for(alice).get("/").text
-    assert f'href="/teams/{acme.pk}/"' not in client_for(bob).get("/").text
+    assert f'href="/teams/{acme.pk}/"' in client_for(alice).get("/home/").text
+    assert f'href="/teams/{acme.pk}/"' not in client_for(bob).get("/home/").text
 
 
 # --- Members and roles -------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_the_last_team_admin_cannot_remove_themselves(alice, bob, acme):
 def test_an_admin_may_step_down_while_another_admin_remains(alice, dave, acme):
     m = membership(alice, acme)
     response = client_for(alice).post(f"/teams/{acme.pk}/members/{m.pk}/role/", {f"member-{m.pk}-role": "member"})
-    assert response.status_code == 302 and response.url == "/"
+    assert response.status_code == 302 and response.url == "/home/"
     m.refresh_from_db()
     assert m.role == Membership.Role.MEMBER
     assert client_for(alice).get(f"/teams/{acme.pk}/members/").status_code == 403
@@ -143,7 +143,7 @@ def test_an_admin_may_step_down_while_another_admin_remains(alice, dave, acme):
 def test_an_admin_may_leave_while_another_admin_remains_and_htmx_goes_home(alice, dave, acme):
     m = membership(alice, acme)
     response = client_for(alice).post(f"/teams/{acme.pk}/members/{m.pk}/remove/", headers={"HX-Request": "true"})
-    assert response.headers["HX-Redirect"] == "/"
+    assert response.headers["HX-Redirect"] == "/home/"
     assert not Membership.objects.filter(pk=m.pk).exists()
 
 
@@ -272,14 +272,14 @@ def test_a_visitor_creates_an_account_and_is_signed_in_as_a_member_with_the_invi
         f"/invitations/{invitation.token}/",
         {"username": "erin", "first_name": "Erin", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
     )
-    assert response.status_code == 302 and response.url == "/"
+    assert response.status_code == 302 and response.url == "/home/"
     erin = User.objects.get(username="erin")
     assert erin.check_password(NEW_PASSWORD) and not erin.must_change_password
     assert membership(erin, acme).role == Membership.Role.REVIEWER
     assert int(client.session[SESSION_KEY]) == erin.pk
     invitation.refresh_from_db()
     assert invitation.accepted_by == erin and invitation.accepted_at is not None
-    assert "Welcome to Acme." in client.get("/").text
+    assert "Welcome to Acme." in client.get("/home/").text
 
 
 def test_a_double_submit_makes_one_account_and_the_second_is_told_the_link_is_used(alice, acme):
@@ -444,7 +444,7 @@ def test_changing_the_password_lifts_the_flag(alice, acme):
     assert response.status_code == 302 and response.url == "/accounts/password/done/"
     erin = User.objects.get(username="erin")
     assert not erin.must_change_password and erin.check_password(NEW_PASSWORD)
-    assert client.get("/").status_code == 200
+    assert client.get("/home/").status_code == 200
 
 
 def test_a_wrong_old_password_keeps_the_flag(alice, acme):

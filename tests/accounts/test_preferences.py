@@ -11,9 +11,9 @@ def test_saved_language_wins_over_browser_and_cookie(client, bob):
     bob.save()
     client.force_login(bob)
     client.cookies["django_language"] = "en"
-    response = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans,en")
+    response = client.get("/home/", HTTP_ACCEPT_LANGUAGE="zh-hans,en")
     assert response["Content-Language"] == "zh-hant"
-    assert '<html lang="zh-hant">' in response.text
+    assert '<html lang="zh-hant"' in response.text
 
 
 def test_visitor_gets_the_browser_language(client, db):
@@ -54,19 +54,38 @@ def test_language_switch_needs_post(client, db):
     assert client.get("/language/").status_code == 405
 
 
-def test_preferences_save_language_and_time_zone(client, bob):
+def test_preferences_save_language_time_zone_and_theme(client, bob):
     client.force_login(bob)
-    response = client.post("/accounts/preferences/", {"language": "zh-hans", "time_zone": "Asia/Shanghai"}, follow=True)
+    response = client.post(
+        "/accounts/preferences/", {"language": "zh-hans", "time_zone": "Asia/Shanghai", "theme": "dark"}, follow=True
+    )
     assert response.status_code == 200
     bob.refresh_from_db()
-    assert (bob.language, bob.time_zone) == ("zh-hans", "Asia/Shanghai")
+    assert (bob.language, bob.time_zone, bob.theme) == ("zh-hans", "Asia/Shanghai", "dark")
+
+
+def test_every_page_is_drawn_in_the_members_theme_from_the_first_paint(client, bob, alice):
+    bob.theme = "dark"
+    bob.save()
+    client.force_login(bob)
+    assert '<html lang="en" data-theme="dark">' in client.get("/home/").text
+    client.force_login(alice)  # never chose: the device decides
+    assert '<html lang="en" data-theme="system">' in client.get("/home/").text
+
+
+def test_an_unknown_theme_is_refused(client, bob):
+    client.force_login(bob)
+    response = client.post("/accounts/preferences/", {"language": "", "time_zone": "", "theme": "neon"})
+    assert 'class="field-error"' in response.text
+    bob.refresh_from_db()
+    assert bob.theme == "system"
 
 
 def test_unknown_time_zone_is_refused_in_the_users_language(client, bob):
     bob.language = "zh-hans"
     bob.save()
     client.force_login(bob)
-    response = client.post("/accounts/preferences/", {"language": "zh-hans", "time_zone": "Mars/Olympus"})
+    response = client.post("/accounts/preferences/", {"language": "zh-hans", "time_zone": "Mars/Olympus", "theme": "system"})
     assert response.status_code == 200
     assert 'class="field-error"' in response.text
     bob.refresh_from_db()

@@ -5,7 +5,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from accounts.models import SignInFailure
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_user
 
 
 def sign_in(client, username, password, address="192.0.2.10"):
@@ -14,11 +14,14 @@ def sign_in(client, username, password, address="192.0.2.10"):
     )
 
 
-def test_sign_in_with_the_right_password_goes_home(client, alice):
+def test_sign_in_with_the_right_password_lands_in_a_new_chat(client, alice):
     response = sign_in(client, "alice", PASSWORD)
     assert response.status_code == 302
     assert response["Location"] == "/"
-    assert client.get("/").status_code == 200
+    landing = client.get("/").url
+    conversation = alice.conversations.get()
+    assert landing == f"/chats/{conversation.pk}/"
+    assert client.get(f"/chats/{conversation.pk}/").status_code == 200
 
 
 def test_wrong_password_says_so_and_signs_nobody_in(client, alice):
@@ -122,3 +125,25 @@ def test_every_page_but_sign_in_needs_a_signed_in_user(client, db, route):
     response = client.get(path)
     assert response.status_code == 302, path
     assert response["Location"].startswith(("/accounts/sign-in/?next=", "/admin/login/?next="))
+
+
+def test_coming_back_reopens_the_empty_chat_rather_than_making_another(client, bob):
+    client.force_login(bob)
+    first = client.get("/").url
+    assert client.get("/").url == first
+    assert bob.conversations.count() == 1
+
+
+def test_a_chat_with_messages_is_not_reopened_as_new(client, bob):
+    client.force_login(bob)
+    used = bob.conversations.get(pk=client.get("/").url.split("/")[2])
+    used.messages.create(role="user", content="Hello")
+    assert client.get("/").url != f"/chats/{used.pk}/"
+    assert bob.conversations.count() == 2
+
+
+def test_someone_in_no_team_lands_on_home_which_says_how_to_join(client, db):
+    loner = make_user("loner")
+    client.force_login(loner)
+    assert client.get("/").url == "/home/"
+    assert "You are not in a team yet" in client.get("/home/").text

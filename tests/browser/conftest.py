@@ -124,3 +124,9 @@ def sign_in_as(page, live_url, user):
     client.force_login(user)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME]
     page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_url}])
+
+
+def open_menu(page):
+    """Open the header's menu (the navigation, languages and sign out live in it)."""
+    page.locator("details.site-menu > summary").click()
+    return page.locator("details.site-menu .menu-panel")

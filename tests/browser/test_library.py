@@ -21,6 +21,12 @@ def row(page, title):
     return sidebar(page).locator(".sidebar-item").filter(has_text=title)
 
 
+def row_action(page, title, action):
+    """A row's actions are in its menu: open it, then pick one."""
+    row(page, title).locator("summary").click()
+    row(page, title).get_by_role("button", name=action).click()
+
+
 def open_chat(page, live_url, user, conversation):
     sign_in_as(page, live_url, user)
     page.goto(f"/chats/{conversation.pk}/")
@@ -32,7 +38,7 @@ def test_member_deletes_from_the_sidebar_finds_it_in_the_trash_and_restores_it(p
     shopping = Conversation.objects.create(owner=bob, team=acme, title="Shopping list")
     open_chat(page, live_url, bob, shopping)
 
-    row(page, "Trip to Paris").get_by_role("button", name="Delete").click()
+    row_action(page, "Trip to Paris", "Delete")
     expect(sidebar(page).get_by_role("status")).to_contain_text("“Trip to Paris” is in the trash.")
     expect(sidebar(page).get_by_role("link", name="Trip to Paris")).to_have_count(0)
 
@@ -51,7 +57,7 @@ def test_a_slip_of_the_mouse_is_undone_from_the_sidebar(page, live_url, bob, acm
     Conversation.objects.create(owner=bob, team=acme, title="Trip to Paris")
     shopping = Conversation.objects.create(owner=bob, team=acme, title="Shopping list")
     open_chat(page, live_url, bob, shopping)
-    row(page, "Trip to Paris").get_by_role("button", name="Delete").click()
+    row_action(page, "Trip to Paris", "Delete")
     sidebar(page).get_by_role("status").get_by_role("button", name="Undo").click()
     expect(sidebar(page).get_by_role("link", name="Trip to Paris")).to_be_visible()
     expect(sidebar(page).get_by_role("status")).to_have_count(0)
@@ -61,7 +67,7 @@ def test_a_slip_of_the_mouse_is_undone_from_the_sidebar(page, live_url, bob, acm
 def test_deleting_the_open_conversation_goes_back_to_the_list(page, live_url, bob, acme):
     shopping = Conversation.objects.create(owner=bob, team=acme, title="Shopping list")
     open_chat(page, live_url, bob, shopping)
-    row(page, "Shopping list").get_by_role("button", name="Delete").click()
+    row_action(page, "Shopping list", "Delete")
     expect(page).to_have_url(re.compile(r"/chats/$"))
     expect(page.get_by_role("status")).to_contain_text("“Shopping list” is in the trash.")
 
@@ -72,7 +78,7 @@ def test_member_renames_inline_and_pins(page, live_url, bob, acme):
     current = Conversation.objects.create(owner=bob, team=acme, title="Trip to Paris")
     open_chat(page, live_url, bob, current)
 
-    row(page, "Trip to Paris").get_by_role("button", name="Rename").click()
+    row_action(page, "Trip to Paris", "Rename")
     title = sidebar(page).get_by_role("textbox", name="Title")
     expect(title).to_be_focused()
     title.fill("")
@@ -86,12 +92,12 @@ def test_member_renames_inline_and_pins(page, live_url, bob, acme):
 
     links = sidebar(page).locator(".sidebar-link")
     expect(links.first).to_have_text("Paris in spring")
-    row(page, "Old notes").get_by_role("button", name="Pin").click()
+    row_action(page, "Old notes", "Pin")
     expect(links.first).to_have_text("Old notes")
     expect(sidebar(page).get_by_role("heading", name="Pinned")).to_be_visible()
     page.reload()
     expect(links.first).to_have_text("Old notes")  # kept
-    row(page, "Old notes").get_by_role("button", name="Unpin").click()
+    row_action(page, "Old notes", "Unpin")
     expect(links.first).to_have_text("Paris in spring")
     expect(sidebar(page).get_by_role("heading", name="Pinned")).to_have_count(0)
 

@@ -12,8 +12,8 @@ NEW_PASSWORD = "a long and new passphrase 42"
 
 def test_admin_invites_a_member_who_signs_up_and_is_then_made_reviewer(page, live_url, alice, acme):
     sign_in_as(page, live_url, alice)
-    page.goto("/")
-    page.get_by_role("link", name="Manage team").click()
+    page.goto("/home/")
+    page.get_by_role("main").get_by_role("link", name="Manage team").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Acme")
     page.get_by_role("link", name="Members", exact=True).click()
 

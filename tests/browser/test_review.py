@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Membership
 from chat.models import Conversation, Message, ReviewAccess, ToolCall
-from tests.browser.conftest import sign_in_as
+from tests.browser.conftest import open_menu, sign_in_as
 from tests.conftest import make_user
 
 REASON = "Checking the answer a customer complained about"
@@ -38,8 +38,8 @@ def conversation(bob, acme):
 
 def test_reviewer_opens_a_conversation_with_a_reason_and_its_owner_sees_the_access(page, live_url, rita, bob, conversation):
     sign_in_as(page, live_url, rita)
-    page.goto("/")
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Review").click()
+    page.goto("/home/")
+    open_menu(page).get_by_role("navigation", name="Main").get_by_role("link", name="Review").click()
     row = page.get_by_role("row").filter(has_text="Refund policy")
     expect(row).to_contain_text("bob")
     expect(page.get_by_text("40 days")).to_have_count(0)  # the list shows no contents

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Conversation, Message, ToolCall
-from tests.browser.conftest import sign_in_as
+from tests.browser.conftest import open_menu, sign_in_as
 
 LONG_AGO = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -48,7 +48,7 @@ def landed_on(page, message):
 def test_member_finds_an_old_answer_in_english_and_opens_it(page, live_url, bob, old_chats):
     sign_in_as(page, live_url, bob)
     page.goto("/chats/")
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()
+    open_menu(page).get_by_role("navigation", name="Main").get_by_role("link", name="Search").click()
     page.wait_for_url("**/chats/search/")  # loaded: htmx listens to the typing only from then on
     page.get_by_role("searchbox", name="Search").fill("louvre open")  # results follow the typing
     results = page.locator("#search-results")

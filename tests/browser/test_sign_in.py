@@ -1,7 +1,7 @@
 from playwright.sync_api import expect
 
 from accounts.models import ApiKey
-from tests.browser.conftest import sign_in_as
+from tests.browser.conftest import open_menu, sign_in_as
 from tests.conftest import PASSWORD, SECRET
 
 
@@ -15,9 +15,10 @@ def test_member_signs_in_and_out(page, bob):
     page.goto("/")
     expect(page).to_have_url("/accounts/sign-in/?next=/")
     fill_sign_in(page, "bob", PASSWORD)
-    expect(page.get_by_role("heading", name="Welcome, bob")).to_be_visible()
-    expect(page.get_by_text("Acme")).to_be_visible()
-    page.get_by_role("button", name="Sign out").click()
+    # A member signs in to chat: they land in a new one, the cursor in the message box.
+    expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    open_menu(page).get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
 
@@ -33,13 +34,13 @@ def test_repeated_wrong_passwords_are_throttled_with_a_clear_message(page, bob):
 
 def test_language_switch_to_simplified_and_traditional_chinese(page, live_url, bob):
     sign_in_as(page, live_url, bob)
-    page.goto("/")
-    page.get_by_role("button", name="简体中文").click()
+    page.goto("/home/")
+    open_menu(page).get_by_role("button", name="简体中文").click()
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
-    expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+    expect(open_menu(page).get_by_role("button", name="退出登录")).to_be_visible()
     page.get_by_role("button", name="繁體中文").click()
     expect(page.locator("html")).to_have_attribute("lang", "zh-hant")
-    expect(page.get_by_role("button", name="登出")).to_be_visible()
+    expect(open_menu(page).get_by_role("button", name="登出")).to_be_visible()
     bob.refresh_from_db()
     assert bob.language == "zh-hant"
 

@@ -192,7 +192,7 @@ def test_conversation_page_loads_the_sidebar_and_marks_the_open_conversation(cli
     assert 'hx-get="/chats/sidebar/" hx-trigger="load"' in page
     rows = client.get("/chats/sidebar/", HTTP_HX_CURRENT_URL=f"http://testserver/chats/{conversation.pk}/", **HTMX).text
     assert f'href="/chats/{conversation.pk}/" class="sidebar-link" aria-current="page"' in rows
-    assert f'href="/chats/{other.pk}/" class="sidebar-link">' in rows
+    assert f'href="/chats/{other.pk}/" class="sidebar-link" data-row-link>' in rows
 
 
 def test_bad_page_numbers_fall_back_to_the_first_page(client, bob, conversation):

@@ -395,14 +395,14 @@ def test_preferences_link_to_the_access_list(client, bob):
 @pytest.mark.parametrize("who, shown", [("rita", True), ("root", True), ("bob", False), ("alice", False)])
 def test_review_link_is_in_the_nav_for_reviewers_and_superusers_only(client, rita, root, bob, alice, who, shown):
     client.force_login({"rita": rita, "root": root, "bob": bob, "alice": alice}[who])
-    assert ('href="/review/"' in client.get("/").text) is shown
+    assert ('href="/review/"' in client.get("/home/").text) is shown
 
 
 def test_team_admins_find_the_review_switch_on_the_home_page(client, alice, bob, acme):
     client.force_login(alice)
-    assert f'href="/teams/{acme.pk}/review/"' in client.get("/").text
+    assert f'href="/teams/{acme.pk}/review/"' in client.get("/home/").text
     client.force_login(bob)
-    assert "/review/" not in client.get("/").text
+    assert "/review/" not in client.get("/home/").text
 
 
 def test_a_reviewer_is_still_a_member_who_chats(client, rita, acme):
