@@ -1,6 +1,8 @@
 """The conversation socket: thin over chat/generation.py, which does the work."""
 
 import asyncio
+import json
+import logging
 import time
 
 from channels.db import database_sync_to_async
@@ -12,9 +14,11 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 
-from chat import generation, limits, versions
+from chat import generation, limits, transfer, versions
 from chat.forms import EditForm, RetryForm, SendForm
 from chat.models import Message, get_conversation_for
+
+logger = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
 
@@ -35,6 +39,25 @@ def socket_language(scope, user):
         except LookupError:
             continue
     return settings.LANGUAGE_CODE
+
+
+def read_frame(text):
+    """A browser's frame as the JSON object it should be, or None.
+
+    None for a binary frame, text that is not JSON, JSON nested past what the
+    parser takes, JSON that is not an object, and text no database here
+    stores (NUL, a lone surrogate: both valid in JSON).
+    """
+    if not text:
+        return None
+    try:
+        content = json.loads(text)
+        as_text = json.dumps(content, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(content, dict) or transfer.unstorable(as_text) or "\\u0000" in as_text:
+        return None
+    return content
 
 
 def browser_languages(scope):
@@ -99,6 +122,16 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         return await Message.objects.filter(conversation=self.conversation, status=Message.Status.STREAMING).aexists()
 
     # -- from the browser --
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Every frame: a broken one is answered with a notice, logged in one line, and the socket stays open."""
+        content = read_frame(text_data)
+        if content is None:
+            logger.warning("Unreadable frame on the socket of conversation %s", self.conversation.pk)
+            with translation.override(self.watcher.language):
+                self.watcher.deliver(render_notice(_("That message could not be read. Reload the page and send it again.")))
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content):
         with translation.override(self.watcher.language):

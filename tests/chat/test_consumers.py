@@ -286,3 +286,31 @@ async def test_what_arrived_is_saved_while_the_answer_still_streams(conversation
     await frames_until_finished(communicator)
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"text_data": "not json"},
+        {"bytes_data": b"\x00\x01binary"},
+        {"text_data": "[1, 2]"},
+        {"text_data": '"just a string"'},
+        {"text_data": "[" * 100_000 + "]" * 100_000},
+        {"text_data": '{"action": "send", "text": "\\ud800"}'},
+        {"text_data": '{"action": "send", "text": "a\\u0000b"}'},
+    ],
+    ids=["not JSON", "binary", "a list", "a string", "nested deep", "lone surrogate", "NUL"],
+)
+async def test_a_malformed_frame_gets_a_notice_and_the_socket_stays_open(conversation, bob, frame, caplog):
+    communicator, connected, _code = await connect(bob, conversation.pk)
+    assert connected
+    await communicator.send_to(**frame)
+    notice = await communicator.receive_from(timeout=5)
+    assert 'id="notice"' in notice and "could not be read" in notice
+    [record] = [r for r in caplog.records if r.name == "chat.consumers"]
+    assert record.exc_info is None  # one line, no traceback
+    assert not await Message.objects.filter(conversation=conversation).aexists()
+    await communicator.send_json_to(send_form("Still here [[fake:long=5]]"))  # the same socket goes on
+    await frames_until_finished(communicator)
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
