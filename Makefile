@@ -56,7 +56,13 @@ chromium:
 	    echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium' once." >&2; exit 1; \
 	  fi; }
 
-test: $(VENV)/.installed-test chromium
+# axe-core, for the accessibility test, from the npm registry at the version package-lock.json pins.
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "The accessibility test needs Node.js and npm (apt-get install npm)." >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+test: $(VENV)/.installed-test chromium node_modules/axe-core/axe.min.js
 	$(PY) -m pytest
 	@if $(PY) -m tests.services_reachable "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
 	  echo "Again on PostgreSQL with the Redis channel layer:"; \

@@ -1,0 +1,127 @@
+"""axe-core on every main page, in light and dark, in English and 简体中文: no critical or serious violation.
+
+axe.min.js comes from the npm registry (`make test` runs `npm ci` from package-lock.json). Each page is
+opened as the person who uses it: a member for the chat, their library and their settings, a team admin
+for keys, members, limits and the team's usage, a reviewer for review, nobody for the sign-in form.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import ApiKey, Membership
+from chat import transfer
+from chat.models import Conversation, Message, ReviewAccess, Share, ToolCall
+from tests.browser.conftest import sign_in_as
+from tests.conftest import make_user
+
+AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
+FAILING_IMPACTS = {"critical", "serious"}
+
+ANSWER = """Here is the function:
+
+```python
+def refund_days(plan):
+    return 30 if plan == "standard" else 60
+```
+
+| plan | days |
+| --- | --- |
+| standard | 30 |
+"""
+
+
+@pytest.fixture
+def rita(acme):
+    return make_user("rita", acme, Membership.Role.REVIEWER)
+
+
+@pytest.fixture
+def library(bob, alice, acme, acme_key):
+    """bob's chats (one with thinking, code and a tool call, one in the trash), shared; alice's limits set."""
+    chat = Conversation.objects.create(owner=bob, team=acme, title="Refund policy", api_key=acme_key)
+    question = Message.objects.create(conversation=chat, role="user", content="How long can I ask for a refund?")
+    answer = Message.objects.create(
+        conversation=chat, parent=question, role="assistant", content=ANSWER, model="mimo-v2.5", api_key=acme_key,
+        reasoning_content="The policy says thirty days for the standard plan.",
+        prompt_tokens=1200, completion_tokens=300, reasoning_tokens=120,
+        finished_at=timezone.now(), first_token_at=timezone.now() - timedelta(seconds=3),
+    )
+    ToolCall.objects.create(
+        message=answer, index=0, call_id="c1", name="policy_lookup", arguments_raw='{"topic": "refunds"}',
+        result="30 days", status="done",
+    )
+    trashed = Conversation.objects.create(owner=bob, team=acme, title="Old draft", deleted_at=timezone.now())
+    Message.objects.create(conversation=trashed, role="user", content="A draft")
+    share = Share.objects.create(
+        conversation=chat, created_by=bob,
+        snapshot=transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=chat.pk))),
+    )
+    acme.monthly_cost_limit = "5.00"
+    acme.save()
+    Membership.objects.filter(user=bob).update(monthly_token_limit=10_000)
+    return {"chat": chat, "share": share, "team": acme}
+
+
+def pages_for(library):
+    """(who, path) of every main page."""
+    chat, team = library["chat"], library["team"]
+    return [
+        ("bob", f"/chats/{chat.pk}/"),
+        ("bob", "/chats/"),
+        ("bob", "/chats/search/?q=refund"),
+        ("bob", "/chats/trash/"),
+        ("bob", "/usage/"),
+        ("bob", "/accounts/preferences/"),
+        ("bob", "/shares/"),
+        ("alice", f"/shares/{library['share'].pk}/"),
+        ("alice", f"/teams/{team.pk}/keys/"),
+        ("alice", f"/teams/{team.pk}/keys/audit/"),
+        ("alice", f"/teams/{team.pk}/members/"),
+        ("alice", f"/teams/{team.pk}/limits/"),
+        ("alice", f"/teams/{team.pk}/usage/"),
+        ("rita", "/review/"),
+        ("rita", f"/review/{chat.pk}/"),
+        (None, "/accounts/sign-in/"),
+    ]
+
+
+def serious_violations(page):
+    """Run axe on the page as it is; the critical and serious violations, one readable line per node."""
+    # Evaluated rather than added as a <script> tag: the page's CSP admits only scripts with its nonce.
+    page.evaluate(AXE.read_text())
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{violation['impact']} {violation['id']}: {node['target']} ({violation['help']}) {node['failureSummary']}"
+        for violation in results["violations"]
+        if violation["impact"] in FAILING_IMPACTS
+        for node in violation["nodes"]
+    ]
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_every_main_page_has_no_serious_accessibility_violation(
+    page, live_url, library, alice, bob, rita, language, color_scheme
+):
+    people = {"alice": alice, "bob": bob, "rita": rita}
+    for person in people.values():
+        person.language = language
+        person.save()
+    ReviewAccess.record(library["chat"], rita, "Checking the refund answer")
+    page.emulate_media(color_scheme=color_scheme)
+    page.context.set_extra_http_headers({"Accept-Language": language})
+    found = {}
+    for who, path in pages_for(library):
+        page.context.clear_cookies()
+        if who:
+            sign_in_as(page, live_url, people[who])
+        response = page.goto(path)
+        assert response.ok, (path, response.status)
+        page.wait_for_load_state("networkidle")
+        if violations := serious_violations(page):
+            found[f"{path} as {who or 'nobody'}"] = violations
+    assert found == {}, "\n".join(f"{where}:\n  " + "\n  ".join(lines) for where, lines in found.items())
