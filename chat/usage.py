@@ -294,7 +294,7 @@ def chart(rows, day_rows, legend, dimension, days, *, cost):
         )
     every = -(-len(days) // MAX_DAY_LABELS)
     for index in range(0, len(days), every):
-        result.day_labels.append(DayLabel(x=round(LEFT + (index + 0.5) * slot, 2), label=date_format(days[index], "M j")))
+        result.day_labels.append(DayLabel(x=round(LEFT + (index + 0.5) * slot, 2), label=date_format(days[index], "MONTH_DAY_FORMAT")))
     return result
 
 
