@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from accounts.models import ApiKey, Membership
+from accounts.models import KeyEvent, Membership
 from chat import transfer
 from chat.models import Conversation, Message, ReviewAccess, Share, ToolCall
 from tests.browser.conftest import sign_in_as
@@ -61,6 +61,7 @@ def library(bob, alice, acme, acme_key):
         conversation=chat, created_by=bob,
         snapshot=transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=chat.pk))),
     )
+    acme_key.record(KeyEvent.Action.TEST, alice, succeeded=True, latency_ms=400)  # a row in the audit trail
     acme.monthly_cost_limit = "5.00"
     acme.save()
     Membership.objects.filter(user=bob).update(monthly_token_limit=10_000)
@@ -80,7 +81,7 @@ def pages_for(library):
         ("bob", "/shares/", "Refund policy"),
         ("alice", f"/shares/{library['share'].pk}/", "refund_days"),
         ("alice", f"/teams/{team.pk}/keys/", "Acme production"),
-        ("alice", f"/teams/{team.pk}/keys/audit/", "Acme"),
+        ("alice", f"/teams/{team.pk}/keys/audit/", "Acme production"),
         ("alice", f"/teams/{team.pk}/members/", "bob"),
         ("alice", f"/teams/{team.pk}/limits/", "bob"),
         ("alice", f"/teams/{team.pk}/usage/", "mimo-v2.5"),
