@@ -91,17 +91,22 @@ def pages_for(library):
     ]
 
 
-def serious_violations(page):
-    """Run axe on the page as it is; the critical and serious violations, one readable line per node."""
+def axe_violations(page, rules=None):
+    """Run axe on the page as it is (every rule, or only `rules`); one readable line per failing node."""
     # Evaluated rather than added as a <script> tag: the page's CSP admits only scripts with its nonce.
     page.evaluate(AXE.read_text())
-    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{violation['impact']} {violation['id']}: {node['target']} ({violation['help']}) {node['failureSummary']}"
-        for violation in results["violations"]
-        if violation["impact"] in FAILING_IMPACTS
-        for node in violation["nodes"]
-    ]
+    options = {"resultTypes": ["violations"]} | ({"runOnly": rules} if rules else {})
+    results = page.evaluate("options => axe.run(document, options)", options)
+    found = []
+    for violation in results["violations"]:
+        for node in violation["nodes"]:
+            where = f"{violation['impact']} {violation['id']}: {node['target']} ({violation['help']})"
+            found.append((violation["impact"], f"{where} {node['failureSummary']}"))
+    return found
+
+
+def serious_violations(page):
+    return [line for impact, line in axe_violations(page) if impact in FAILING_IMPACTS]
 
 
 def violations_on_every_page(page, live_url, library, people):
@@ -144,3 +149,12 @@ def test_every_main_page_on_a_phone_has_no_serious_accessibility_violation(page,
     page.set_viewport_size({"width": 390, "height": 844})
     found = violations_on_every_page(page, live_url, library, {"alice": alice, "bob": bob, "rita": rita})
     assert found == {}, report(found)
+
+
+def test_the_keys_page_has_well_formed_facts_headings_in_order_and_allowed_roles(page, live_url, library, alice):
+    """The three rules the keys page broke, at any impact: a live region inside <dl>, h1 then h3, role=status on <dd>."""
+    sign_in_as(page, live_url, alice)
+    page.goto(f"/teams/{library['team'].pk}/keys/")
+    expect(page.get_by_role("article", name="Acme production")).to_be_visible()
+    found = axe_violations(page, ["definition-list", "heading-order", "aria-allowed-role"])
+    assert found == [], "\n".join(line for _impact, line in found)
