@@ -44,6 +44,9 @@ STAMP = re.compile(r"t(\d{13})n(\d+)")
 ENDED = re.compile(r'class="message message-assistant" data-status="(complete|error|stopped|interrupted)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+# What `--app` serves: mimoweb, or the floor under it (bench/relay.py: read and relay, nothing else).
+APPLICATIONS = {"mimoweb": "mimoweb.asgi:application", "relay": "bench.relay:application"}
+
 # The issue's targets (issue 10), printed beside the figures.
 CASE_CPU_TARGET = 1.5  # a code, table or list answer's app CPU per token, over prose's
 EXTRA_TIME_TARGET = 10  # % more time to reach the browser than the upstream took to send it
@@ -121,14 +124,18 @@ def stop_processes(processes):
 class Servers:
     """The upstream and the app's processes, stopped on leaving the `with`, whatever happens."""
 
-    def __init__(self, data_dir, *, upstream="minimal", processes=1, database_url=None, redis_url=None):
+    def __init__(self, data_dir, *, apps=("mimoweb",), upstream="minimal", processes=1, database_url=None, redis_url=None):
         self.data_dir = data_dir
         self.upstream = upstream
         self.upstream_port = free_port()
-        self.app_ports = [free_port() for _ in range(processes)]
-        self.app_names = ["app"] if processes == 1 else [f"app{i}" for i in range(1, processes + 1)]
+        # Each app's processes, all started at once; `select` says which one the runs measure.
+        self.apps = {
+            app: [(f"{app}{i}" if processes > 1 else app, free_port()) for i in range(1, processes + 1)] for app in apps
+        }
+        self.select(apps[0])
         self.processes = {}
         self.env = environment(data_dir, database_url, redis_url)
+        self.env["MIMOWEB_RELAY_UPSTREAM"] = f"http://127.0.0.1:{self.upstream_port}"
 
     def __enter__(self):
         try:
@@ -139,12 +146,18 @@ class Servers:
                 self.processes["upstream"] = start_upstream(self.upstream_port, self.log("upstream"), self.env)
             else:
                 self.start("upstream", self.upstream_port, "chat.mimo.fake:application")
-            for name, port in zip(self.app_names, self.app_ports):
-                self.start(name, port, "mimoweb.asgi:application")
+            for app, processes in self.apps.items():
+                for name, port in processes:
+                    self.start(name, port, APPLICATIONS[app])
         except BaseException:
             self.stop()
             raise
         return self
+
+    def select(self, app):
+        self.app = app
+        self.app_names = [name for name, _ in self.apps[app]]
+        self.app_ports = [port for _, port in self.apps[app]]
 
     def log(self, name):
         return open(self.data_dir / f"{name}.log", "wb")
@@ -159,7 +172,7 @@ class Servers:
         return self.processes[name].pid
 
     def cpu(self):
-        seconds = {name: cpu_seconds(process.pid) for name, process in self.processes.items()}
+        seconds = {name: cpu_seconds(self.processes[name].pid) for name in ["upstream", *self.app_names]}
         seconds["app"] = sum(seconds[name] for name in self.app_names)
         return seconds | {"bench": time.process_time()}
 
@@ -387,6 +400,13 @@ class Stream:
     def delays_ms(self):
         return [arrival * 1000 - emitted for arrival, emitted in self.first_seen.values()]
 
+    def steady_delays_ms(self):
+        """The delays of the tokens written a second or more after the stream's first: its start left out."""
+        if 1 not in self.first_seen:
+            return []
+        start = self.first_seen[1][1]
+        return [arrival * 1000 - emitted for arrival, emitted in self.first_seen.values() if emitted >= start + 1000]
+
     def extra_time(self):
         """How much longer than the upstream the answer took to reach the browser, as a fraction; None if unknown.
 
@@ -411,8 +431,9 @@ class Result:
     rate: float
     tokens: int
     delays: list
+    steady_delays: list  # ... of the tokens after each stream's first second
     lost: int
-    db_equal: int
+    db_equal: int | None  # None where nothing is saved (the relay)
     statuses: dict
     cpu: dict  # process → CPU seconds during the streaming
     wall: float
@@ -420,6 +441,7 @@ class Result:
     bytes: int
     fps: float
     extras: list  # extra_time() of each stream that got its first and last token, sorted
+    ramp: float  # seconds over which the answers were asked for; 0: all at once
     app_names: list
     reader: dict | None = None  # the bare reader's figures for the same answers
     runs: int = 1  # more than one when short runs are merged
@@ -429,7 +451,7 @@ class Result:
         return (
             percentile(self.delays, 99) <= DELAY_TARGET_MS
             and self.lost == 0
-            and self.db_equal == self.streams
+            and self.db_equal in (None, self.streams)
             and self.statuses == {"complete": self.streams}
         )
 
@@ -462,7 +484,7 @@ def expected_answer(servers, case, tokens, text):
     return skeleton(response.json()["choices"][0]["message"]["content"])
 
 
-def run(servers, fixture, *, streams, rate, tokens, case="prose"):
+def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0):
     text = ask(servers.upstream, case, tokens, rate)
     expected = expected_answer(servers, case, tokens, text)
     conversation_ids = fixture.conversations(streams)
@@ -470,12 +492,12 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
     ports = servers.app_ports
     browsers = [Browser(pk, ports[i % len(ports)]) for i, pk in enumerate(conversation_ids)]
     cpu_before, cpu_after, wall = run_loop(
-        stream_all(servers, fixture.session, browsers, text, deadline=tokens / rate + 60)
+        stream_all(servers, fixture.session, browsers, text, deadline=tokens / rate + ramp + 60, ramp=ramp)
     )
 
     results = [Stream(browser, tokens) for browser in browsers]
-    db_equal = 0
-    for result in results:
+    db_equal = 0 if servers.app == "mimoweb" else None
+    for result in results if db_equal is not None else []:
         message = saved_answer(result.browser.conversation_id)
         if message is None:
             continue
@@ -492,6 +514,7 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
         rate=rate,
         tokens=tokens,
         delays=sorted(delay for result in results for delay in result.delays_ms()),
+        steady_delays=sorted(delay for result in results for delay in result.steady_delays_ms()),
         lost=streams * tokens - delivered,
         db_equal=db_equal,
         statuses=statuses,
@@ -502,10 +525,11 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose"):
         fps=sum(result.frames_per_second() for result in results) / len(results),
         extras=sorted(extra for result in results if (extra := result.extra_time()) is not None),
         app_names=servers.app_names,
+        ramp=ramp,
     )
 
 
-async def stream_all(servers, session, browsers, text, deadline):
+async def stream_all(servers, session, browsers, text, deadline, ramp=0.0):
     # At most 50 handshakes at a time: daphne's listen backlog is 50.
     handshakes = asyncio.Semaphore(50)
 
@@ -514,18 +538,39 @@ async def stream_all(servers, session, browsers, text, deadline):
             await browser.open(session)
 
     await asyncio.gather(*(open_one(browser) for browser in browsers))
-    # Let the consumers finish connecting (snapshots, group joins) before the clock starts.
-    await asyncio.sleep(0.5)
+    await settled(servers)
     # What the composer sends; no "thinking" field means thinking off (a form checkbox).
     message = json.dumps({"action": "send", "text": text, "model": MODEL, "HEADERS": {}})
     cpu_before, started = servers.cpu(), time.monotonic()
-    await asyncio.gather(*(browser.send_json(message) for browser in browsers))
+
+    async def send(browser, at):
+        await asyncio.sleep(at)
+        await browser.send_json(message)
+
+    # All at once, or one after another spread evenly over `ramp` seconds.
+    await asyncio.gather(*(send(browser, ramp * i / len(browsers)) for i, browser in enumerate(browsers)))
     until = asyncio.get_running_loop().time() + deadline
     await asyncio.gather(*(browser.read_answer(until) for browser in browsers))
     wall = time.monotonic() - started
     cpu_after = servers.cpu()
     await asyncio.gather(*(browser.close() for browser in browsers))
     return cpu_before, cpu_after, wall
+
+
+async def settled(servers, idle_share=0.1, longest=10):
+    """Wait until the app's processes are idle: the consumers have finished connecting.
+
+    Each connection costs the app some milliseconds (session, user, snapshot,
+    meters); at 200 sockets that is longer than a fixed pause, and the answers'
+    clock would start while the app still works on connections.
+    """
+    deadline = time.monotonic() + longest
+    before, quiet = servers.cpu()["app"], 0
+    while quiet < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        now = servers.cpu()["app"]
+        quiet = quiet + 1 if now - before <= idle_share * 0.1 * len(servers.app_names) else 0
+        before = now
 
 
 def bare_reader(servers, result, loop):
@@ -623,22 +668,27 @@ def shares(r):
     return f"{app} / {r.cpu['upstream'] / r.wall * 100:.0f} / {r.cpu['bench'] / r.wall * 100:.0f}"
 
 
+def saved(r):
+    return "–" if r.db_equal is None else f"{r.db_equal}/{r.streams}"
+
+
 def how_they_ended(r):
     return ", ".join(f"{count} {status}" for status, count in sorted(r.statuses.items()))
 
 
 def streams_table(results):
     lines = [
-        "| case | streams | tok/s | tokens | delay p50 ms | p99 ms | max ms | lost | DB = sent | ended | "
+        "| case | streams | asked over s | tok/s | tokens | delay p50 ms | p99 ms | max ms | p99 after 1 s ms | lost | DB = sent | ended | "
         "app CPU µs/tok | bare reader µs/tok | bytes/tok | frames/s/stream | extra time % p50 / max "
         "| CPU % app / upstream / bench |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         ended = how_they_ended(r)
         lines.append(
-            f"| {r.case} | {r.streams} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
-            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {r.lost} | {r.db_equal}/{r.streams} "
+            f"| {r.case} | {r.streams} | {r.ramp:g} | {r.rate:g} | {r.tokens} | {percentile(r.delays, 50):.0f} "
+            f"| {percentile(r.delays, 99):.0f} | {percentile(r.delays, 100):.0f} | {figure(percentile(r.steady_delays, 99))} "
+            f"| {r.lost} | {saved(r)} "
             f"| {ended} | {per_token_us(r):.0f} | {figure(reader_per_token_us(r))} | {per_token_bytes(r):.0f} "
             f"| {r.fps:.1f} | {figure(extra_percent(r, 50), '.1f')} / {figure(extra_percent(r, 100), '.1f')} "
             f"| {shares(r)} |"
@@ -701,17 +751,20 @@ def comparison_table(case, long, short):
 def find_max_table(good, bad, runs, limit, processes):
     lines = [
         f"Largest N with p99 ≤ {DELAY_TARGET_MS} ms, nothing lost and every answer saved as sent, "
-        f"{processes} app process{'es' if processes > 1 else ''}: "
+        f"{processes} app process{'es' if processes > 1 else ''}"
+        + (f", the answers asked for over {runs[0].ramp:g} s" if runs and runs[0].ramp else ", the answers asked for at once")
+        + ": "
         + (f"≥ {good} (the limit asked)" if bad is None and good >= limit else f"{good}")
         + (f" (fails at {bad})" if bad is not None else ""),
         "",
-        "| streams | delay p99 ms | lost | DB = sent | ended | ok |",
-        "|---:|---:|---:|---:|---|---|",
+        "| streams | delay p99 ms | p99 after 1 s ms | lost | DB = sent | ended | ok |",
+        "|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         ended = how_they_ended(r)
         lines.append(
-            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {r.lost} | {r.db_equal}/{r.streams} | {ended} "
+            f"| {r.streams} | {percentile(r.delays, 99):.0f} | {figure(percentile(r.steady_delays, 99))} | {r.lost} "
+            f"| {saved(r)} | {ended} "
             f"| {mark(r.ok())} |"
         )
     return "\n".join(lines)
@@ -742,7 +795,7 @@ def targets(results, comparisons, found):
             lines.append(
                 f"- {r.case}, 200 streams at 50 tok/s: p99 added delay {p99:.0f} ms (≤ {DELAY_TARGET_MS}) "
                 f"{mark(p99 <= DELAY_TARGET_MS)}, {r.lost} tokens lost {mark(r.lost == 0)}, "
-                f"saved = sent {r.db_equal}/{r.streams} {mark(r.db_equal == r.streams)}"
+                f"saved = sent {saved(r)} {mark(r.db_equal in (None, r.streams))}"
             )
     for case, long, short in comparisons:
         ratio = per_token_us(long) / per_token_us(short)
@@ -783,6 +836,9 @@ def parse_args():
     parser.add_argument("--case", nargs="+", choices=minimal.CASES, default=["prose"], help="answer shapes, a run each")
     parser.add_argument("--rate", type=float, default=50, help="tokens per second per stream")
     parser.add_argument("--tokens", type=int, default=500, help="tokens per answer")
+    parser.add_argument(
+        "--ramp", type=float, default=0, help="ask for the N answers one after another over this many seconds (0: at once)"
+    )
     parser.add_argument("--no-reader", action="store_true", help="skip the bare reader after each run")
     parser.add_argument("--compare-rate", type=float, default=2000, help="tokens per second for the long/short runs")
     parser.add_argument("--compare-case", nargs="+", choices=minimal.CASES, default=["prose", "code"])
@@ -801,6 +857,10 @@ def parse_args():
     parser.add_argument(
         "--upstream", choices=["minimal", "fake"], default="minimal", help="fake: chat.mimo.fake, prose only"
     )
+    parser.add_argument(
+        "--app", nargs="+", choices=APPLICATIONS, default=["mimoweb"],
+        help="what to measure, each in turn in this run: mimoweb, or relay (the floor: bench/relay.py)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data folder (database and server logs)")
     args = parser.parse_args()
     if args.processes > 1 and not (args.database_url and args.redis_url):
@@ -825,6 +885,7 @@ def main():
     try:
         servers = Servers(
             data_dir,
+            apps=args.app,
             upstream=args.upstream,
             processes=args.processes,
             database_url=args.database_url,
@@ -836,7 +897,12 @@ def main():
 
             django.setup()
             try:
-                measure(args, servers)
+                fixture = Fixture(servers.upstream_port)
+                for app in args.app:
+                    servers.select(app)
+                    if len(args.app) > 1:
+                        print(f"\n## {app}\n")
+                    measure(args, servers, fixture)
             finally:
                 from django.db import connections
 
@@ -858,7 +924,7 @@ def setup_line(servers, loop):
     )
     aiohttp = has_loaded(servers.pid(servers.app_names[0]), "/aiohttp/")
     return (
-        f"App: {len(servers.app_ports)} daphne process(es), {storage}, on {loop}, aiohttp "
+        f"{servers.app}: {len(servers.app_ports)} daphne process(es), {storage}, on {loop}, aiohttp "
         f"{'loaded' if aiohttp else 'not loaded'}; upstream: {servers.upstream}; bare reader: chat.mimo on {loop}; "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start."
     )
@@ -868,8 +934,7 @@ def progress(text):
     print(f"… {text}", file=sys.stderr, flush=True)
 
 
-def measure(args, servers):
-    fixture = Fixture(servers.upstream_port)
+def measure(args, servers, fixture):
     # The first answer in each process pays for what a process does once (templates,
     # the HTTP pool): leave it out of the figures.
     run(servers, fixture, streams=len(servers.app_ports), rate=1000, tokens=100)
@@ -880,7 +945,9 @@ def measure(args, servers):
     for streams in args.streams:
         for case in args.case:
             progress(f"{case}: {streams} streams × {args.tokens} tokens at {args.rate:g}/s")
-            result = run(servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case)
+            result = run(
+                servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp
+            )
             if not args.no_reader:
                 progress(f"bare reader ({loop}): the same {streams} answers")
                 result.reader = bare_reader(servers, result, loop)
@@ -901,7 +968,7 @@ def measure(args, servers):
 
         def at(n):
             progress(f"find-max: {case}, {n} streams × {args.tokens} tokens at {args.rate:g}/s")
-            return run(servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case)
+            return run(servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp)
 
         good, bad, runs = find_max(
             at,

@@ -19,9 +19,10 @@ from chat.models import Message, get_conversation_for
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
 
 
-def render_notice(text):
-    """A short notice under the composer."""
-    return render_to_string("chat/conversation.html#notice", {"notice": text})
+def render_notice(text, *, until_answer_ends=False):
+    """The one notice by the composer (a new one replaces it); `until_answer_ends`: the page drops it when
+    the answer streaming now ends, its cause."""
+    return render_to_string("chat/conversation.html#notice", {"notice": text, "until_answer_ends": until_answer_ends})
 
 
 def socket_language(scope, user):
@@ -118,7 +119,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             self.watcher.deliver(render_notice(first_error))
             return
         await self.save_settings(form.cleaned_data)
-        await self.start(text=form.cleaned_data["text"])
+        if await self.start(text=form.cleaned_data["text"]):
+            # Only now may the composer let go of the text: until then a refusal keeps it in the box.
+            accepted = render_to_string("chat/conversation.html#send-accepted", {"accepted": True})
+            self.watcher.deliver(accepted + render_notice(""))
 
     def send_form(self, content):
         """The composer's form, validated here: its key field asks the database which keys this member may use."""
@@ -146,23 +150,35 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         return await Message.objects.filter(pk=message_id, conversation=self.conversation, role=role).afirst()
 
     async def start(self, *, text, instead_of=None):
+        """Start an answer; True if it started, else the reason goes to this socket alone and False."""
         api_key = await database_sync_to_async(self.conversation.key_for_next_turn)()
         if api_key is None:
             self.watcher.deliver(render_notice(_("Your team has no MiMo key yet. Ask a team admin to add one.")))
-            return
+            return False
         try:
             await generation.start(
                 self.conversation, text=text, api_key=api_key, user_time_zone=self.user.time_zone, instead_of=instead_of
             )
         except generation.AlreadyStreaming:
-            self.watcher.deliver(render_notice(_("MiMo is still answering. Wait for the answer or stop it first.")))
+            notice = _("MiMo is still answering. Wait for the answer or stop it first.")
+            self.watcher.deliver(render_notice(notice, until_answer_ends=True))
+            return False
         except limits.Refused as refusal:  # a budget or the pace: nothing was saved or sent
-            self.watcher.deliver(render_notice(str(refusal)))
+            if refusal.meter is None:
+                self.watcher.deliver(render_notice(str(refusal)))
+            else:  # said once, where the budgets are: instead of the meters' own warning
+                await self.send_meters(refusal=refusal)
+            return False
+        return True
 
-    async def send_meters(self):
-        """The member's budget meters by the composer (chat/limits.py); none without a budget."""
-        if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
-            self.watcher.deliver(generation.render_partial("usage-meter", {"meters": meters}, self.watcher))
+    async def send_meters(self, refusal=None):
+        """The member's budget meters by the composer (chat/limits.py); none without a budget. With a
+        budget's refusal, it is the one warning they show, and the notice is cleared."""
+        meters = await database_sync_to_async(limits.member_meters)(self.conversation)
+        if meters or refusal:
+            context = {"meters": meters, "refusal": refusal}
+            html = generation.render_partial("chat/conversation.html#usage-meter", context, self.watcher)
+            self.watcher.deliver(html + (render_notice("") if refusal else ""))
 
     @database_sync_to_async
     def save_settings(self, data):
@@ -171,7 +187,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         conversation.thinking = data["thinking"]
         conversation.web_search = data["web_search"]
         conversation.system_prompt = data["system_prompt"]
-        fields = ["model", "thinking", "web_search", "system_prompt", "updated_at"]
+        conversation.temperature = data["temperature"]
+        conversation.top_p = data["top_p"]
+        conversation.max_output_tokens = data["max_output_tokens"]
+        fields = ["model", "thinking", "web_search", "system_prompt", "temperature", "top_p", "max_output_tokens", "updated_at"]
         if "api_key" in data:  # the form offers a choice of key only to members who have one
             conversation.api_key = data["api_key"]
             fields.append("api_key")
@@ -231,4 +250,4 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if message is None:
             return None
         window = generation.window_context(self.conversation, versions.window_around(message))
-        return generation.render_partial("messages", window, self.watcher)
+        return generation.render_partial("chat/message.html#messages", window, self.watcher)

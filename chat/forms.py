@@ -1,19 +1,24 @@
 from datetime import date
+from urllib.parse import urlsplit
 
 from django import forms
 from django.core.validators import MinValueValidator
 from django.db.models import Exists, OuterRef, Q
 from django.http import QueryDict
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import ApiKey, Membership, Team, User
+from accounts.models import PAY_AS_YOU_GO_URL, TOKEN_PLAN_URLS, ApiKey, Membership, Team, User
 from chat import mimo, usage
-from chat.models import Message, ToolCall
+from chat.mimo.wire import TEMPERATURE_RANGE, TOP_P_RANGE  # MiMo's documented ranges (mimo-api.md §5.1, §6.1)
+from chat.models import Message, ToolCall, team_default_key
 
 
 def model_choices():
     today = date.today()
     return [(model.id, model.id) for model in mimo.CHAT_MODELS.values() if not model.is_deprecated(today)]
+
+
 
 
 class SendForm(forms.Form):
@@ -22,36 +27,98 @@ class SendForm(forms.Form):
     text = forms.CharField(label=_("Message"), max_length=100_000, strip=True)
     model = forms.ChoiceField(label=_("Model"), choices=model_choices)
     thinking = forms.BooleanField(label=_("Thinking"), required=False)
-    web_search = forms.BooleanField(label=_("Web search"), required=False)
+    # The cue beside the switch (composer.js) says why it is off or unavailable.
+    web_search = forms.BooleanField(
+        label=_("Web search"), required=False, widget=forms.CheckboxInput(attrs={"aria-describedby": "web-search-cue"})
+    )
     system_prompt = forms.CharField(
         label=_("System prompt"), max_length=20_000, required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    # Empty: the model's own value. Checked against the chosen model in clean().
+    temperature = forms.FloatField(
+        label=_("Temperature"), required=False, widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "1.0"})
+    )
+    top_p = forms.FloatField(
+        label=_("Top p"), required=False, widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "0.95"})
+    )
+    max_output_tokens = forms.IntegerField(
+        label=_("Maximum output tokens"), required=False, widget=forms.NumberInput(attrs={"step": "1"})
     )
 
     def __init__(self, *args, conversation=None, **kwargs):
         """With a conversation whose owner may choose a key (team keys the team lets members choose
         among, or their own personal keys), the form has a `api_key` field offering only those."""
         super().__init__(*args, **kwargs)
+        self.fields["temperature"].widget.attrs.update(min=TEMPERATURE_RANGE[0], max=TEMPERATURE_RANGE[1])
+        self.fields["top_p"].widget.attrs.update(min=TOP_P_RANGE[0], max=TOP_P_RANGE[1])
+        self.fields["max_output_tokens"].widget.attrs.update(min=1, max=max(m.max_output_tokens for m in mimo.CHAT_MODELS.values()))
         if conversation is None:
             return
         team = Team.objects.get(pk=conversation.team_id)
         usable = ApiKey.objects.usable_by(conversation.owner_id, team).order_by("owner", "label", "pk")
         if team.members_may_choose_key or usable.exists():
+            default = team_default_key(team)
             self.fields["api_key"] = KeyChoiceField(
                 label=_("Key"),
                 queryset=usable,
                 required=False,
-                empty_label=_("The team’s default key"),
+                empty_label=(
+                    _("The team’s default key: %(key)s") % {"key": key_label(default)}
+                    if default
+                    else _("The team’s default key (none yet)")
+                ),
                 error_messages={"invalid_choice": _("That key cannot be used in this conversation. Choose another one.")},
             )
+            self.default_key = default
+
+    def clean(self):
+        data = super().clean()
+        if "model" not in data:
+            return data
+        model = mimo.get_model(data["model"])
+        ranges = {
+            "temperature": (*TEMPERATURE_RANGE, _("Temperature")),
+            "top_p": (*TOP_P_RANGE, _("Top p")),
+            "max_output_tokens": (1, model.max_output_tokens, _("Maximum output tokens")),
+        }
+        for name, (low, high, label) in ranges.items():
+            value = data.get(name)
+            if value is not None and not low <= value <= high:
+                self.add_error(
+                    name,
+                    _("%(name)s must be between %(low)s and %(high)s for %(model)s.")
+                    % {"name": label, "low": plain_number(low), "high": plain_number(high), "model": model.id},
+                )
+        return data
+
+
+def plain_number(value):
+    """0.0 as "0", 1.5 as "1.5", in the active language's format."""
+    return number_format(int(value) if value == int(value) else value)
+
+
+def key_plan(key):
+    """Where a key is sent, in a word: MiMo's pay-as-you-go, its Token Plan, or the host of a custom base URL."""
+    if key.base_url == PAY_AS_YOU_GO_URL:
+        return _("pay-as-you-go")
+    if key.base_url in TOKEN_PLAN_URLS:
+        return _("Token Plan")
+    return urlsplit(key.base_url).hostname or key.base_url
+
+
+def key_label(key):
+    """"Acme production · pay-as-you-go · …1234": its label, plan and last four only, never more of the secret."""
+    label = f"{key.label} · {key_plan(key)} · {key.masked}"
+    if key.owner_id:
+        return _("%(key)s (your own)") % {"key": label}
+    return label
 
 
 class KeyChoiceField(forms.ModelChoiceField):
-    """Keys by label and last four only; a personal key says so."""
+    """Keys by label, plan and last four only; a personal key says so."""
 
     def label_from_instance(self, key):
-        if key.owner_id:
-            return _("%(label)s (%(masked)s, your own)") % {"label": key.label, "masked": key.masked}
-        return f"{key.label} ({key.masked})"
+        return key_label(key)
 
 
 class RetryForm(forms.Form):

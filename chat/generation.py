@@ -165,7 +165,7 @@ def create_turn(conversation, text, api_key, instead_of=None):
                 model=conversation.model,
                 api_key=api_key,
                 api_key_version=api_key.secret_version,
-                parameters={"thinking": conversation.thinking, "web_search": conversation.web_search},
+                parameters=conversation.parameters(),
                 created_at=now,
                 heartbeat_at=now,
             )
@@ -353,9 +353,10 @@ def window_context(conversation, window):
 
 
 def render_partial(name, context, watcher):
+    """`name` is a template's partial, such as "chat/message.html#message-snapshot"."""
     # Each socket hears frames in its own language and time zone.
     with translation.override(watcher.language), timezone.override(watcher.time_zone or None):
-        return render_to_string(f"chat/conversation.html#{name}", context)
+        return render_to_string(name, context)
 
 
 # --- Fitting the history into the context window ----------------------------------
@@ -409,6 +410,7 @@ def fit_to_context(turns, system, model):
 class Generation:
     def __init__(self, conversation, message, api_key, user_time_zone):
         self.conversation = conversation
+        self.watch_key = str(conversation.pk)  # its key in _watchers and _generations (str of a UUID costs, per frame)
         self.message = message  # the assistant message of the current round
         self.api_key = api_key
         self.user_time_zone = user_time_zone
@@ -432,6 +434,7 @@ class Generation:
         # snapshots go to the group (each delta through Redis cost more than the rest of a frame).
         self.watched_elsewhere = False
         self.stopping = False
+        self.more_rounds = False  # a tool round ended and the next one is being started
 
     # -- frames --
 
@@ -441,9 +444,9 @@ class Generation:
         A new version changes the branch: then every page gets the whole window instead.
         """
         if window is not None:
-            self.publish("messages-replaced", window | {"composer_streaming": True}, snapshot=True)
+            self.publish("chat/message.html#messages-replaced", window | {"composer_streaming": True}, snapshot=True)
             return
-        self.publish("messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
+        self.publish("chat/message.html#messages-appended", {"user_message": user_message, **self.live_context()}, snapshot=True)
 
     def live_context(self):
         self.take_text()  # the thinking so far is in the message partial
@@ -453,11 +456,11 @@ class Generation:
             citations=self.citations,
             # Joined pieces of sanitised output (chat/render.py), safe as a whole.
             answer=(mark_safe("".join(self.answer_final)), self.renderer.tail),
-        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING}
+        ) | {"composer_streaming": self.message.status == Message.Status.STREAMING or self.more_rounds}
 
     def snapshot_for(self, watcher):
         """The whole live message, and the seq it stands at."""
-        return self.seq, render_partial("message-snapshot", self.live_context(), watcher)
+        return self.seq, render_partial("chat/message.html#message-snapshot", self.live_context(), watcher)
 
     def publish(self, partial, context, *, html="", snapshot=False):
         """Send a frame to every local watcher and queue it for the other processes.
@@ -466,13 +469,13 @@ class Generation:
         (if any) rendered in each watcher's language.
         """
         self.seq += 1
-        for watcher in list(_watchers.get(str(self.conversation.pk), ())):
+        for watcher in list(_watchers.get(self.watch_key, ())):
             watcher.deliver(html + render_partial(partial, context, watcher) if partial else html)
         if self.remote_outbox is not None and (snapshot or self.watched_elsewhere):
             self.remote_outbox.put_nowait((self.seq, html, partial, context, snapshot))
 
     def publish_snapshot(self):
-        self.publish("message-snapshot", self.live_context(), snapshot=True)
+        self.publish("chat/message.html#message-snapshot", self.live_context(), snapshot=True)
 
     def schedule_frame(self):
         """Coalesce deltas: one frame at most every `frame_interval`."""
@@ -504,7 +507,7 @@ class Generation:
             # The whole set of cards: a new card has nothing to replace yet.
             tool_calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
             self.pending_tool_calls = set()
-            self.publish("tool-calls", {"message": self.message, "tool_calls": tool_calls}, html=html)
+            self.publish("chat/message.html#tool-calls", {"message": self.message, "tool_calls": tool_calls}, html=html)
         else:
             self.publish(None, None, html=html)
 
@@ -526,7 +529,7 @@ class Generation:
             logger.exception("Generation of message %s failed", self.message.pk)
             await self.finish(Message.Status.ERROR, error_kind="internal", error_text="")
         finally:
-            _generations.pop(str(self.conversation.pk), None)
+            _generations.pop(self.watch_key, None)
             if remote is not None:
                 # The last frames go out before the sender stops; but when the sender was cancelled
                 # too (the process or its loop shutting down), nothing would ever drain them.
@@ -571,7 +574,7 @@ class Generation:
                 titles.title_soon(self)  # its own task: a title never delays or breaks an answer
                 return
             await self.run_tools(complete_calls)
-            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason)
+            await self.finish(Message.Status.COMPLETE, finish_reason=finish_reason, more_rounds=True)
             if not await self.next_round():
                 return  # the budget ran out: the new round is an error that says so
         await self.finish(Message.Status.COMPLETE, finish_reason="tool_round_limit")
@@ -589,6 +592,9 @@ class Generation:
             turns=turns,
             system=conversation.system_prompt,
             thinking=conversation.thinking,
+            temperature=conversation.temperature,
+            top_p=conversation.top_p,
+            max_output_tokens=conversation.max_output_tokens,
             tools=tools.TOOLS,
             web_search=mimo.WebSearch() if conversation.web_search and model.web_search else None,
         )
@@ -678,7 +684,9 @@ class Generation:
             update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
         )
 
-    async def finish(self, status, *, finish_reason="", error_kind="", error_text=""):
+    async def finish(self, status, *, finish_reason="", error_kind="", error_text="", more_rounds=False):
+        # A tool round's end is not the answer's: the page keeps Stop, and announces the end once.
+        self.more_rounds = more_rounds
         self.flush_frames(at_end=True)
         self.take_text()
         message = self.message
@@ -695,7 +703,7 @@ class Generation:
     async def publish_meters(self):
         """The member's budget meters, now that this answer's usage counts (none without a budget)."""
         if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
-            self.publish("usage-meter", {"meters": meters})
+            self.publish("chat/conversation.html#usage-meter", {"meters": meters})
 
     def save_finished(self):
         self.message.save()
@@ -734,6 +742,7 @@ class Generation:
         from the tools' results.
         """
         self.message = await database_sync_to_async(self.create_round)()
+        self.more_rounds = False  # the round has started, or the budget refused it and the answer ends here
         self.renderer = answer_renderer(self.message)
         self.answer_final = []
         self.tool_calls, self.citations = {}, []
@@ -783,7 +792,7 @@ class Generation:
                     html = {}
                     for code, _name in settings.LANGUAGES:
                         with translation.override(code):
-                            html[code] = text + render_to_string(f"chat/conversation.html#{partial}", context) if partial else text
+                            html[code] = text + render_to_string(partial, context) if partial else text
                     await layer.group_send(
                         group,
                         {

@@ -42,7 +42,12 @@ TEAM, MEMBER = "team", "member"
 
 
 class Refused(Exception):
-    """A send that may not go ahead. `str()` is the sentence for the member, in their language."""
+    """A send that may not go ahead. `str()` is the sentence for the member, in their language;
+    `meter` is the budget that refused it (None for the pace)."""
+
+    def __init__(self, message, meter=None):
+        super().__init__(message)
+        self.meter = meter
 
 
 # --- Used this month ----------------------------------------------------------------
@@ -107,6 +112,10 @@ class Meter:
     limit: int | Decimal
     reserved: int | Decimal = 0
     admins: list[str] = field(default_factory=list)
+    # Whether the member reading it is a team admin of the team: told to raise it, not to ask themselves.
+    read_by_admin: bool = False
+    # The one meter by the composer whose warning shows (member_meters): one notice, not one per meter.
+    shows_warning: bool = False
 
     @property
     def ratio(self):
@@ -182,6 +191,8 @@ class Meter:
 
     @property
     def who_can_raise(self):
+        if self.read_by_admin:
+            return _("As a team admin of %(team)s, you can raise it on its Limits page.") % {"team": self.team.name}
         if not self.admins:
             return _("Ask the operator of this mimoweb to raise it.")
         names = get_text_list(self.admins, _("or"))
@@ -246,6 +257,7 @@ def meters(team, membership, *, reserve=False):
         names = team_admin_names(team)
         for meter in found:
             meter.admins = names
+            meter.read_by_admin = membership is not None and membership.role == Membership.Role.ADMIN
     return found
 
 
@@ -257,7 +269,11 @@ def member_meters(conversation):
     for meter in meters(team, membership):
         if meter.kind not in tightest or meter.ratio > tightest[meter.kind].ratio:
             tightest[meter.kind] = meter
-    return [tightest[kind] for kind in (TOKENS, COST) if kind in tightest]
+    shown = [tightest[kind] for kind in (TOKENS, COST) if kind in tightest]
+    warnings = [meter for meter in shown if meter.is_warning]
+    if warnings:
+        max(warnings, key=lambda meter: meter.ratio).shows_warning = True
+    return shown
 
 
 # --- Admission --------------------------------------------------------------------
@@ -287,7 +303,7 @@ def admit(conversation, *, pace=True):
         check_pace(team, conversation.owner_id)
     for meter in meters(team, membership, reserve=True):
         if meter.is_exhausted:
-            raise Refused(meter.refusal)
+            raise Refused(meter.refusal, meter)
 
 
 def check_pace(team, owner_id):

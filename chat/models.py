@@ -63,6 +63,10 @@ class Conversation(models.Model):
     web_search = models.BooleanField(_("web search"), default=False)
     system_prompt = models.TextField(_("system prompt"), blank=True)
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Sampling: empty means the model's own value (chat/mimo/catalogue.py); ranges in chat/forms.py.
+    temperature = models.FloatField(_("temperature"), null=True, blank=True)
+    top_p = models.FloatField(_("top p"), null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(_("maximum output tokens"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Pinned conversations come first in the sidebar.
@@ -104,8 +108,14 @@ class Conversation(models.Model):
         team = Team.objects.get(pk=self.team_id)  # fresh: an admin may have changed the rules since it was loaded
         if self.api_key_id and (chosen := ApiKey.objects.usable_by(self.owner_id, team).filter(pk=self.api_key_id).first()):
             return chosen
-        keys = ApiKey.objects.active().team_keys().filter(team=team)
-        return keys.filter(pk=team.default_key_id).first() or keys.order_by("created_at", "pk").first()
+        return team_default_key(team)
+
+    def parameters(self):
+        """The settings an answer runs with, kept on its message; sampling only where one was chosen."""
+        chosen = {"temperature": self.temperature, "top_p": self.top_p, "max_output_tokens": self.max_output_tokens}
+        return {"thinking": self.thinking, "web_search": self.web_search} | {
+            name: value for name, value in chosen.items() if value is not None
+        }
 
     def turns(self):
         """The history MiMo is sent, rebuilt from the rows alone.
@@ -137,6 +147,13 @@ class Conversation(models.Model):
                 is_error = call.status == ToolCall.Status.ERROR
                 turns.append(mimo.ToolResult(call.call_id, call.error if is_error else call.result, is_error))
         return turns
+
+
+def team_default_key(team):
+    """The key a conversation of the team uses when its member chose none: the team's default key if
+    active, else the team's oldest active team key; None when it has none."""
+    keys = ApiKey.objects.active().team_keys().filter(team=team)
+    return keys.filter(pk=team.default_key_id).first() or keys.order_by("created_at", "pk").first()
 
 
 def get_conversation_for(user, conversation_id, *, in_trash=False):

@@ -29,6 +29,16 @@ from pygments.util import ClassNotFound
 # Classes, not inline styles: the Content-Security-Policy has no 'unsafe-inline' for styles.
 CODE_BEFORE = '<div class="highlight"><pre><span></span><code>'
 CODE_AFTER = "</code></pre></div>\n"
+# A fence's language, when it is a plain name, rides on the block for its header (static/chat/copy.js).
+# Plain names only: nothing to escape, so the streamed block and the sanitised one stay the same bytes.
+_LANGUAGE_NAME = re.compile(r"[\w+#.-]{1,40}")
+
+
+def code_before(language):
+    """The opening of a code block, naming its language when that is a plain name."""
+    if language and _LANGUAGE_NAME.fullmatch(language):
+        return f'<div class="highlight"><pre><span></span><code data-language="{language}">'
+    return CODE_BEFORE
 
 
 _WHOLE_CODE_FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
@@ -44,8 +54,8 @@ def highlight_code(code, language):
     # Each line sanitised on its own, as a streamed block's lines are: the same bytes either way.
     lines = [_sanitizer.clean(highlighter.line(line)) for line in code.splitlines(keepends=True)]
     if highlighter.erred:
-        return highlight(code, highlighter.lexer, _WHOLE_CODE_FORMATTER)
-    return CODE_BEFORE + "".join(lines) + CODE_AFTER
+        return code_before(language) + highlight(code, highlighter.lexer, _WHOLE_CODE_FORMATTER).removeprefix(CODE_BEFORE)
+    return code_before(language) + "".join(lines) + CODE_AFTER
 
 
 class CodeHighlighter:
@@ -266,6 +276,7 @@ _sanitizer = nh3.Cleaner(
     tags=_HTML_TAGS | _MATHML_TAGS,
     attributes={
         "a": {"href", "title"},
+        "code": {"data-language"},
         "ol": {"start"},
         **{tag: _MATHML_ATTRIBUTES for tag in _MATHML_TAGS},
     },
@@ -463,7 +474,6 @@ class _CodeView(_BlockView):
     """
 
     tag, container = "span", "code"
-    before = '<div class="md-block">' + CODE_BEFORE
     after = CODE_AFTER + "</div>"
 
     def __init__(self, opener):
@@ -473,6 +483,7 @@ class _CodeView(_BlockView):
         self.indent = len(indent)
         self.closing = _closing_fence(fence)
         self.language = info.split(maxsplit=1)[0] if info else ""
+        self.before = '<div class="md-block">' + code_before(self.language)
         self.highlighter = CodeHighlighter(self.language)
         self.content = []  # the lines as the parser will see them
         self.closed = False
@@ -715,6 +726,11 @@ SEGMENT = 80  # characters, at the least, in a stretch of an open paragraph
 _PARAGRAPH_START = re.compile(r"(?:\*\*|__|[*_`\[\"'(])?[^\W\d_]")
 _STRETCH_END = re.compile(r"(?<=\S) (?=\S)")
 _UNPAIRED = re.compile(r"[*_`\[$~]")
+# What markdown-it's inline rules and nh3 give back unchanged: no character that starts
+# a rule (emphasis, code, links, maths, strikethrough, escapes, entities, line breaks),
+# none that HTML escapes, no control character, no-break space, byte order mark,
+# surrogate or noncharacter (tests/chat/test_render.py compares the two).
+_AS_IS = re.compile(r"[^\x00-\x1f\x7f-\xa0&<>\"\\`*_\[\]!$~\ud800-\udfff\ufdd0-\ufdef\ufeff\ufffe\uffff]*")
 
 
 def _one_paragraph(top, tokens):
@@ -727,8 +743,11 @@ def _render_inline(text):
     Inline rules only: a stretch of a paragraph is inline text whatever it
     starts with ("- " there is no list), and it costs a third of a whole parse.
     Delimiters markdown-it paired became tags; what it could not pair is left
-    in the text.
+    in the text. Text with nothing in it that the parser or the sanitiser would
+    change renders as itself, for much less (most frames of prose are such text).
     """
+    if _AS_IS.fullmatch(text):
+        return text, False
     env = {}
     tokens = _markdown.parseInline(text, env)
     unpaired = any(child.type == "text" and _UNPAIRED.search(child.content) for child in tokens[0].children)

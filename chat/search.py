@@ -63,8 +63,12 @@ def fold(text):
 def word_spans(text):
     """(folded word, start, end) for every word of `text`, with offsets into `text` itself."""
     for match in WORD.finditer(text):
-        for word in WORD.findall(fold(match.group())):  # folding may split a word (½ → 1⁄2) or a CJK run
-            yield word, match.start(), match.end()
+        word = match.group()
+        if word.isascii():  # folded, an ASCII word is itself in lower case, and still one word
+            yield word.lower(), match.start(), match.end()
+            continue
+        for folded in WORD.findall(fold(word)):  # folding may split a word (½ → 1⁄2) or a CJK run
+            yield folded, match.start(), match.end()
 
 
 def words(text):
@@ -96,16 +100,20 @@ def entries_for_message(entry_model, message_id, conversation_id, content, reaso
     )
 
 
-def index_message(message):
-    """Replace the message's entries: its content and its reasoning, as they are now."""
+def index_message(message, *, new=False):
+    """Replace the message's entries: its content and its reasoning, as they are now.
+
+    A `new` message has none to replace: one statement instead of four, at every question sent.
+    """
+    entries = entries_for_message(
+        SearchEntry, message.pk, message.conversation_id, message.content, message.reasoning_content, message.created_at
+    )
+    if new:
+        SearchEntry.objects.bulk_create(entries)
+        return
     with transaction.atomic():
         SearchEntry.objects.filter(message_id=message.pk).delete()
-        SearchEntry.objects.bulk_create(
-            entries_for_message(
-                SearchEntry, message.pk, message.conversation_id, message.content, message.reasoning_content,
-                message.created_at,
-            )
-        )
+        SearchEntry.objects.bulk_create(entries)
 
 
 def index_title(conversation):

@@ -1,10 +1,13 @@
-"""Keeps the search index up to date as messages and titles are saved; chat/search.py does the work.
+"""Keeps the search index up to date as messages and titles are saved (chat/search.py does the work),
+and closes each HTTP request's database connections when it ends.
 
 Signals, so that the code that writes messages (the generation, edits, imports)
 needs to know nothing of search. Deletes need no signal: entries go with their
 message or conversation by cascade, and the index with its entries (migration 0005).
 """
 
+from django.core.signals import request_finished
+from django.db import connections
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -15,14 +18,14 @@ INDEXED_FIELDS = {"content", "reasoning_content", "status"}
 
 
 @receiver(post_save, sender=Message, dispatch_uid="search-index-message")
-def index_saved_message(sender, instance, update_fields, raw, **kwargs):
+def index_saved_message(sender, instance, created, update_fields, raw, **kwargs):
     # Not while an answer streams: its progress is written in bulk (generation.save_progress),
     # and it is indexed once, when it is saved with its final status.
     if raw or instance.status == Message.Status.STREAMING:
         return
     if update_fields is not None and not INDEXED_FIELDS & set(update_fields):
         return
-    search.index_message(instance)
+    search.index_message(instance, new=created)
 
 
 @receiver(post_save, sender=Conversation, dispatch_uid="search-index-title")
@@ -30,3 +33,18 @@ def index_saved_title(sender, instance, update_fields, raw, **kwargs):
     if raw or (update_fields is not None and "title" not in update_fields):
         return
     search.index_title(instance)
+
+
+@receiver(request_finished, dispatch_uid="close-request-connections")
+def close_request_connections(sender, **kwargs):
+    """Under ASGI each request runs its database work in a thread of its own, which ends with it.
+
+    Connections are kept open (CONN_MAX_AGE, settings.py) for the one
+    long-lived thread where websockets and streams do theirs; a request's
+    would only wait for the garbage collector, so it is closed here, as
+    Django does after every request when connections are not kept. Not
+    inside a transaction: a test's, whose requests run in its own thread.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()

@@ -56,7 +56,7 @@ async def title_and_announce(generation):
         return
     if title:
         conversation.title = title
-        generation.publish("chat-title", {"conversation": conversation})
+        generation.publish("chat/conversation.html#title-changed", {"conversation": conversation})
 
 
 async def give_title(conversation_id, api_key):

@@ -19,6 +19,7 @@ exported comes back `interrupted`: no process is streaming it here.
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -34,6 +35,8 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from accounts.models import ApiKey
+from chat import mimo
+from chat.mimo.wire import TEMPERATURE_RANGE, TOP_P_RANGE
 from chat.models import Citation, Conversation, Message, ToolCall
 
 FORMAT = "mimoweb.conversations"
@@ -41,7 +44,10 @@ VERSION = 1
 # An export of 2,000 long answers with their reasoning is a few megabytes; this leaves room for many.
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
-CONVERSATION_FIELDS = ["title", "model", "thinking", "web_search", "system_prompt", "created_at", "updated_at"]
+CONVERSATION_FIELDS = [
+    "title", "model", "thinking", "web_search", "system_prompt", "temperature", "top_p", "max_output_tokens",
+    "created_at", "updated_at",
+]  # fmt: skip
 MESSAGE_FIELDS = [
     "visible", "role", "content", "reasoning_content", "thinking_signature", "status", "finish_reason",
     "error_kind", "error_text", "model", "parameters", "prompt_tokens", "completion_tokens", "reasoning_tokens",
@@ -49,7 +55,13 @@ MESSAGE_FIELDS = [
     "reasoning_tool_calls", "turns_left_out", "api_key_version",
 ]  # fmt: skip
 # Fields that came after the first exports of this format: an export made before them still imports.
-ADDED_LATER = {"api_key_version"}
+ADDED_LATER = {"api_key_version", "temperature", "top_p", "max_output_tokens"}
+# The sampling settings, within MiMo's documented ranges (chat/forms.py checks them for each model at each send).
+SETTING_RANGES = {
+    "temperature": TEMPERATURE_RANGE,
+    "top_p": TOP_P_RANGE,
+    "max_output_tokens": (1, max(model.max_output_tokens for model in mimo.CHAT_MODELS.values())),
+}
 TOOL_CALL_FIELDS = ["index", "call_id", "name", "arguments_raw", "arguments", "result", "status", "error", "duration_ms"]
 CITATION_FIELDS = ["index", "url", "title", "summary", "site_name", "publish_time"]
 
@@ -135,6 +147,7 @@ def conversation_markdown(conversation):
         f"{_('Model')}: {conversation.model}",
         f"{_('Thinking')}: {_('on') if conversation.thinking else _('off')}",
         f"{_('Web search')}: {_('on') if conversation.web_search else _('off')}",
+        *(f"{label}: {value}" for label, value in sampling_facts(conversation)),
         f"{_('Created')}: {date_format(timezone.localtime(conversation.created_at), 'Y-m-d H:i')}",
     ]
     parts = [f"# {one_line(conversation.title) or _('New chat')}", "*" + " · ".join(facts) + "*"]
@@ -144,6 +157,16 @@ def conversation_markdown(conversation):
         if message.visible:
             parts.append(message_markdown(message))
     return "\n\n".join(parts) + "\n"
+
+
+def sampling_facts(conversation):
+    """The sampling settings the member chose, as (label, value); MiMo's defaults are not listed."""
+    chosen = [
+        (_("Temperature"), conversation.temperature),
+        (_("Top p"), conversation.top_p),
+        (_("Maximum output tokens"), conversation.max_output_tokens),
+    ]
+    return [(label, value) for label, value in chosen if value is not None]
 
 
 def message_markdown(message):
@@ -315,6 +338,9 @@ def read_value(item, model_field, where):
     problem = value_problem(model_field, value)
     if problem:
         raise invalid(where, problem % {"name": name, "largest": largest_number(model_field)})
+    if (bounds := SETTING_RANGES.get(name)) and not bounds[0] <= value <= bounds[1]:
+        low, high = bounds
+        raise invalid(where, _("“%(name)s” must be from %(low)s to %(high)s.") % {"name": name, "low": low, "high": high})
     if isinstance(model_field, models.DateTimeField):
         return parse_datetime(value)
     return value
@@ -332,6 +358,10 @@ def value_problem(model_field, value):
     if isinstance(model_field, models.PositiveIntegerField | models.PositiveSmallIntegerField):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest_number(model_field):
             return _("“%(name)s” must be a whole number from 0 to %(largest)s.")
+        return None
+    if isinstance(model_field, models.FloatField):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return _("“%(name)s” must be a number.")
         return None
     if isinstance(model_field, models.JSONField):
         # A field whose default is a {} or a [] holds that kind of value; the others hold any JSON.

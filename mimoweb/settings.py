@@ -157,6 +157,14 @@ else:
             # The live-server tests run daphne in a second process, which
             # cannot see an in-memory test database.
             "TEST": {"NAME": DATA_DIR / "test.sqlite3"},
+            # Kept open: the websockets' and streams' database work all runs in one
+            # thread (Channels' database_sync_to_async), and opening a connection per
+            # call (2 ms each, ten calls an answer) was most of what 100 answers
+            # starting at once waited for. Connections of HTTP requests, each in a
+            # thread of its own under ASGI, are closed when the request ends
+            # (chat/signals.py).
+            "CONN_MAX_AGE": None,
+            "CONN_HEALTH_CHECKS": True,
             # WAL lets pages read while a stream writes; with WAL, synchronous=NORMAL
             # is still crash-safe and saves an fsync per write.
             "OPTIONS": {

@@ -73,7 +73,7 @@ _MESSAGES = {
     ErrorKind.TIMEOUT: gettext_noop("MiMo took too long to answer. Try again."),
     ErrorKind.CONNECTION: gettext_noop("Could not reach MiMo. Check the network connection and try again."),
     ErrorKind.STREAM_CUT: gettext_noop(
-        "The answer stopped before it was finished. What arrived is kept; try again for the rest."
+        "The answer stopped before it was finished. What arrived is kept; Retry asks for a new answer from the start."
     ),
     ErrorKind.INVALID_RESPONSE: gettext_noop("MiMo sent an answer that could not be read. Try again."),
 }

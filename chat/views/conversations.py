@@ -6,12 +6,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, pgettext
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.http import AuthenticatedHttpRequest
-from accounts.models import ApiKey
 from chat import generation, mimo, versions
 from chat.forms import SendForm
 from chat.models import Conversation, Message, get_conversation_for
@@ -45,12 +44,14 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
     form = SendForm(
         conversation=conversation,
         initial={
-            "api_key": conversation.api_key_id,
             "model": conversation.model,
             "thinking": conversation.thinking,
             "web_search": conversation.web_search,
             "system_prompt": conversation.system_prompt,
-        }
+            "temperature": conversation.temperature,
+            "top_p": conversation.top_p,
+            "max_output_tokens": conversation.max_output_tokens,
+        },
     )
     api_key = conversation.key_for_next_turn()
     return render(
@@ -59,14 +60,58 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
         {
             **generation.window_context(conversation, window),
             "form": form,
-            "model_options": [mimo.get_model(model_id) for model_id, _label in form.fields["model"].choices],
+            "model_options": [model_option(mimo.get_model(model_id)) for model_id, _label in form.fields["model"].choices],
+            "key_options": key_options(form, conversation),
+            # Web search follows the key chosen in the composer (composer.js); this is the key when none is offered.
+            "key_format": api_key.api_format if api_key else "",
             # From the rows, not the window: the answer streaming may lie outside a window opened on ?message=.
             "composer_streaming": conversation.messages.filter(status=Message.Status.STREAMING).exists(),
             "has_key": api_key is not None,
-            # MiMo offers web search in the OpenAI format only (mimo-api.md §8).
-            "web_search_offered": api_key is not None and api_key.api_format == ApiKey.Format.OPENAI,
         },
     )
+
+
+def model_option(model):
+    """A model as the composer's model menu shows it: its figures from chat/mimo's catalogue, in words."""
+    inputs = {"text": _("text"), "image": _("images"), "audio": _("audio"), "video": _("video")}
+    return {
+        "id": model.id,
+        "context_label": token_count(model.context_window),
+        "output_label": token_count(model.max_output_tokens),
+        "inputs_label": pgettext("between input kinds", ", ").join(str(inputs[kind]) for kind in inputs if kind in model.input_modalities),
+        "thinking_default": model.thinking_default,
+        "web_search": model.web_search,
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "max_output_tokens": model.max_output_tokens,
+        "default_output_tokens": model.default_output_tokens,
+    }
+
+
+def token_count(tokens):
+    """1,048,576 as "1M", 262,144 as "256K": how MiMo's docs write context windows."""
+    if tokens >= 1024 * 1024:
+        return f"{tokens // (1024 * 1024)}M"
+    return f"{tokens // 1024}K"
+
+
+def key_options(form, conversation):
+    """The key menu's options, each with its API format (web search needs OpenAI's); [] when there is no choice."""
+    field = form.fields.get("api_key")
+    if field is None:
+        return []
+    default = form.default_key
+    options = [{"value": "", "label": field.empty_label, "api_format": default.api_format if default else "", "selected": not conversation.api_key_id}]
+    for key in field.queryset:
+        options.append(
+            {
+                "value": key.pk,
+                "label": field.label_from_instance(key),
+                "api_format": key.api_format,
+                "selected": key.pk == conversation.api_key_id,
+            }
+        )
+    return options
 
 
 def opening_window(request, conversation):
@@ -100,7 +145,7 @@ def message_page(request: AuthenticatedHttpRequest, conversation_id):
     context = generation.window_context(conversation, window) | {
         "window_full": int(shown) + len(window.messages) >= versions.MAX_WINDOW if shown.isdigit() else False
     }
-    return render(request, f"chat/conversation.html#{'older' if before else 'newer'}-messages", context)
+    return render(request, f"chat/message.html#{'older' if before else 'newer'}-messages", context)
 
 
 @require_POST
@@ -117,4 +162,4 @@ def show_version(request: AuthenticatedHttpRequest, conversation_id, message_id)
     if not request.htmx:
         return redirect(f"{reverse('conversation', args=[conversation.pk])}?message={message.pk}#message-{message.pk}")
     window = versions.window_around(message)
-    return render(request, "chat/conversation.html#messages", generation.window_context(conversation, window))
+    return render(request, "chat/message.html#messages", generation.window_context(conversation, window))

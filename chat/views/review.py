@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import prefetch_related_objects
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_lazy
 
 from accounts.http import AuthenticatedHttpRequest
 from accounts.models import Membership, Team, get_team_administered_by
@@ -64,12 +64,32 @@ def review_conversation(request: AuthenticatedHttpRequest, conversation_id):
         request.GET.get("page")
     )
     prefetch_related_objects(page.object_list, "tool_calls", "citations")
-    items = [generation.message_context(message) for message in page.object_list]
+    items = [
+        generation.message_context(message) | {"parameters": readable_parameters(message.parameters)}
+        for message in page.object_list
+    ]
     return render(
         request,
         "chat/review/conversation.html",
         {"conversation": conversation, "access": access, "page": page, "items": items, "read_only": True},
     )
+
+
+PARAMETER_LABELS = {
+    "thinking": gettext_lazy("Thinking"),
+    "web_search": gettext_lazy("Web search"),
+    "temperature": gettext_lazy("Temperature"),
+}
+
+
+def readable_parameters(parameters):
+    """An answer's request settings as (label, value) pairs a reviewer reads: "Thinking: on", not "thinking: True"."""
+    rows = []
+    for name, value in parameters.items():
+        if isinstance(value, bool):
+            value = _("on") if value else _("off")
+        rows.append((PARAMETER_LABELS.get(name, name), value))
+    return rows
 
 
 def review_accesses(request: AuthenticatedHttpRequest):

@@ -12,9 +12,8 @@ from django.utils.translation import gettext as _, gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.http import AuthenticatedHttpRequest
-from chat import transfer
+from chat import generation, transfer
 from chat.models import Conversation, Share, ShareOpening, get_conversation_for
-from chat.render import render_markdown
 
 
 def get_share_of_owner(user, share_id):
@@ -90,16 +89,16 @@ def open_share(request: AuthenticatedHttpRequest, share_id):
     if request.user != share.conversation.owner:
         ShareOpening.objects.create(share=share, user=request.user)
     snapshot = transfer.read_export(share.snapshot)[0]
-    items = [
-        {
-            "message": read.message,
-            "number": read.file_id,
-            "tool_calls": read.tool_calls,
-            "citations": read.citations,
-            "answer": render_markdown(read.message.content),
-        }
-        for read in snapshot.messages
-        if read.message.visible
-    ]
-    context = {"share": share, "conversation": snapshot.conversation, "items": items}
+    context = {"share": share, "conversation": snapshot.conversation, "items": snapshot_items(snapshot), "read_only": True}
     return render(request, "chat/sharing/share.html", context)
+
+
+def snapshot_items(snapshot):
+    """What chat/message.html#message needs for each shown message of a snapshot (chat/transfer.py)."""
+    items = []
+    for read in snapshot.messages:
+        if read.message.visible:
+            # Not rows, never saved: the file's ids name them, as the page's element ids.
+            read.message.pk = read.file_id
+            items.append(generation.message_context(read.message, tool_calls=read.tool_calls, citations=read.citations))
+    return items

@@ -1,8 +1,22 @@
-// The chat composer: Enter sends, Shift+Enter breaks the line, the box empties
-// once the message is on its way, and the page follows a streaming answer
-// while the reader is at the bottom.
+// The chat composer and what the page does around an answer.
+//
+// - Enter sends, Shift+Enter breaks the line, Escape stops the answer.
+// - Typed text is never lost: the box keeps it until the server says it took
+//   the message (#send-accepted), and a draft survives a reload (sessionStorage).
+// - The switches follow the chosen model and key at once.
+// - When an answer ends: one polite announcement, a notice it caused goes away,
+//   and a tab in the background says so in its title (and a notification, if
+//   the member allowed them).
+// - Titles: the heading's text is the tab's title, live.
 (function () {
   "use strict";
+
+  const TITLE_SUFFIX = " · mimoweb";
+
+  function composer() { return document.querySelector("[data-composer]"); }
+  function box() { const form = composer(); return form && form.elements.text; }
+
+  // --- Sending -------------------------------------------------------------
 
   // Messages go over the socket only. Until it is open, Send stays disabled
   // and a native form submission (which would reload the page and drop the
@@ -16,48 +30,225 @@
   }
   document.addEventListener("htmx:wsOpen", function () { setConnected(true); });
   document.addEventListener("htmx:wsClose", function () { setConnected(false); });
-  // The server replaces the buttons while answers stream; keep Send's state right.
-  document.addEventListener("htmx:oobAfterSwap", function () {
-    const form = document.querySelector("[data-composer]");
-    if (form) setConnected(form.dataset.connected === "true");
-  });
   document.addEventListener("submit", function (event) {
     if (event.target.closest("[data-composer], form[ws-send]") && !event.defaultPrevented) event.preventDefault();
   }, true);
 
+  // The text sent and not yet taken by the server: the box lets go of it only then.
+  let pending = null;
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    if (event.target.matches && event.target.matches("[data-composer]")) pending = event.detail.parameters.text;
+  });
+
+  function draftKey() {
+    const form = composer();
+    return form && "mimoweb:draft:" + form.dataset.conversation;
+  }
+  function saveDraft() {
+    try {
+      if (box().value) sessionStorage.setItem(draftKey(), box().value);
+      else sessionStorage.removeItem(draftKey());
+    } catch (error) { /* storage full or forbidden: the box still holds the text */ }
+  }
+  function restoreDraft() {
+    if (!box() || box().value) return;
+    try { box().value = sessionStorage.getItem(draftKey()) || ""; } catch (error) { /* nothing kept */ }
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target === box()) saveDraft();
+  });
+
+  function accepted() {
+    if (pending !== null && box().value === pending) {
+      box().value = "";
+      saveDraft();
+    }
+    pending = null;
+  }
+
   document.addEventListener("keydown", function (event) {
-    const box = event.target;
-    if (!box.matches || !box.matches("[data-composer] textarea[name=text]")) return;
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    const target = event.target;
+    if (target === box() && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      if (box.value.trim() && box.form.dataset.connected) box.form.requestSubmit();
+      if (target.value.trim() && target.form.dataset.connected) target.form.requestSubmit();
+    } else if (event.key === "Escape" && !event.defaultPrevented) {
+      stopOnEscape(event);
     }
   });
 
-  document.addEventListener("htmx:wsAfterSend", function (event) {
-    const form = event.target.closest && event.target.closest("[data-composer]");
-    if (form) form.elements.text.value = "";
-  });
+  // Escape stops the answer from the conversation or the composer; an open
+  // menu or dialog takes Escape first (the browser closes it).
+  function stopOnEscape(event) {
+    const target = event.target;
+    if (document.querySelector(":popover-open, dialog[open]")) return;
+    if (target !== document.body && !target.closest(".chat")) return;
+    const stop = document.querySelector("#composer-actions .stop");
+    if (!stop) return;
+    event.preventDefault();
+    document.getElementById("stop-form").requestSubmit();
+  }
 
-  // Picking a model sets thinking to that model's default, and web search
-  // only where the model offers it.
+  // --- The switches follow the model and the key ---------------------------
+
+  function chosenModel(form) { return form.querySelector("input[name=model]:checked"); }
+
+  function keyFormat(form) {
+    const select = form.querySelector("[data-key-select]");
+    return select ? select.selectedOptions[0].dataset.format : form.dataset.keyFormat;
+  }
+
+  // Web search only where both the model and the key's format offer it; the
+  // cue says which of them does not.
+  function followKeyAndModel(form) {
+    const model = chosenModel(form);
+    const search = form.elements.web_search;
+    const toggle = form.querySelector("[data-web-search-toggle]");
+    const cue = form.querySelector("[data-web-search-cue]");
+    if (!model || !search) return;
+    let reason = "";
+    if (model.dataset.webSearch !== "yes") reason = toggle.dataset.noModel;
+    else if (keyFormat(form) !== "openai") reason = toggle.dataset.noKey;
+    search.disabled = Boolean(reason);
+    if (reason) search.checked = false;
+    toggle.dataset.unavailable = reason ? "true" : "";
+    cue.textContent = reason || (search.checked ? toggle.dataset.on : toggle.dataset.off);
+    toggle.title = cue.textContent;
+    form.querySelector("[data-model-name]").textContent = model.value;
+    const maxTokens = form.elements.max_output_tokens;
+    if (maxTokens) {
+      maxTokens.max = model.dataset.maxOutput;
+      maxTokens.placeholder = model.dataset.defaultOutput;
+    }
+    if (form.elements.temperature) form.elements.temperature.placeholder = model.dataset.temperature;
+    if (form.elements.top_p) form.elements.top_p.placeholder = model.dataset.topP;
+  }
+
   document.addEventListener("change", function (event) {
-    const select = event.target;
-    if (!select.matches || !select.matches("[data-model-select]")) return;
-    const option = select.selectedOptions[0];
-    const form = select.form;
-    if (form.elements.thinking) form.elements.thinking.checked = option.dataset.thinking === "on";
-    if (form.elements.web_search) {
-      form.elements.web_search.disabled = option.dataset.webSearch !== "yes";
-      if (form.elements.web_search.disabled) form.elements.web_search.checked = false;
+    const form = event.target.form;
+    if (!form || !form.matches("[data-composer]")) return;
+    if (event.target.name === "model") {
+      // A model brings its own thinking default.
+      form.elements.thinking.checked = event.target.dataset.thinking === "on";
+      document.getElementById("model-menu").hidePopover();
+    }
+    followKeyAndModel(form);
+  });
+
+  // --- Notifications, asked for only from the member's click ---------------
+
+  const NOTIFY_KEY = "mimoweb:notify";
+  function notifyWanted() {
+    try { return localStorage.getItem(NOTIFY_KEY) === "on"; } catch (error) { return false; }
+  }
+  function showNotifyChoice() {
+    const toggle = document.querySelector("[data-notify-toggle]");
+    if (!toggle) return;
+    const blocked = !("Notification" in window) || Notification.permission === "denied";
+    toggle.checked = notifyWanted() && !blocked;
+    document.querySelector("[data-notify-blocked]").hidden = !(blocked && notifyWanted());
+  }
+  document.addEventListener("change", function (event) {
+    if (!event.target.matches("[data-notify-toggle]")) return;
+    const wanted = event.target.checked;
+    try { localStorage.setItem(NOTIFY_KEY, wanted ? "on" : "off"); } catch (error) { /* not remembered */ }
+    if (wanted && "Notification" in window && Notification.permission === "default") {
+      Notification.requestPermission().then(showNotifyChoice);
+    } else {
+      showNotifyChoice();
     }
   });
 
+  // --- When an answer ends -------------------------------------------------
+
+  let streaming = null;
+  let readyInBackground = false;
+
+  function chatTitle() {
+    const heading = document.getElementById("chat-title");
+    return heading ? heading.textContent.trim() : "";
+  }
+
+  function showTitle() {
+    const announcer = document.getElementById("announcer");
+    const prefix = readyInBackground && announcer ? "✓ " + announcer.dataset.ready + " · " : "";
+    document.title = prefix + chatTitle() + TITLE_SUFFIX;
+  }
+
+  function answerEnded() {
+    const announcer = document.getElementById("announcer");
+    const answers = document.querySelectorAll("#messages article.message-assistant");
+    const status = answers.length ? answers[answers.length - 1].dataset.status : "complete";
+    const words = status === "stopped" ? announcer.dataset.stopped
+      : status === "complete" ? announcer.dataset.complete : announcer.dataset.failed;
+    // Emptied first: the same words twice in a row are announced again.
+    announcer.textContent = "";
+    window.setTimeout(function () { announcer.textContent = words; }, 50);
+    const notice = document.querySelector("#notice[data-until-answer-ends]");
+    if (notice) {
+      notice.textContent = "";
+      notice.removeAttribute("data-until-answer-ends");
+    }
+    if (document.visibilityState === "hidden") {
+      readyInBackground = true;
+      if (notifyWanted() && "Notification" in window && Notification.permission === "granted") {
+        new Notification(chatTitle(), { body: words, tag: "mimoweb-" + composer().dataset.conversation });
+      }
+    }
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && readyInBackground) {
+      readyInBackground = false;
+      showTitle();
+    }
+  });
+
+  // After every frame and swap, read the page: has the answer ended, did the
+  // server take the message, has the title changed?
+  function sync() {
+    const form = composer();
+    if (!form) return;
+    setConnected(form.dataset.connected === "true");  // the server replaces the buttons while answers stream
+    const actions = document.getElementById("composer-actions");
+    const now = actions ? actions.dataset.streaming === "true" : false;
+    if (streaming === true && now === false) answerEnded();
+    streaming = now;
+    const sent = document.querySelector("#send-accepted[data-accepted]");
+    if (sent) {
+      sent.removeAttribute("data-accepted");
+      accepted();
+    }
+    showTitle();
+  }
+  document.addEventListener("htmx:wsAfterMessage", sync);
+  document.addEventListener("htmx:afterSettle", sync);
+
+  // --- Following a streaming answer ----------------------------------------
+
+  // The messages scroll in their own area when the layout gives them one,
+  // else the page scrolls.
+  function scroller() {
+    const messages = document.getElementById("messages");
+    if (messages && messages.scrollHeight > messages.clientHeight + 1 && getComputedStyle(messages).overflowY !== "visible") {
+      return messages;
+    }
+    return document.scrollingElement;
+  }
   let followBottom = true;
-  window.addEventListener("scroll", function () {
-    followBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
-  }, { passive: true });
+  document.addEventListener("scroll", function () {
+    const area = scroller();
+    followBottom = area.scrollTop + area.clientHeight >= area.scrollHeight - 80;
+  }, { passive: true, capture: true });
   document.addEventListener("htmx:wsAfterMessage", function () {
-    if (followBottom) window.scrollTo(0, document.body.scrollHeight);
+    if (followBottom) { const area = scroller(); area.scrollTop = area.scrollHeight; }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const form = composer();
+    if (!form) return;
+    restoreDraft();
+    followKeyAndModel(form);
+    showNotifyChoice();
+    sync();
   });
 })();

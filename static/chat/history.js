@@ -3,10 +3,23 @@
 (function () {
   "use strict";
 
+  // The messages scroll in their own area when the layout gives them one
+  // (chat.css), else the page scrolls.
+  function scroller() {
+    const messages = document.getElementById("messages");
+    if (messages && messages.scrollHeight > messages.clientHeight + 1 && getComputedStyle(messages).overflowY !== "visible") {
+      return messages;
+    }
+    return document.scrollingElement;
+  }
+
   // Open at the bottom, where the conversation goes on; a link to one
   // message (#message-<id>) is left to the browser. Now, not on
   // DOMContentLoaded: before htmx looks for "Older messages" in view.
-  if (!location.hash && document.getElementById("messages")) window.scrollTo(0, document.body.scrollHeight);
+  if (!location.hash && document.getElementById("messages")) {
+    const area = scroller();
+    area.scrollTop = area.scrollHeight;
+  }
 
   // The server stops loading pages past a maximum window: tell it how many
   // messages this page holds already.
@@ -16,16 +29,18 @@
   });
 
   // Older messages go in above what the reader sees: keep the distance to the
-  // bottom of the page, so the messages on screen stay where they are.
+  // bottom of the scrolling area, so the messages on screen stay where they are.
   let fromBottom = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.target.matches("[data-load-older]")) {
-      fromBottom = document.documentElement.scrollHeight - window.scrollY;
+      const area = scroller();
+      fromBottom = area.scrollHeight - area.scrollTop;
     }
   });
   document.addEventListener("htmx:afterSwap", function () {
     if (fromBottom === null) return;
-    window.scrollTo(0, document.documentElement.scrollHeight - fromBottom);
+    const area = scroller();
+    area.scrollTop = area.scrollHeight - fromBottom;
     fromBottom = null;
   });
 })();

@@ -440,7 +440,7 @@ def test_the_chat_settings_panel_offers_the_choice(client, acme, bob, acme_key):
     conversation = Conversation.objects.create(owner=bob, team=acme)
     client.force_login(bob)
     html = client.get(f"/chats/{conversation.pk}/").content.decode()
-    assert 'name="api_key"' in html and f"Acme production (…{SECRET[-4:]})" in html
+    assert 'name="api_key"' in html and f"Acme production · pay-as-you-go · …{SECRET[-4:]}" in html
 
 
 application = URLRouter(chat.routing.websocket_urlpatterns)

@@ -64,9 +64,11 @@ def test_member_is_warned_at_80_percent_then_refused_at_100_and_nothing_is_sent(
 
     past_answer(earlier, 20_000)  # the budget is used up
     send(page, "And another thing")
-    notice = page.locator("#notice")
+    notice = meter_area.get_by_role("status")  # the meters' one warning becomes the refusal: said once
+    expect(notice).to_have_count(1)
     expect(notice).to_contain_text("Acme has used up its monthly budget:")
     expect(notice).to_contain_text("Ask alice, a team admin of Acme, to raise it.")
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("And another thing")
     expect(page.locator(ANSWER)).to_have_count(1)
     assert len(fake_records.all()) == sent  # nothing more reached MiMo
     assert Message.objects.filter(conversation__title="Plans").count() == 2  # the first question and its answer

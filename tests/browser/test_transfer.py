@@ -50,7 +50,6 @@ def rows(conversation):
 
 
 def test_a_conversation_with_tools_and_thinking_is_exported_and_imported_with_nothing_lost(chat, tmp_path):
-    chat.get_by_text("Settings").click()
     expect(chat.get_by_label("Thinking")).to_be_checked()
     chat.get_by_role("textbox", name="Message").fill("What time is it? [[fake:tool]] [[fake:rounds=2]]")
     chat.get_by_role("textbox", name="Message").press("Enter")

@@ -33,7 +33,7 @@ def send(page, text):
 def test_edit_switch_and_continue_on_the_chosen_version(chat, fake_records):
     send(chat, "Plan a trip to Kyoto")
     question = chat.locator("article.message-user").first
-    question.get_by_text("Edit", exact=True).click()
+    question.get_by_label("Edit", exact=True).click()
     question.get_by_role("textbox", name="Edited message").fill("Plan a trip to Osaka")
     question.get_by_role("button", name="Send the edited message").click()
     expect(chat.locator("article.message-user")).to_have_count(1)

@@ -694,3 +694,21 @@ def test_every_word_shows_as_soon_as_the_next_one_has_begun(text):
         shown = body + renderer.tail
         for word in re.findall(r"w\d+x\d+(?=\W)", fed):
             assert word in shown, (word, fed[-80:])
+
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30),
+    st.sampled_from(["", *"*_`[]$~!&<>\"\\\n\t\x00\x85\xa0\ufeff\ufffe"]),
+    st.integers(min_value=0, max_value=30),
+)
+def test_text_rendered_as_is_is_what_the_parser_and_sanitiser_give(text, special, at):
+    """The shortcut for plain text in an open paragraph changes nothing the stream shows."""
+    text = text[:at] + special + text[at:]
+    env = {}
+    parsed = render._sanitizer.clean(
+        render._markdown.renderer.render(render._markdown.parseInline(text, env), render._markdown.options, env)
+    )
+    if render._AS_IS.fullmatch(text):
+        assert render._render_inline(text) == (parsed, False)

@@ -224,7 +224,7 @@ def test_reason_is_recorded_then_the_whole_conversation_shows(client, rita, bob,
     page = client.get(f"/review/{conversation.pk}/").text
     for text in (QUESTION, REASONING, "<strong>rosy</strong>", "calculator", "40 * 1.1", TOOL_RESULT, CITATION_URL):
         assert text in page
-    for usage in ("1200", "345", "120", "temperature"):
+    for usage in ("1200", "345", "120", "Temperature"):
         assert usage in page
     assert "<script>alert(1)</script>" not in page  # model text is rendered, not trusted
     assert ReviewAccess.objects.count() == 1  # reading is covered by the recorded reason

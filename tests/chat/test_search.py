@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -11,7 +13,7 @@ from django.utils import timezone
 
 from chat import search
 from chat.models import Conversation, Message, SearchEntry, ToolCall
-from chat.search import QueryError, fts5_query, parse_query, snippet, tsquery
+from chat.search import WORD, QueryError, fold, fts5_query, parse_query, snippet, tsquery, word_spans
 
 WEATHER = "今天天气很好，我们去公园散步吧。"
 
@@ -195,6 +197,16 @@ def test_the_page_opens_with_no_message_and_no_results(client, bob, conversation
     assert 'name="q"' in page
     assert "Type a word" not in page
     assert "search-result-list" not in page and "Nothing found" not in page
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]) | st.sampled_from("aZ9 _-½ﬁÉé℃天气Ｗ"), max_size=60))
+def test_ascii_words_take_the_short_way_to_the_same_folded_words(text):
+    """Every word folded on its own, as before the ASCII shortcut: indexed texts and queries still agree."""
+    folded_one_by_one = [
+        (word, match.start(), match.end()) for match in WORD.finditer(text) for word in WORD.findall(fold(match.group()))
+    ]
+    assert list(word_spans(text)) == folded_one_by_one
 
 
 def test_query_parsing_leaves_only_words():
@@ -510,3 +522,10 @@ def test_the_migration_indexes_what_was_written_before_it(transactional_db, clie
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert found_ids(client, bob, "old") == [Message.objects.get().pk, None]
     assert found_ids(client, bob, "问题") == [Message.objects.get().pk]
+
+
+def test_a_new_message_is_indexed_with_one_statement(conversation):
+    with CaptureQueriesContext(connection) as queries:
+        message = say(conversation, "a new question about pythons")
+    assert [query["sql"].split()[0] for query in queries] == ["INSERT", "INSERT"]  # the message, its entry
+    assert SearchEntry.objects.filter(message=message).count() == 1

@@ -122,7 +122,7 @@ def test_a_teammate_opens_the_snapshot_read_only_and_the_opening_is_recorded(cli
     assert "I should call the clock." in page and "current_time" in page and "Time [now]" in page
     assert "Look it up" not in page  # the hidden version
     assert "MiMo wrote a call to web_search in its thinking" in page and "2 older messages were left out" in page
-    assert "ws-connect" not in page and "<textarea" not in page and "Retry" not in page
+    assert "ws-connect" not in page and "<textarea" not in page and "ws-send" not in page  # no edit, no retry
     opening = ShareOpening.objects.get()
     assert (opening.share, opening.user) == (share, alice)
 

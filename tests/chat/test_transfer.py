@@ -21,7 +21,7 @@ def build_conversation(owner, team, api_key=None, title="Plans: Q3/Q4 \"draft\" 
     start = timezone.now() - timedelta(hours=2)
     conversation = Conversation.objects.create(
         owner=owner, team=team, title=title, model="mimo-v2.5-pro", thinking=True, web_search=True,
-        system_prompt="You are MiMo.\n\nBe brief.", api_key=api_key,
+        system_prompt="You are MiMo.\n\nBe brief.", api_key=api_key, temperature=0.3, top_p=0.9, max_output_tokens=4096,
     )
 
     def add(role, at, **fields):
@@ -102,6 +102,7 @@ def test_json_export_carries_every_field_of_messages_tool_calls_and_sources(clie
     assert exported["title"] == conversation.title
     assert exported["system_prompt"] == "You are MiMo.\n\nBe brief."
     assert (exported["model"], exported["thinking"], exported["web_search"]) == ("mimo-v2.5-pro", True, True)
+    assert (exported["temperature"], exported["top_p"], exported["max_output_tokens"]) == (0.3, 0.9, 4096)
     assert len(exported["messages"]) == 6  # the hidden first version included
     message_fields = {f.name for f in Message._meta.concrete_fields} - NOT_CARRIED
     tool_call_fields = {f.name for f in ToolCall._meta.concrete_fields} - {"id", "message"}
@@ -150,8 +151,9 @@ def test_markdown_export_reads_as_the_visible_conversation(client, bob, conversa
     assert "Error:\n\n```\nArguments were not JSON.\n```" in text
     assert "1. [Time \\[now\\]](<https://example.com/time?a=1&b=(2)>)" in text
     assert "It is **noon**." in text
-    assert text.rstrip().endswith("*The answer stopped before it was finished. What arrived is kept; try again for the rest.*")
+    assert text.rstrip().endswith("*The answer stopped before it was finished. What arrived is kept; Retry asks for a new answer from the start.*")
     assert "> **System prompt**\n>\n> You are MiMo." in text
+    assert "Temperature: 0.3 · Top p: 0.9 · Maximum output tokens: 4096" in text
 
 
 def test_export_all_holds_a_list_of_ones_own_conversations_out_of_the_trash(client, alice, bob, acme, conversation):
@@ -206,6 +208,7 @@ def test_imported_rows_equal_the_originals(client, bob, conversation):
         assert list(old.citations.values(*transfer.CITATION_FIELDS)) == list(new.citations.values(*transfer.CITATION_FIELDS))
     assert imported.created_at == conversation.created_at
     assert imported.api_key == conversation.api_key
+    assert (imported.temperature, imported.top_p, imported.max_output_tokens) == (0.3, 0.9, 4096)
 
 
 def test_an_export_made_before_secret_versions_were_recorded_still_imports(client, bob, conversation):
@@ -217,6 +220,16 @@ def test_an_export_made_before_secret_versions_were_recorded_still_imports(clien
     imported = Conversation.objects.exclude(pk=conversation.pk).get()
     assert response["Location"] == f"/chats/{imported.pk}/"
     assert not imported.messages.exclude(api_key_version=None).exists()
+
+
+def test_an_export_made_before_sampling_settings_imports_with_mimos_defaults(client, bob, conversation):
+    client.force_login(bob)
+    data = export_json(client, conversation)
+    for name in ("temperature", "top_p", "max_output_tokens"):
+        del data["conversations"][0][name]
+    client.post("/chats/import/", {"file": upload(data)})
+    imported = Conversation.objects.exclude(pk=conversation.pk).get()
+    assert (imported.temperature, imported.top_p, imported.max_output_tokens) == (None, None, None)
 
 
 def test_an_export_of_all_imports_every_conversation(client, bob, acme, acme_key, conversation):
@@ -309,6 +322,10 @@ BAD_FILES = {
         broken(lambda d: d["conversations"][0]["messages"][2]["tool_calls"][0].update(index="0")),
         "tool call 1: “index” must be a whole number",
     ),
+    "temperature as text": (broken(lambda d: d["conversations"][0].update(temperature="hot")), "“temperature” must be a number"),
+    "temperature out of range": (broken(lambda d: d["conversations"][0].update(temperature=9)), "“temperature” must be from 0.0 to 1.5"),
+    "top_p not finite": (broken(lambda d: d["conversations"][0].update(top_p=float("nan"))), "“top_p” must be a number"),
+    "no output tokens": (broken(lambda d: d["conversations"][0].update(max_output_tokens=0)), "“max_output_tokens” must be from 1 to"),
     "messages not a list": (broken(lambda d: d["conversations"][0].update(messages={})), "“messages” must be a list"),
 }
 
