@@ -166,7 +166,7 @@ class SvgReader(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "svg" and "chart" in attrs.get("class", "").split():  # not the page's icons
+        if tag == "svg" and attrs.get("aria-hidden") != "true":  # not the page's icons
             self.charts.append({"label": attrs.get("aria-label"), "role": attrs.get("role"), "segments": []})
         if tag == "rect" and "chart-segment" in attrs.get("class", ""):
             self.rect = {**attrs, "title": ""}
