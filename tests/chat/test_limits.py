@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import chat.routing
 from accounts.models import ApiKey, Membership, Team
-from chat import generation, limits, mimo
+from chat import generation, limits, mimo, usage
 from chat.models import Conversation, Message, Price
 from tests.conftest import make_user
 
@@ -201,6 +201,11 @@ def test_the_shown_amount_of_a_cost_meter_gives_back_its_percent(acme, limit):
         meter = limits.Meter(limits.MEMBER, limits.COST, acme, used, Decimal(limit))
         shown = Decimal(meter.amount(used).removeprefix("$").replace(",", ""))
         assert int(shown / Decimal(limit) * 100) == meter.percent, (used, meter.of_limit(), meter.percent)
+
+
+@pytest.mark.parametrize("amount", ["0.00025", "0.0182", "0.99999", "12.345", "1234.5"])
+def test_the_limits_page_and_the_usage_page_show_one_cost_alike(amount):
+    assert limits.spent(Decimal(amount)).removeprefix("$") == usage.money(Decimal(amount)).removesuffix(" USD")
 
 
 def test_no_limits_no_meter(conversation):

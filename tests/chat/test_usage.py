@@ -147,10 +147,10 @@ def test_days_are_counted_in_the_users_time_zone(prices, bob, acme):
 
 
 @pytest.mark.parametrize(
-    "amount, text", [("0.01182", "0.0118 USD"), ("12.345", "12.35 USD"), ("0", "0.0000 USD"), ("0.00001", "< 0.0001 USD"),
+    "amount, text", [("0.01182", "0.0118 USD"), ("12.345", "12.34 USD"), ("0", "0.0000 USD"), ("0.00001", "< 0.0001 USD"),
                      ("1234.5", "1,234.50 USD")]
 )
-def test_costs_are_rounded_for_people(db, amount, text):
+def test_costs_are_cut_to_four_places_under_a_dollar_and_to_cents_above(db, amount, text):
     assert usage.money(Decimal(amount)) == text
 
 
