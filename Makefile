@@ -46,24 +46,25 @@ run: $(VENV)/.installed
 	fi; \
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
+# A command the tests need, from Debian's packages: installed where we are root, else named.
+# $(1): the command, $(2): its package, $(3): what needs it.
+define debian_package
+	@command -v $(1) >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+	  else \
+	    echo "$(3) need Debian's $(2): run 'sudo apt-get install $(2)' once." >&2; exit 1; \
+	  fi; }
+endef
+
 # Browser tests drive Debian's Chromium; a test tool's own browser download
 # does not work on these machines.
 chromium:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium' once." >&2; exit 1; \
-	  fi; }
+	$(call debian_package,chromium,chromium,The browser tests)
 
 # axe-core, for the accessibility test, from the npm registry at the version package-lock.json pins.
 node_modules/axe-core/axe.min.js: package.json package-lock.json
-	@command -v npm >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
-	  else \
-	    echo "The accessibility test needs Node.js and npm: run 'sudo apt-get install npm' once." >&2; exit 1; \
-	  fi; }
+	$(call debian_package,npm,npm,The accessibility tests)
 	npm ci --no-audit --no-fund
 	touch $@
 
