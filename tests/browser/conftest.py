@@ -90,7 +90,11 @@ def live_url(django_db_setup, django_db_blocker, test_settings):
     server = start_live_server(django_db_blocker)
     yield f"http://localhost:{server.port.value}"
     server.terminate()
-    server.join()
+    # A server whose exit waits on a thread that never ends must not keep the test run from ending.
+    server.join(timeout=10)
+    if server.is_alive():
+        server.kill()
+        server.join()
 
 
 # Per module: Playwright's sync API keeps its event loop in this thread for as
