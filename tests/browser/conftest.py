@@ -89,6 +89,10 @@ def start_live_server(django_db_blocker):
 def live_url(django_db_setup, django_db_blocker, test_settings):
     server = start_live_server(django_db_blocker)
     yield f"http://localhost:{server.port.value}"
+    stop_live_server(server)
+
+
+def stop_live_server(server):
     server.terminate()
     # A server whose exit waits on a thread that never ends must not keep the test run from ending.
     server.join(timeout=10)

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from accounts.models import ApiKey
 from chat.models import Conversation, Message
-from tests.browser.conftest import sign_in_as, start_live_server
+from tests.browser.conftest import sign_in_as, start_live_server, stop_live_server
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")),
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.skipif(
 def other_live_url(live_url, django_db_blocker):
     server = start_live_server(django_db_blocker)
     yield f"http://localhost:{server.port.value}"
-    server.terminate()
-    server.join()
+    stop_live_server(server)
 
 
 def test_a_browser_on_process_b_watches_and_stops_a_generation_running_on_process_a(
