@@ -19,6 +19,7 @@ from django.utils.translation import gettext, gettext_lazy as _, pgettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
 from accounts import crypto
+from chat.mimo.transport import pin_addresses
 
 
 def validate_time_zone(value):
@@ -361,23 +362,37 @@ def is_public_address(ip):
     return ip.is_global and not ip.is_multicast
 
 
-def resolves_to_internal_address(host):
-    """True when any address of the host is not public (see is_public_address).
+def public_addresses(host):
+    """The host's addresses, when every one of them is public (see is_public_address).
 
-    Refusing these keeps a custom base URL from turning mimoweb into a probe of
-    its own network (SSRF), and from sending a team's key to a host inside it.
+    Refusing the others keeps a custom base URL from turning mimoweb into a
+    probe of its own network (SSRF), and from sending a team's key to a host
+    inside it.
     """
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+        addresses = {info[4][0].split("%")[0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError):
         raise ValidationError(_("The host %(host)s cannot be found."), params={"host": host}, code="unresolvable")
-    return not all(is_public_address(ipaddress.ip_address(address.split("%")[0])) for address in addresses)
+    if not all(is_public_address(ipaddress.ip_address(address)) for address in addresses):
+        raise ValidationError(
+            _(
+                "The host %(host)s is on a private, loopback or link-local network. "
+                "Ask the operator to list it in MIMOWEB_UPSTREAM_ALLOWED_HOSTS if it is meant to be used."
+            ),
+            params={"host": host},
+            code="internal",
+        )
+    return sorted(addresses)
 
 
 def validate_base_url(url):
-    """A base URL a key may be sent to: a preset, or https to a public host, or an operator-listed host."""
+    """A base URL a key may be sent to: a preset, or https to a public host, or an operator-listed host.
+
+    Returns the (host, addresses) it checked, for the connection to use; None
+    for a preset or an operator-listed host, which are not looked up.
+    """
     if url in {preset for preset, _label in BASE_URL_PRESETS}:
-        return
+        return None
     try:
         parts = urlsplit(url)
         parts.port  # raises on a malformed port
@@ -389,18 +404,10 @@ def validate_base_url(url):
     if is_allowed_upstream_host(host):
         if parts.scheme not in ("https", "http"):
             raise ValidationError(_("The base URL must start with https://."), code="scheme")
-        return
+        return None
     if parts.scheme != "https":
         raise ValidationError(_("The base URL must start with https://."), code="scheme")
-    if resolves_to_internal_address(host):
-        raise ValidationError(
-            _(
-                "The host %(host)s is on a private, loopback or link-local network. "
-                "Ask the operator to list it in MIMOWEB_UPSTREAM_ALLOWED_HOSTS if it is meant to be used."
-            ),
-            params={"host": host},
-            code="internal",
-        )
+    return host, public_addresses(host)
 
 
 def normalise_base_url(url):
@@ -534,8 +541,12 @@ class ApiKey(models.Model):
 
     def secret_for_request(self):
         """The plaintext key for a request made now: its base URL is checked again first, since DNS
-        may have changed since the key was saved. Answers, titles and key tests all open keys here."""
-        validate_base_url(self.base_url)
+        may have changed since the key was saved, and the connection is pinned to the addresses
+        checked (a name resolving elsewhere a moment later is not followed). Answers, titles and
+        key tests all open keys here."""
+        checked = validate_base_url(self.base_url)
+        if checked:
+            pin_addresses(*checked)
         return self.decrypt_secret()
 
     def reencrypt(self):
