@@ -29,17 +29,18 @@ adapts it so that nothing above it can tell the difference:
   httpcore does: one the server has just closed is not used. Idle ones close
   after `keepalive_expiry` (aiohttp has no cap on how many stay idle). Every
   new connection resolves the host again, as httpx's does, instead of using
-  aiohttp's 10-second DNS cache.
+  aiohttp's 10-second DNS cache. Cookies are httpx's business alone: the
+  aiohttp session keeps none. httpx ignores proxies from the environment
+  (HTTP_PROXY and the like) when it is given a transport: where
+  `environment_proxies()` says one is set, keep httpx's own transport, which
+  honours it.
 - Addresses. `ApiKey.secret_for_request` checks that the base URL's host
   resolves to public addresses just before each request, and pins them here
   (`pin_addresses`): a connection to that host goes to one of the addresses
   checked, never to what the name resolves to a moment later (DNS
   rebinding). The name still goes in the TLS handshake (SNI, the certificate
   it must match) and the Host header. A host never checked (one the operator
-  listed, or this client used on its own) resolves as usual. Cookies are httpx's business alone: the aiohttp session
-  keeps none. httpx ignores proxies from the environment (HTTP_PROXY and the
-  like) when it is given a transport: where `environment_proxies()` says one
-  is set, keep httpx's own transport, which honours it.
+  listed, or this client used on its own) resolves as usual.
 """
 
 import asyncio
