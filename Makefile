@@ -56,7 +56,18 @@ chromium:
 	    echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium' once." >&2; exit 1; \
 	  fi; }
 
-test: $(VENV)/.installed-test chromium
+# axe-core, for the accessibility test, from the npm registry at the version package-lock.json pins.
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else \
+	    echo "The accessibility test needs Node.js and npm: run 'sudo apt-get install npm' once." >&2; exit 1; \
+	  fi; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+test: $(VENV)/.installed-test chromium node_modules/axe-core/axe.min.js
 	$(PY) -m pytest
 	@if $(PY) -m tests.services_reachable "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
 	  echo "Again on PostgreSQL with the Redis channel layer:"; \
@@ -74,5 +85,5 @@ screenshots: $(VENV)/.installed-test chromium
 
 # For developers who change user-visible strings: refresh the catalogs.
 messages: $(VENV)/.installed
-	$(PY) manage.py makemessages --locale zh_Hans --locale zh_Hant --no-obsolete --ignore '.venv/*' --ignore 'tests/*'
-	$(PY) manage.py compilemessages --ignore '.venv/*'
+	$(PY) manage.py makemessages --locale zh_Hans --locale zh_Hant --no-obsolete --ignore '.venv/*' --ignore 'tests/*' --ignore 'node_modules/*'
+	$(PY) manage.py compilemessages --ignore '.venv/*' --ignore 'node_modules/*'

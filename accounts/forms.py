@@ -176,6 +176,9 @@ class TeamKeySettingsForm(forms.ModelForm):
         self.fields["default_key"].error_messages["invalid_choice"] = _(
             "That key cannot be the default: only the team’s active team keys can."
         )
+        # The box comes before its words (keys.css), so its label ends without a colon.
+        for name in ("members_may_choose_key", "members_may_add_keys"):
+            self.fields[name].label_suffix = ""
 
 
 # --- Members and invitations ---------------------------------------------------------

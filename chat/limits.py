@@ -11,7 +11,7 @@ after the other, each seeing the answers admitted before it.
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 from django.db.models import F, Sum
@@ -153,10 +153,19 @@ class Meter:
     def high_attr(self):
         return str(Decimal(self.limit) * WARNING_RATIO)
 
+    @property
+    def cost_places(self):
+        """Decimals enough that one percent of the limit is a whole last digit: at least cents.
+
+        With amounts cut (not rounded) to these places, the used amount and the percent
+        (also cut) always agree: "$0.0182 of $0.0200" beside 91 %, never "$0.02 of $0.02".
+        """
+        places = -Decimal(self.limit).normalize().as_tuple().exponent + 2
+        return max(2, places)
+
     def amount(self, value):
         if self.kind == COST:
-            cents = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)  # as floatformat rounds
-            return "$" + number_format(cents, decimal_pos=2, force_grouping=True)
+            return dollars(value, self.cost_places)
         return number_format(value, force_grouping=True)
 
     def of_limit(self):
@@ -345,6 +354,17 @@ def check_pace(team, owner_id):
 # --- The team admin's page ------------------------------------------------------------
 
 
+def dollars(amount, places):
+    """"$1,234.5600": cut, not rounded, to `places`, so an amount never shows as reached before it is."""
+    cut = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    return "$" + number_format(cut, decimal_pos=places, force_grouping=True)
+
+
+def spent(amount):
+    """What was spent, for the limits page: fractions of a cent under $1 (as chat.usage.money shows), cents above."""
+    return dollars(amount, 4 if abs(amount) < 1 else 2)
+
+
 @dataclass
 class MemberUsage:
     """One row of the limits page: a member, what they used this month, their own budgets' meters."""
@@ -354,6 +374,10 @@ class MemberUsage:
     cost: Decimal
     meters: list[Meter]
     form: object = None  # the view's form for the member's own limits
+
+    @property
+    def cost_text(self):
+        return spent(self.cost)
 
 
 def member_rows(team, memberships):

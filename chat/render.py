@@ -27,7 +27,8 @@ from pygments.util import ClassNotFound
 # --- Markdown to HTML ---------------------------------------------------------
 
 # Classes, not inline styles: the Content-Security-Policy has no 'unsafe-inline' for styles.
-CODE_BEFORE = '<div class="highlight"><pre><span></span><code>'
+# The <pre> takes the focus, so that a keyboard can scroll a block wider than the page.
+CODE_BEFORE = '<div class="highlight"><pre tabindex="0"><span></span><code>'
 CODE_AFTER = "</code></pre></div>\n"
 # A fence's language, when it is a plain name, rides on the block for its header (static/chat/copy.js).
 # Plain names only: nothing to escape, so the streamed block and the sanitised one stay the same bytes.
@@ -37,11 +38,12 @@ _LANGUAGE_NAME = re.compile(r"[\w+#.-]{1,40}")
 def code_before(language):
     """The opening of a code block, naming its language when that is a plain name."""
     if language and _LANGUAGE_NAME.fullmatch(language):
-        return f'<div class="highlight"><pre><span></span><code data-language="{language}">'
+        return f'<div class="highlight"><pre tabindex="0"><span></span><code data-language="{language}">'
     return CODE_BEFORE
 
 
 _WHOLE_CODE_FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
+_WHOLE_CODE_BEFORE = '<div class="highlight"><pre><span></span><code>'  # what _WHOLE_CODE_FORMATTER starts with
 
 
 def highlight_code(code, language):
@@ -54,7 +56,7 @@ def highlight_code(code, language):
     # Each line sanitised on its own, as a streamed block's lines are: the same bytes either way.
     lines = [_sanitizer.clean(highlighter.line(line)) for line in code.splitlines(keepends=True)]
     if highlighter.erred:
-        return code_before(language) + highlight(code, highlighter.lexer, _WHOLE_CODE_FORMATTER).removeprefix(CODE_BEFORE)
+        return code_before(language) + highlight(code, highlighter.lexer, _WHOLE_CODE_FORMATTER).removeprefix(_WHOLE_CODE_BEFORE)
     return code_before(language) + "".join(lines) + CODE_AFTER
 
 
@@ -277,6 +279,7 @@ _sanitizer = nh3.Cleaner(
     attributes={
         "a": {"href", "title"},
         "code": {"data-language"},
+        "pre": {"tabindex"},
         "ol": {"start"},
         **{tag: _MATHML_ATTRIBUTES for tag in _MATHML_TAGS},
     },

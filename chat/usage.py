@@ -4,7 +4,7 @@ import calendar
 import csv
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, TruncDate
@@ -169,11 +169,15 @@ CURRENCY = Price._meta.get_field("currency").default
 
 
 def money(amount):
-    """A cost for people: 4 decimals under 1 (a message costs fractions of a cent), 2 above."""
+    """A cost for people: 4 decimals under 1 (a message costs fractions of a cent), 2 above.
+
+    Cut, not rounded, as the limits page and the budgets' meters show costs (chat.limits.dollars):
+    one amount reads the same on every page.
+    """
     amount = Decimal(amount or 0)
     places = 2 if abs(amount) >= 1 else 4
-    text = number_format(amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP), places, force_grouping=True)
-    if 0 < amount < Decimal("0.00005"):
+    text = number_format(amount.quantize(Decimal(1).scaleb(-places), ROUND_DOWN), places, force_grouping=True)
+    if 0 < amount < Decimal("0.0001"):
         text = "< " + number_format(Decimal("0.0001"), 4)
     return f"{text} {CURRENCY}"
 
@@ -294,7 +298,7 @@ def chart(rows, day_rows, legend, dimension, days, *, cost):
         )
     every = -(-len(days) // MAX_DAY_LABELS)
     for index in range(0, len(days), every):
-        result.day_labels.append(DayLabel(x=round(LEFT + (index + 0.5) * slot, 2), label=date_format(days[index], "M j")))
+        result.day_labels.append(DayLabel(x=round(LEFT + (index + 0.5) * slot, 2), label=date_format(days[index], "MONTH_DAY_FORMAT")))
     return result
 
 

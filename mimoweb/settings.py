@@ -267,6 +267,8 @@ LANGUAGES = [
 ]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
+# One date and number format per language, over Django's own (mimoweb/formats/).
+FORMAT_MODULE_PATH = ["mimoweb.formats"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_TZ = True
 

@@ -28,5 +28,5 @@ def team_limits(request: AuthenticatedHttpRequest, team_id):
                 form.save()
         messages.success(request, _("The limits of %(team)s are saved.") % {"team": team})
         return redirect("team_limits", team_id=team.pk)
-    context = {"team": team, "team_form": team_form, "rows": rows, "tokens": tokens, "cost": cost}
+    context = {"team": team, "team_form": team_form, "rows": rows, "tokens": tokens, "cost_text": limits.spent(cost)}
     return render(request, "chat/limits/team.html", context | {"team_meters": team_meters, "invalid": data is not None})

@@ -41,7 +41,7 @@ def test_team_admin_stacks_usage_by_member_and_the_csv_matches_the_rows(page, li
     for message in messages:
         tokens[message.created_at.day, message.conversation.owner.username] += message.prompt_tokens + message.completion_tokens
     titles = charts.first.locator("rect.chart-segment title").all_text_contents()
-    assert sorted(titles) == sorted(f"March {day}, 2026 · {member}: {count:,} tokens" for (day, member), count in tokens.items())
+    assert sorted(titles) == sorted(f"Mar {day}, 2026 · {member}: {count:,} tokens" for (day, member), count in tokens.items())
     expect(charts.nth(1).locator("rect.chart-segment")).to_have_count(len(tokens))
     legend = page.get_by_role("list", name="Legend")
     expect(legend).to_contain_text("alice")

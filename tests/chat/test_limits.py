@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import chat.routing
 from accounts.models import ApiKey, Membership, Team
-from chat import generation, limits, mimo
+from chat import generation, limits, mimo, usage
 from chat.models import Conversation, Message, Price
 from tests.conftest import make_user
 
@@ -145,7 +145,7 @@ def test_member_over_own_cost_budget_is_refused_though_the_team_has_room(
     set_limits(bobs_membership(bob, acme), monthly_cost_limit=Decimal("1.00"))
     past_answer(history, 2_000_000)  # $1.305
     sentence = refusal_of(conversation, acme_key)
-    assert "You have used up your own monthly budget in Acme: $1.31 of $1.00 this month." in sentence
+    assert "You have used up your own monthly budget in Acme: $1.30 of $1.00 this month." in sentence
     assert "alice" in sentence
     assert not conversation.messages.exists()
 
@@ -175,6 +175,37 @@ def test_the_meter_shows_the_tighter_of_the_team_budget_and_the_members_own(bob,
     tokens, cost = limits.member_meters(conversation)
     assert (tokens.whose, tokens.kind, tokens.limit) == (limits.MEMBER, limits.TOKENS, 5_000)
     assert (cost.whose, cost.kind, cost.summary) == (limits.TEAM, limits.COST, "$0.00 of $2.00 this month")
+
+
+@pytest.mark.parametrize(
+    "used, limit, text, percent",
+    [
+        ("0.0182", "0.02", "$0.0182 of $0.0200", 91),  # was "$0.02 of $0.02" beside 91 %
+        ("4.999", "5", "$4.99 of $5.00", 99),  # cut, not rounded up to the limit
+        ("0.455", "0.5", "$0.455 of $0.500", 91),
+        ("12.34", "100", "$12.34 of $100.00", 12),
+        ("1234.5", "2000", "$1,234.50 of $2,000.00", 61),
+    ],
+)
+def test_a_cost_meter_shows_amounts_that_agree_with_its_percent(acme, used, limit, text, percent):
+    meter = limits.Meter(limits.MEMBER, limits.COST, acme, Decimal(used), Decimal(limit))
+    assert meter.of_limit() == text
+    assert meter.percent == percent
+
+
+@pytest.mark.parametrize("limit", ["0.02", "0.5", "1", "2.50", "7.3", "100"])
+def test_the_shown_amount_of_a_cost_meter_gives_back_its_percent(acme, limit):
+    """Whatever was used, the amount as shown, over the limit, is the percent shown."""
+    for thousandths in range(0, 1001, 7):
+        used = Decimal(limit) * thousandths / 1000 + Decimal("0.000001")
+        meter = limits.Meter(limits.MEMBER, limits.COST, acme, used, Decimal(limit))
+        shown = Decimal(meter.amount(used).removeprefix("$").replace(",", ""))
+        assert int(shown / Decimal(limit) * 100) == meter.percent, (used, meter.of_limit(), meter.percent)
+
+
+@pytest.mark.parametrize("amount", ["0.00025", "0.0182", "0.99999", "12.345", "1234.5"])
+def test_the_limits_page_and_the_usage_page_show_one_cost_alike(amount):
+    assert limits.spent(Decimal(amount)).removeprefix("$") == usage.money(Decimal(amount)).removesuffix(" USD")
 
 
 def test_no_limits_no_meter(conversation):
@@ -356,7 +387,7 @@ def test_admin_sees_team_limits_and_each_members_meter(client, alice, bob, acme,
     assert response.status_code == 200
     html = response.content.decode()
     assert "2,000,000 of 10,000 tokens this month" in html
-    assert "$1.31 of $2.50 this month" in html
+    assert "$1.305 of $2.500 this month" in html  # 1 % of $2.50 is $0.025: three places
     assert 'name="team-messages_per_minute"' in html and 'value="5"' in html
     assert f'name="member-{bobs_membership(bob, acme).pk}-monthly_cost_limit"' in html
 

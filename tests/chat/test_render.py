@@ -123,7 +123,7 @@ def test_each_block_is_wrapped_for_the_caller():
 
 def test_fenced_code_is_highlighted_with_classes_not_styles():
     html = render_markdown('```python\ndef f():\n    return "x"\n```\n')
-    assert '<div class="highlight"><pre>' in html
+    assert '<div class="highlight"><pre tabindex="0">' in html  # focusable: a keyboard scrolls a wide block
     assert '<span class="k">def</span>' in html
     assert '<span class="s2">"x"</span>' in html
     assert "style" not in html

@@ -81,7 +81,7 @@ def test_reviewer_lists_the_teams_conversations_without_their_contents(client, r
     assert "Q3 forecast" in page
     assert "bob" in page
     assert "mimo-v2.5-pro" in page
-    assert ">1545<" in page  # tokens: 1200 in + 345 out
+    assert ">1,545<" in page  # tokens: 1200 in + 345 out, grouped
     for text in CONTENTS:
         assert text not in page
     assert not ReviewAccess.objects.exists()  # listing is not reading

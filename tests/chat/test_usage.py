@@ -147,10 +147,10 @@ def test_days_are_counted_in_the_users_time_zone(prices, bob, acme):
 
 
 @pytest.mark.parametrize(
-    "amount, text", [("0.01182", "0.0118 USD"), ("12.345", "12.35 USD"), ("0", "0.0000 USD"), ("0.00001", "< 0.0001 USD"),
+    "amount, text", [("0.01182", "0.0118 USD"), ("12.345", "12.34 USD"), ("0", "0.0000 USD"), ("0.00001", "< 0.0001 USD"),
                      ("1234.5", "1,234.50 USD")]
 )
-def test_costs_are_rounded_for_people(db, amount, text):
+def test_costs_are_cut_to_four_places_under_a_dollar_and_to_cents_above(db, amount, text):
     assert usage.money(Decimal(amount)) == text
 
 
@@ -198,8 +198,8 @@ def test_team_admin_sees_charts_tables_and_totals(client, alice, acme, march):
         assert caption in html
     tokens, costs = charts_of(html)
     assert tokens["role"] == costs["role"] == "img"
-    assert tokens["label"] == "Tokens per day, March 1, 2026 – March 31, 2026, stacked by model"
-    assert costs["label"] == "Cost per day, March 1, 2026 – March 31, 2026, stacked by model"
+    assert tokens["label"] == "Tokens per day, Mar 1, 2026 – Mar 31, 2026, stacked by model"
+    assert costs["label"] == "Cost per day, Mar 1, 2026 – Mar 31, 2026, stacked by model"
     assert 'href="/usage/"' in html  # to their own usage
     assert f'href="/teams/{acme.pk}/usage.csv?start=2026-03-01&amp;end=2026-03-31"' in html
     assert "style=" not in html
@@ -217,15 +217,15 @@ def test_chart_bars_are_stacked_to_scale_with_their_exact_values_in_titles(clien
     # The busiest day has 1,000 tokens: the axis tops at 1,000, over 200 units of height.
     segments = [(s["class"], s["y"], s["height"], s["title"]) for s in tokens["segments"]]
     assert segments == [
-        ("chart-segment series-0", "96.0", "120.0", "March 10, 2026 · mimo-test: 600 tokens"),
-        ("chart-segment series-1", "16.0", "80.0", "March 10, 2026 · mimo-other: 400 tokens"),
-        ("chart-segment series-0", "166.0", "50.0", "March 11, 2026 · mimo-test: 250 tokens"),
+        ("chart-segment series-0", "96.0", "120.0", "Mar 10, 2026 · mimo-test: 600 tokens"),
+        ("chart-segment series-1", "16.0", "80.0", "Mar 10, 2026 · mimo-other: 400 tokens"),
+        ("chart-segment series-0", "166.0", "50.0", "Mar 11, 2026 · mimo-test: 250 tokens"),
     ]
     # Costs: 400×1 + 200×2 per million = 0.0008; 300×3 + 100×6 = 0.0015; 100×1 + 150×2 = 0.0004.
     assert [s["title"] for s in costs["segments"]] == [
-        "March 10, 2026 · mimo-test: 0.0008 USD",
-        "March 10, 2026 · mimo-other: 0.0015 USD",
-        "March 11, 2026 · mimo-test: 0.0004 USD",
+        "Mar 10, 2026 · mimo-test: 0.0008 USD",
+        "Mar 10, 2026 · mimo-other: 0.0015 USD",
+        "Mar 11, 2026 · mimo-test: 0.0004 USD",
     ]
     # The busiest day costs 0.0023: the axis tops at 0.003 in steps of 0.001.
     assert [s["height"] for s in costs["segments"]] == ["53.33", "100.0", "26.67"]
@@ -238,12 +238,12 @@ def test_stacking_by_member_or_key_splits_the_bars_that_way(client, alice, acme,
     tokens, _costs = charts_of(client.get(f"/teams/{acme.pk}/usage/", MARCH | {"by": "member"}).text)
     assert tokens["label"].endswith("stacked by member")
     assert sorted(s["title"] for s in tokens["segments"]) == [
-        "March 10, 2026 · alice: 4,000 tokens",
-        "March 10, 2026 · bob: 1,500 tokens",
-        "March 20, 2026 · bob: 1,500 tokens",
+        "Mar 10, 2026 · alice: 4,000 tokens",
+        "Mar 10, 2026 · bob: 1,500 tokens",
+        "Mar 20, 2026 · bob: 1,500 tokens",
     ]
     tokens, _costs = charts_of(client.get(f"/teams/{acme.pk}/usage/", MARCH | {"by": "key"}).text)
-    assert "March 10, 2026 · Acme spare (…Zz99): 4,000 tokens" in [s["title"] for s in tokens["segments"]]
+    assert "Mar 10, 2026 · Acme spare (…Zz99): 4,000 tokens" in [s["title"] for s in tokens["segments"]]
 
 
 def test_the_stack_switch_swaps_only_the_charts_for_htmx_and_links_work_without(client, alice, acme, march):
@@ -261,7 +261,7 @@ def test_an_unknown_stack_falls_back_to_model_in_the_range_asked(client, alice, 
     client.force_login(alice)
     response = client.get(f"/teams/{acme.pk}/usage/", MARCH | {"by": "secret"})
     tokens, _costs = charts_of(response.text)
-    assert tokens["label"] == "Tokens per day, March 1, 2026 – March 31, 2026, stacked by model"
+    assert tokens["label"] == "Tokens per day, Mar 1, 2026 – Mar 31, 2026, stacked by model"
     assert response.context["form"].errors == {}
 
 
@@ -378,7 +378,7 @@ def test_the_csv_adds_up_to_the_page_it_was_downloaded_from(client, alice, acme,
     titles = [s["title"] for chart in charts_of(client.get(f"/teams/{acme.pk}/usage/", MARCH).text) for s in chart["segments"]]
     for row in rows:
         day = date.fromisoformat(row["day"])
-        assert f"{day:%B} {day.day}, {day.year} · {row['model']}: {int(row['tokens']):,} tokens" in titles
+        assert f"{day:%b} {day.day}, {day.year} · {row['model']}: {int(row['tokens']):,} tokens" in titles
 
 
 def test_the_csv_keeps_the_day_in_the_users_time_zone(client, alice, bob, acme, prices):
