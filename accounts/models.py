@@ -19,6 +19,7 @@ from django.utils.translation import gettext, gettext_lazy as _, pgettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
 from accounts import crypto
+from chat.mimo.transport import pin_addresses
 
 
 def validate_time_zone(value):
@@ -319,29 +320,79 @@ def is_allowed_upstream_host(host):
     return host.lower() in {h.lower() for h in settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS}
 
 
-def resolves_to_internal_address(host):
-    """True when any address of the host is private, loopback, link-local or otherwise not public.
+# IPv6 ranges that carry an IPv4 address: a packet to one reaches that IPv4
+# address (through a translator, a tunnel or the host's own stack), so the
+# address is as public as the IPv4 address it embeds.
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d, deprecated but still routed by some stacks
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT, ::ffff:0:a.b.c.d
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known NAT64 prefix, RFC 6052
+# The local-use NAT64 prefix (RFC 8215) translates to a network's own IPv4
+# addresses, at a position its operator chooses: never public.
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
+TEREDO = ipaddress.IPv6Network("2001::/32")
+# Private IPv6 ranges: unique-local (fc00::/7, which the ipaddress module
+# knows) and the deprecated site-local (fec0::/10, which it counts as global).
+NOT_PUBLIC_IPV6 = (ipaddress.IPv6Network("fc00::/7"), ipaddress.IPv6Network("fec0::/10"), LOCAL_NAT64)
 
-    Refusing these keeps a custom base URL from turning mimoweb into a probe of
-    its own network (SSRF), and from sending a team's key to a host inside it.
+
+def embedded_ipv4_addresses(ip):
+    """The IPv4 addresses an IPv6 address reaches through, or None when it embeds none."""
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip in IPV4_COMPATIBLE or ip in IPV4_TRANSLATED or ip in NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip in SIXTOFOUR:
+        return [ip.sixtofour]
+    if ip in TEREDO:
+        server, client = ip.teredo  # the client's address is stored inverted; the module turns it back
+        return [server, client]
+    return None
+
+
+def is_public_address(ip):
+    """Whether an address is on the public internet: not private, loopback, link-local, reserved or multicast,
+    and an IPv6 address that embeds an IPv4 address only when that one is public."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in NOT_PUBLIC_IPV6):
+            return False
+        embedded = embedded_ipv4_addresses(ip)
+        if embedded is not None:
+            return all(is_public_address(address) for address in embedded)
+    return ip.is_global and not ip.is_multicast
+
+
+def public_addresses(host):
+    """The host's addresses, when every one of them is public (see is_public_address).
+
+    Refusing the others keeps a custom base URL from turning mimoweb into a
+    probe of its own network (SSRF), and from sending a team's key to a host
+    inside it.
     """
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+        addresses = {info[4][0].split("%")[0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
     except (socket.gaierror, UnicodeError):
         raise ValidationError(_("The host %(host)s cannot be found."), params={"host": host}, code="unresolvable")
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not ip.is_global:
-            return True
-    return False
+    if not all(is_public_address(ipaddress.ip_address(address)) for address in addresses):
+        raise ValidationError(
+            _(
+                "The host %(host)s is on a private, loopback or link-local network. "
+                "Ask the operator to list it in MIMOWEB_UPSTREAM_ALLOWED_HOSTS if it is meant to be used."
+            ),
+            params={"host": host},
+            code="internal",
+        )
+    return sorted(addresses)
 
 
 def validate_base_url(url):
-    """A base URL a key may be sent to: a preset, or https to a public host, or an operator-listed host."""
+    """A base URL a key may be sent to: a preset, or https to a public host, or an operator-listed host.
+
+    Returns the (host, addresses) it checked, for the connection to use; None
+    for a preset or an operator-listed host, which are not looked up.
+    """
     if url in {preset for preset, _label in BASE_URL_PRESETS}:
-        return
+        return None
     try:
         parts = urlsplit(url)
         parts.port  # raises on a malformed port
@@ -353,18 +404,10 @@ def validate_base_url(url):
     if is_allowed_upstream_host(host):
         if parts.scheme not in ("https", "http"):
             raise ValidationError(_("The base URL must start with https://."), code="scheme")
-        return
+        return None
     if parts.scheme != "https":
         raise ValidationError(_("The base URL must start with https://."), code="scheme")
-    if resolves_to_internal_address(host):
-        raise ValidationError(
-            _(
-                "The host %(host)s is on a private, loopback or link-local network. "
-                "Ask the operator to list it in MIMOWEB_UPSTREAM_ALLOWED_HOSTS if it is meant to be used."
-            ),
-            params={"host": host},
-            code="internal",
-        )
+    return host, public_addresses(host)
 
 
 def normalise_base_url(url):
@@ -498,8 +541,12 @@ class ApiKey(models.Model):
 
     def secret_for_request(self):
         """The plaintext key for a request made now: its base URL is checked again first, since DNS
-        may have changed since the key was saved. Answers, titles and key tests all open keys here."""
-        validate_base_url(self.base_url)
+        may have changed since the key was saved, and the connection is pinned to the addresses
+        checked (a name resolving elsewhere a moment later is not followed). Answers, titles and
+        key tests all open keys here."""
+        checked = validate_base_url(self.base_url)
+        if checked:
+            pin_addresses(*checked)
         return self.decrypt_secret()
 
     def reencrypt(self):

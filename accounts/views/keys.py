@@ -24,6 +24,7 @@ from accounts.forms import ReplaceSecretForm, TeamKeyForm, TeamKeySettingsForm
 from accounts.http import AuthenticatedHttpRequest
 from accounts.models import ApiKey, KeyEvent, Membership, get_key_managed_by, get_team_administered_by
 from chat import mimo
+from chat.mimo.transport import MimoTransport, environment_proxies
 
 # "Error rate over the last day".
 HEALTH_WINDOW = timedelta(hours=24)
@@ -191,7 +192,9 @@ def run_key_check(key):
 async def check_on_own_client(endpoint):
     # A client of its own, closed at once: async_to_sync may run this on a loop made for it, where
     # the process's pooled client (bound to another loop) cannot go. A test is rare; pooling is not needed.
-    async with httpx.AsyncClient(headers={"user-agent": "mimoweb"}) as client:
+    # Its transport is the shared client's, which connects to the addresses secret_for_request checked.
+    transport = None if environment_proxies() else MimoTransport()
+    async with httpx.AsyncClient(transport=transport, headers={"user-agent": "mimoweb"}) as client:
         return await mimo.check_key(endpoint, http_client=client)
 
 

@@ -29,23 +29,45 @@ adapts it so that nothing above it can tell the difference:
   httpcore does: one the server has just closed is not used. Idle ones close
   after `keepalive_expiry` (aiohttp has no cap on how many stay idle). Every
   new connection resolves the host again, as httpx's does, instead of using
-  aiohttp's 10-second DNS cache: `ApiKey.secret_for_request` checks the base
-  URL's addresses just before the request, and nothing here depends on how
-  httpcore connects. Cookies are httpx's business alone: the aiohttp session
-  keeps none. httpx ignores proxies from the environment (HTTP_PROXY and the
-  like) when it is given a transport: where `environment_proxies()` says one
-  is set, keep httpx's own transport, which honours it.
+  aiohttp's 10-second DNS cache. Cookies are httpx's business alone: the
+  aiohttp session keeps none. httpx ignores proxies from the environment
+  (HTTP_PROXY and the like) when it is given a transport: where
+  `environment_proxies()` says one is set, keep httpx's own transport, which
+  honours it.
+- Addresses. `ApiKey.secret_for_request` checks that the base URL's host
+  resolves to public addresses just before each request, and pins them here
+  (`pin_addresses`): a connection to that host goes to one of the addresses
+  checked, never to what the name resolves to a moment later (DNS
+  rebinding). The name still goes in the TLS handshake (SNI, the certificate
+  it must match) and the Host header. A host never checked (one the operator
+  listed, or this client used on its own) resolves as usual.
 """
 
 import asyncio
 import select
+import socket
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, NoReturn
 
 import aiohttp
 import httpx
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
+
+# The addresses last checked for each host, by the host as aiohttp sees it in a URL.
+_checked_addresses: dict[str, tuple[str, ...]] = {}
+
+
+def pin_addresses(host: str, addresses: Iterable[str]) -> None:
+    """Connections to `host` go to these addresses, the ones just checked, whatever the name resolves to later."""
+    _checked_addresses[_url_host(host)] = tuple(addresses)
+
+
+def _url_host(host: str) -> str:
+    # As aiohttp will ask for it: lower case, an international name in its ASCII (IDNA) form.
+    return (yarl.URL.build(scheme="https", host=host).raw_host or host).lower()
 
 
 def environment_proxies() -> bool:
@@ -68,6 +90,7 @@ class MimoTransport(AiohttpTransport):
             keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
             use_dns_cache=False,
+            resolver=_CheckedAddressResolver(),
         )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
@@ -128,6 +151,36 @@ class _Connector(aiohttp.TCPConnector):
                 return connection
             connection.close()
         return None
+
+
+class _CheckedAddressResolver(AbstractResolver):
+    """Answers with the addresses pinned for a host (see `pin_addresses`); any other host resolves as usual.
+
+    aiohttp connects to the address a resolver gives and keeps the URL's name
+    for SNI, the certificate check and the Host header.
+    """
+
+    def __init__(self) -> None:
+        self._resolver = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        addresses = _checked_addresses.get(host.lower())
+        if addresses is None:
+            return await self._resolver.resolve(host, port, family)
+        results = [
+            ResolveResult(
+                hostname=host, host=address, port=port, family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0, flags=socket.AI_NUMERICHOST,
+            )  # fmt: skip
+            for address in addresses
+        ]
+        results = [result for result in results if family in (socket.AF_UNSPEC, result["family"])]
+        if not results:
+            raise OSError(f"no checked address of {host} in the family asked for")
+        return results
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
 def _readable(protocol: Any) -> bool:

@@ -114,6 +114,11 @@ def key_options(form, conversation):
     return options
 
 
+def is_id(value):
+    """Whether a query parameter is a row id: ASCII digits only (str.isdigit takes "²", which int() refuses)."""
+    return value.isascii() and value.isdigit()
+
+
 def opening_window(request, conversation):
     """The latest messages; with `?message=<id>` (search results link there), the ones around that message.
 
@@ -123,7 +128,7 @@ def opening_window(request, conversation):
     message_id = request.GET.get("message")
     if message_id is None:
         return versions.latest_window(conversation)
-    message = get_object_or_404(conversation.messages, pk=message_id) if message_id.isdigit() else None
+    message = get_object_or_404(conversation.messages, pk=message_id) if is_id(message_id) else None
     if message is None:
         raise Http404
     if not message.visible and not versions.switch_to(message):
@@ -137,7 +142,7 @@ def message_page(request: AuthenticatedHttpRequest, conversation_id):
     conversation = get_conversation_for(request.user, conversation_id)
     before, after = request.GET.get("before", ""), request.GET.get("after", "")
     cursor_id = before or after
-    if not cursor_id.isdigit():
+    if not is_id(cursor_id):
         return HttpResponseBadRequest(_("This link to older messages is incomplete."))
     cursor = get_object_or_404(conversation.messages, pk=cursor_id)
     window = versions.page_before(cursor) if before else versions.page_after(cursor)

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
@@ -20,6 +21,7 @@ from chat.models import TRASH_DAYS, Conversation, Message, Price, get_conversati
 
 SIDEBAR = "chat/library/sidebar.html"
 SIDEBAR_PAGE_SIZE = 30
+MAX_SIDEBAR_PAGE = (2**63 - 1) // SIDEBAR_PAGE_SIZE  # the largest page whose offset a database takes
 
 
 class RenameForm(forms.Form):
@@ -98,12 +100,22 @@ def conversation_list(request: AuthenticatedHttpRequest):
     return render(request, "chat/list.html", sidebar_page(request))
 
 
+def sidebar_page_number(value):
+    """The page asked for, 1 for anything that is not a page number.
+
+    A number past any offset the database takes (a 64-bit integer) is no page
+    at all: 404, where SQLite would raise an overflow.
+    """
+    if not (value.isascii() and value.isdigit()):
+        return 1
+    if len(value) > len(str(MAX_SIDEBAR_PAGE)) or int(value) > MAX_SIDEBAR_PAGE:
+        raise Http404
+    return max(1, int(value))
+
+
 def sidebar(request: AuthenticatedHttpRequest):
     """A page of sidebar rows; the last row of each loads the next when it scrolls into view."""
-    try:
-        number = max(1, int(request.GET.get("page", 1)))
-    except ValueError:
-        number = 1
+    number = sidebar_page_number(request.GET.get("page", "1"))
     return render(request, f"{SIDEBAR}#sidebar-page", sidebar_page(request, number, request.GET.get("after", "")))
 
 

@@ -1,3 +1,4 @@
+import socket
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ from django.db import connection
 
 from accounts.crypto import UndecryptableSecret
 from accounts.models import ApiKey, Membership
+from chat.mimo import transport
 from tests.conftest import SECRET, make_user
 
 
@@ -66,6 +68,22 @@ def test_key_moved_to_another_base_url_in_the_database_cannot_be_opened(acme_key
     with pytest.raises(PermissionError) as error:
         ApiKey.objects.get(pk=acme_key.pk).decrypt_secret()
     assert SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize("address", ["::7f00:1", "64:ff9b::a01:203", "2002:7f00:1::1", "fec0::1"])
+def test_a_key_is_not_opened_once_its_host_resolves_to_an_internal_ipv6_form(acme, address, monkeypatch):
+    """Answers, titles and key tests all open their key with secret_for_request: the check runs there too."""
+    monkeypatch.setattr(transport, "_checked_addresses", {})  # the addresses it pins stay in this test
+    key = ApiKey(team=acme, label="Proxy", base_url="https://mimo-proxy.example.com")
+    key.set_secret(SECRET)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", port))])
+    key.full_clean()
+    key.save()
+    assert key.secret_for_request() == SECRET
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))])
+    with pytest.raises(ValidationError) as error:
+        key.secret_for_request()
+    assert error.value.code == "internal"
 
 
 def test_revoked_key_cannot_be_opened(acme_key):

@@ -82,6 +82,14 @@ def test_a_bad_secret_or_base_url_is_explained_and_nothing_is_added(client, alic
     assert not ApiKey.objects.exists() and not KeyEvent.objects.exists()
 
 
+@pytest.mark.parametrize("base_url", ["https://[::127.0.0.1]", "https://[64:ff9b::7f00:1]", "https://[::ffff:0:7f00:1]"])
+def test_a_custom_base_url_on_an_ipv6_form_of_loopback_is_refused_and_nothing_is_added(client, alice, acme, base_url):
+    client.force_login(alice)
+    response = client.post(f"/teams/{acme.pk}/keys/", add_form("Loopback", GOOD, base_url))
+    assert "is on a private, loopback or link-local network" in response.content.decode()
+    assert not ApiKey.objects.exists() and not KeyEvent.objects.exists()
+
+
 def test_a_token_plan_key_is_added_with_its_warning(client, alice, acme):
     client.force_login(alice)
     form = add_form("Plan", "tp-Lk92Jd81Hs", "https://api.xiaomimimo.com") | {

@@ -16,7 +16,7 @@ from django.utils.formats import date_format
 
 import chat.routing
 from chat.models import TRASH_DAYS, Conversation, Message, Price, get_conversation_for
-from chat.views.library import SIDEBAR_PAGE_SIZE
+from chat.views.library import MAX_SIDEBAR_PAGE, SIDEBAR_PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -197,8 +197,20 @@ def test_conversation_page_loads_the_sidebar_and_marks_the_open_conversation(cli
 
 def test_bad_page_numbers_fall_back_to_the_first_page(client, bob, conversation):
     client.force_login(bob)
-    for page in ("x", "-3", "0"):
+    for page in ("x", "-3", "0", "²", "1e9", ""):
         assert "Bob&#x27;s plans" in client.get(f"/chats/sidebar/?page={page}", **HTMX).text
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999", "9223372036854775807", str(10**4000)])
+def test_a_page_number_too_large_for_the_database_is_a_404_not_a_500(client, bob, conversation, page):
+    client.force_login(bob)
+    assert client.get(f"/chats/sidebar/?page={page}", **HTMX).status_code == 404
+
+
+def test_the_last_page_number_the_database_takes_is_an_empty_page(client, bob, conversation):
+    client.force_login(bob)
+    response = client.get(f"/chats/sidebar/?page={MAX_SIDEBAR_PAGE}", **HTMX)
+    assert response.status_code == 200 and "Bob&#x27;s plans" not in response.text
 
 
 # --- Pin and rename -------------------------------------------------------------------

@@ -153,3 +153,17 @@ def test_an_incomplete_page_link_is_refused_with_a_reason(client, bob, short):
     response = client.get(f"/chats/{conversation.pk}/messages/?before=abc")
     assert response.status_code == 400
     assert "incomplete" in response.text
+
+
+@pytest.mark.parametrize("cursor", ["before=99999999999999999999", "after=99999999999999999999", "after=²", "before=٣"])
+def test_a_cursor_too_large_or_not_ascii_is_a_404_or_400_not_a_500(client, bob, short, cursor):
+    conversation, _branch = short
+    client.force_login(bob)
+    assert client.get(f"/chats/{conversation.pk}/messages/?{cursor}").status_code in (400, 404)
+
+
+@pytest.mark.parametrize("message", ["99999999999999999999", "²"])
+def test_a_link_to_a_message_id_too_large_or_not_ascii_is_a_404(client, bob, short, message):
+    conversation, _branch = short
+    client.force_login(bob)
+    assert client.get(f"/chats/{conversation.pk}/?message={message}").status_code == 404

@@ -37,7 +37,8 @@ from chat.mimo import (
     stream_turn,
 )
 from chat.mimo.client import stream_body
-from chat.mimo.transport import MimoTransport, environment_proxies
+from chat.mimo import transport
+from chat.mimo.transport import MimoTransport, environment_proxies, pin_addresses
 
 from .conftest import GOOD_KEY
 from .test_client import SleepRecorder, unused_port
@@ -112,7 +113,7 @@ def make_client(request):
 
 @pytest.fixture(scope="module")
 def certificates():
-    """A certificate authority, and a server certificate for 127.0.0.1 that it signed."""
+    """A certificate authority, and a server certificate for 127.0.0.1 and mimo.example that it signed."""
     now = datetime.datetime.now(datetime.UTC)
 
     def certificate(subject, key, issuer, issuer_key, *, ca):
@@ -133,7 +134,7 @@ def certificates():
         else:
             usage = dict(digital_signature=True, key_cert_sign=False, crl_sign=False)
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("mimo.example")]), critical=False
             ).add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         builder = builder.add_extension(
             x509.KeyUsage(
@@ -409,6 +410,44 @@ async def test_an_answer_streams_over_tls_on_a_reused_connection(make_client, ce
         for _ in range(3):
             assert await stream(client, upstream.url) == [TextDelta("Hel"), TextDelta("lo")]
     assert len(upstream.requests) == 3
+
+
+async def test_a_pinned_name_connects_to_its_checked_address_with_the_name_for_tls_and_host(
+    certificates, tls_server, monkeypatch
+):
+    """mimo.example resolves nowhere; pinned to 127.0.0.1, the server there is reached, the certificate is
+    checked against the name (the server's is for mimo.example) and the Host header names it."""
+
+    async def answer(reader, writer):
+        writer.write(HEAD + token("Hi") + END)
+        return True
+
+    monkeypatch.setattr(transport, "_checked_addresses", {})
+    trusted = ssl.create_default_context(cadata=certificates[0])
+    async with Upstream(answer, tls=tls_server) as upstream:
+        port = upstream.server.sockets[0].getsockname()[1]
+        pin_addresses("MIMO.example", ["127.0.0.1"])
+        async with httpx.AsyncClient(transport=MimoTransport(verify=trusted)) as client:
+            assert await stream(client, f"https://mimo.example:{port}") == [TextDelta("Hi")]
+    assert f"host: mimo.example:{port}".encode() in upstream.requests[0].lower()
+
+
+async def test_a_pinned_name_is_not_looked_up(monkeypatch):
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("looked up")
+
+    async def answer(reader, writer):
+        writer.write(HEAD + END)
+        return True
+
+    monkeypatch.setattr(transport, "_checked_addresses", {})
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    pin_addresses("mimo.example", ["127.0.0.1"])
+    async with Upstream(answer) as upstream:
+        port = upstream.server.sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(transport=MimoTransport()) as client:
+            await stream(client, f"http://mimo.example:{port}")
+    assert len(upstream.requests) == 1
 
 
 async def test_a_certificate_nobody_vouches_for_is_a_connection_error(make_client, tls_server):
