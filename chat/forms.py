@@ -19,8 +19,6 @@ def model_choices():
     return [(model.id, model.id) for model in mimo.CHAT_MODELS.values() if not model.is_deprecated(today)]
 
 
-
-
 class SendForm(forms.Form):
     """What the composer sends over the socket; htmx's HEADERS field is ignored."""
 
@@ -51,7 +49,7 @@ class SendForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["temperature"].widget.attrs.update(min=TEMPERATURE_RANGE[0], max=TEMPERATURE_RANGE[1])
         self.fields["top_p"].widget.attrs.update(min=TOP_P_RANGE[0], max=TOP_P_RANGE[1])
-        self.fields["max_output_tokens"].widget.attrs.update(min=1, max=max(m.max_output_tokens for m in mimo.CHAT_MODELS.values()))
+        self.fields["max_output_tokens"].widget.attrs.update(min=1, max=mimo.MOST_OUTPUT_TOKENS)
         if conversation is None:
             return
         team = Team.objects.get(pk=conversation.team_id)

@@ -60,7 +60,7 @@ ADDED_LATER = {"api_key_version", "temperature", "top_p", "max_output_tokens"}
 SETTING_RANGES = {
     "temperature": TEMPERATURE_RANGE,
     "top_p": TOP_P_RANGE,
-    "max_output_tokens": (1, max(model.max_output_tokens for model in mimo.CHAT_MODELS.values())),
+    "max_output_tokens": (1, mimo.MOST_OUTPUT_TOKENS),
 }
 TOOL_CALL_FIELDS = ["index", "call_id", "name", "arguments_raw", "arguments", "result", "status", "error", "duration_ms"]
 CITATION_FIELDS = ["index", "url", "title", "summary", "site_name", "publish_time"]

@@ -134,13 +134,15 @@
     if (event.key === "Escape") {
       const menu = document.querySelector("details[data-menu][open]");
       if (menu) {
+        event.preventDefault();  // taken: the composer's Esc (stop the answer) leaves a prevented one alone
         menu.open = false;
         const row = menu.closest(".sidebar-item");
         (row ? row.querySelector("[data-row-link]") : menu.querySelector("summary")).focus();
       } else if (drawerIsOpen()) {
+        event.preventDefault();
         setDrawer(false, true);
       }
-      return;  // the composer's Esc (stop the answer) is its own listener
+      return;
     }
     if (event.key === "?" && !command && !event.altKey && !isTyping(event.target)) {
       event.preventDefault();

@@ -28,7 +28,7 @@ Where mimo-api.md says UNKNOWN, the tolerant choice, and where it is made:
   `/v1/models` knows gets conservative defaults (catalogue).
 """
 
-from .catalogue import CHAT_MODELS, DEFAULT_MODEL, Model, get_model, models_from_ids
+from .catalogue import CHAT_MODELS, DEFAULT_MODEL, MOST_OUTPUT_TOKENS, Model, get_model, models_from_ids
 from .client import (
     NO_RETRY,
     Endpoint,
@@ -75,6 +75,7 @@ from .wire import ApiFormat, build_body
 
 __all__ = [
     "CHAT_MODELS",
+    "MOST_OUTPUT_TOKENS",
     "DEFAULT_MODEL",
     "NO_RETRY",
     "Accumulator",

@@ -66,6 +66,8 @@ CHAT_MODELS: dict[str, Model] = {
 }
 
 DEFAULT_MODEL = "mimo-v2.5-pro"
+# The most any known model writes: the bound for a chosen maximum before the model is known.
+MOST_OUTPUT_TOKENS = max(model.max_output_tokens for model in CHAT_MODELS.values())
 
 # Ids /v1/models may list that are not chat models (speech in, speech out).
 _NOT_CHAT_MARKERS = ("-tts", "-asr")

@@ -5,12 +5,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import prefetch_related_objects
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext as _, gettext_lazy
+from django.utils.translation import gettext as _
 
 from accounts.http import AuthenticatedHttpRequest
 from accounts.models import Membership, Team, get_team_administered_by
 from chat import generation
-from chat.forms import ReviewFilterForm, ReviewReasonForm, TeamReviewForm
+from chat.forms import ReviewFilterForm, ReviewReasonForm, SendForm, TeamReviewForm
 from chat.models import Conversation, ReviewAccess, get_conversation_for_review
 
 CONVERSATIONS_PER_PAGE = 50
@@ -75,20 +75,17 @@ def review_conversation(request: AuthenticatedHttpRequest, conversation_id):
     )
 
 
-PARAMETER_LABELS = {
-    "thinking": gettext_lazy("Thinking"),
-    "web_search": gettext_lazy("Web search"),
-    "temperature": gettext_lazy("Temperature"),
-}
-
-
 def readable_parameters(parameters):
-    """An answer's request settings as (label, value) pairs a reviewer reads: "Thinking: on", not "thinking: True"."""
+    """An answer's request settings as (label, value) pairs a reviewer reads: "Thinking: on", not "thinking: True".
+
+    Labelled as the composer labels the same settings (SendForm): thinking, web search and the sampling.
+    """
     rows = []
     for name, value in parameters.items():
         if isinstance(value, bool):
             value = _("on") if value else _("off")
-        rows.append((PARAMETER_LABELS.get(name, name), value))
+        field = SendForm.base_fields.get(name)
+        rows.append((field.label if field else name, value))
     return rows
 
 

@@ -88,6 +88,11 @@ def test_review_names_an_answers_settings_in_words():
         ("Thinking", "on"),
         ("Web search", "off"),
     ]
+    # The sampling the composer records is named as the composer names it.
+    assert [(str(label), value) for label, value in readable_parameters({"top_p": 0.9, "max_output_tokens": 4096})] == [
+        ("Top p", 0.9),
+        ("Maximum output tokens", 4096),
+    ]
     with translation.override("zh-hans"):
         assert [(str(label), value) for label, value in readable_parameters({"thinking": True})] == [("深度思考", "开")]
 
