@@ -4,11 +4,15 @@ alice is team admin of Acme, bob a member of Acme, charlie team admin of
 Globex (another team), and root a superuser in no team.
 """
 
+import time
+
 import httpx
 import pytest
 from channels.layers import channel_layers
 from daphne.testing import DaphneProcess
 from django.conf import settings
+from django.core.management.base import CommandError
+from django.test import TransactionTestCase
 from django.utils import translation
 
 from accounts.models import ApiKey, Membership, Team, User
@@ -33,6 +37,28 @@ def test_settings():
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
     # The fake MiMo server listens on loopback.
     settings.MIMOWEB_UPSTREAM_ALLOWED_HOSTS = ["127.0.0.1"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_retried_while_a_live_server_still_writes():
+    """A transactional test ends with a flush while the live server may still be finishing what the
+    test's last step started (a refused send, a socket closing). On PostgreSQL the TRUNCATE can then
+    deadlock with the server's transaction and be the one cancelled, leaving the test's rows for the
+    next test; the server's transaction ends on its own, so the flush is tried again."""
+    flush = TransactionTestCase._fixture_teardown
+
+    def flush_until_it_succeeds(self):
+        for attempt in range(4):
+            try:
+                return flush(self)
+            except CommandError:
+                if attempt == 3:
+                    raise
+                time.sleep(0.5)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TransactionTestCase, "_fixture_teardown", flush_until_it_succeeds)
+        yield
 
 
 @pytest.fixture(autouse=True)
