@@ -115,17 +115,22 @@ class AlreadyStreaming(Exception):
     pass
 
 
-async def start(conversation, *, text, api_key, user_time_zone="", instead_of=None):
+class NoKey(Exception):
+    """The team has no key this conversation may use."""
+
+
+async def start(conversation, *, text, user_time_zone="", instead_of=None):
     """Save the user's message and an empty answer, then stream the answer in the background.
 
     `instead_of`: the message this turn is a new version of (an edited
     question, or a regenerated or retried answer); its branch gives way to
     the new one. Returns at once with the assistant message; the work goes on
-    in a task this module keeps a strong reference to.
+    in a task this module keeps a strong reference to. Raises NoKey,
+    AlreadyStreaming or limits.Refused when nothing was saved or sent.
     """
-    user_message, message, window = await create_turn(conversation, text, api_key, instead_of)
+    user_message, message, window = await create_turn(conversation, text, instead_of)
     keep_tending()
-    generation = Generation(conversation, message, api_key, user_time_zone)
+    generation = Generation(conversation, message, message.api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
     generation.announce(user_message, window)
     generation.task = asyncio.get_running_loop().create_task(generation.run())
@@ -133,19 +138,24 @@ async def start(conversation, *, text, api_key, user_time_zone="", instead_of=No
 
 
 @database_sync_to_async
-def create_turn(conversation, text, api_key, instead_of=None):
+def create_turn(conversation, text, instead_of=None):
     """The user's message (none for a regenerated answer) and the empty answer, together or not at all.
 
     Each follows the message before it on the branch: a new turn follows the
     visible branch's tip, a new version takes the parent of the one it
     replaces and becomes the visible branch. Then the window the page shows
     is returned too, since the whole list changed (None for a plain new turn).
+    The answer's key is chosen here, in the same trip to the database thread:
+    a hundred answers starting at once queue for that one thread.
     """
     now = timezone.now()
     try:
         with transaction.atomic():
             # The lock versions.switch_to takes: the branch does not change while a turn starts on it.
             Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
+            api_key = conversation.key_for_next_turn()
+            if api_key is None:
+                raise NoKey
             # Budgets and pace, before anything is saved or sent; its team lock is held to the commit.
             limits.admit(conversation)
             if instead_of is None:
@@ -258,11 +268,11 @@ def frame_interval_for(busy):
 frame_interval = FRAME_INTERVAL  # set once a second by tend_forever
 
 
-PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "heartbeat_at")
+PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at")
 
 
 def save_progress(rows):
-    """Write (content, reasoning, signature, heartbeat, message id) rows in one transaction.
+    """Write (content, reasoning, signature, first token, heartbeat, message id) rows in one transaction.
 
     Plain SQL because the ORM's own work per saved row (about 300 µs on our
     machine, against 25 µs for the statement) was most of a busy second. Only
@@ -274,8 +284,8 @@ def save_progress(rows):
     sql = f"UPDATE {quote(Message._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s AND {quote('status')} = %s"
     adapt = connection.ops.adapt_datetimefield_value
     params = [
-        (content, reasoning, signature, adapt(beat), pk, Message.Status.STREAMING)
-        for content, reasoning, signature, beat, pk in rows
+        (content, reasoning, signature, adapt(first_token), adapt(beat), pk, Message.Status.STREAMING)
+        for content, reasoning, signature, first_token, beat, pk in rows
     ]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -545,7 +555,7 @@ class Generation:
 
     async def answer(self):
         try:
-            secret = await database_sync_to_async(self.api_key.secret_for_request)()
+            secret = await self.api_key.asecret_for_request()
         except (ValidationError, PermissionError, UndecryptableSecret) as error:
             logger.warning("API key %s cannot be used: %s", self.api_key, error)
             await self.finish(Message.Status.ERROR, error_kind=KEY_UNUSABLE)
@@ -601,17 +611,17 @@ class Generation:
 
     async def apply(self, event):
         message = self.message
-        match event:
+        match event:  # the text first: most events are text
+            case mimo.TextDelta(text=text):
+                if message.first_token_at is None and not message.content and not self.new_text:
+                    self.mark_first_token()
+                self.new_text.append(text)
+                self.pending_text.append(text)  # rendered once per frame, not per token
             case mimo.ReasoningDelta(text=text):
                 self.new_reasoning.append(text)
                 self.pending_reasoning.append(text)
             case mimo.SignatureDelta(text=text):
                 message.thinking_signature = (message.thinking_signature or "") + text
-            case mimo.TextDelta(text=text):
-                if message.first_token_at is None and not message.content and not self.new_text:
-                    await self.mark_first_token()
-                self.new_text.append(text)
-                self.pending_text.append(text)  # rendered once per frame, not per token
             case mimo.ToolCallStart(index=index, id=call_id, name=name):
                 self.tool_calls[index] = ToolCall(message=message, index=index, call_id=call_id, name=name)
                 self.pending_tool_calls.add(index)
@@ -634,10 +644,10 @@ class Generation:
         self.unsaved = True
         self.schedule_frame()
 
-    async def mark_first_token(self):
-        """The answer starts: fold the thinking panel, everywhere."""
+    def mark_first_token(self):
+        """The answer starts: fold the thinking panel, everywhere. The time is saved with the next
+        progress (save_progress): waiting for the database here held up a hundred answers starting at once."""
         self.message.first_token_at = timezone.now()
-        await self.flush()
         self.flush_frames()
         self.publish_snapshot()
 
@@ -672,16 +682,9 @@ class Generation:
         self.take_text()
         self.unsaved, self.saved_at = False, now
         message.heartbeat_at = timezone.now()
-        return message.content, message.reasoning_content, message.thinking_signature, message.heartbeat_at, message.pk
-
-    async def flush(self):
-        """Save what arrived now, not with the next `save_progress`: a change of state."""
-        self.unsaved, self.saved_at = False, time.monotonic()
-        self.take_text()
-        message = self.message
-        message.heartbeat_at = timezone.now()
-        await message.asave(
-            update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
+        return (
+            message.content, message.reasoning_content, message.thinking_signature,
+            message.first_token_at, message.heartbeat_at, message.pk,
         )
 
     async def finish(self, status, *, finish_reason="", error_kind="", error_text="", more_rounds=False):

@@ -153,7 +153,8 @@ def team_default_key(team):
     """The key a conversation of the team uses when its member chose none: the team's default key if
     active, else the team's oldest active team key; None when it has none."""
     keys = ApiKey.objects.active().team_keys().filter(team=team)
-    return keys.filter(pk=team.default_key_id).first() or keys.order_by("created_at", "pk").first()
+    default = keys.filter(pk=team.default_key_id).first() if team.default_key_id else None
+    return default or keys.order_by("created_at", "pk").first()
 
 
 def get_conversation_for(user, conversation_id, *, in_trash=False):

@@ -43,6 +43,15 @@ def test_every_stream_with_news_is_saved_in_one_statement(streams):
         assert saved.heartbeat_at is not None
 
 
+def test_the_first_token_time_is_saved_with_the_progress_not_on_its_own(streams):
+    stream = streams[0]
+    with CaptureQueriesContext(connection) as queries:
+        stream.mark_first_token()  # the panel folds at once; nothing waits on the database
+    assert queries.captured_queries == []
+    generation.save_progress([stream.progress(time.monotonic() + generation.HEARTBEAT_INTERVAL)])
+    assert Message.objects.get(pk=stream.message.pk).first_token_at == stream.message.first_token_at
+
+
 def test_a_stream_without_news_is_left_alone_until_its_heartbeat_is_due(streams):
     stream = streams[0]
     now = 1000.0  # a clock reading that adding the interval to does not round below it
