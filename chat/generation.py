@@ -566,7 +566,7 @@ class Generation:
             accumulator = mimo.Accumulator()
             async for event in mimo.stream_turn(endpoint, request):
                 accumulator.add(event)
-                await self.apply(event)
+                self.apply(event)
             if accumulator.error is not None:
                 error = accumulator.error
                 await self.finish(
@@ -609,7 +609,7 @@ class Generation:
             web_search=mimo.WebSearch() if conversation.web_search and model.web_search else None,
         )
 
-    async def apply(self, event):
+    def apply(self, event):
         message = self.message
         match event:  # the text first: most events are text
             case mimo.TextDelta(text=text):

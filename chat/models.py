@@ -126,15 +126,25 @@ class Conversation(models.Model):
         retry answers the same question anew. A stopped answer stays in: the
         person chose to keep it.
         """
-        messages = self.messages.filter(visible=True).exclude(
-            role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
-        ).prefetch_related("tool_calls")
+        messages = list(
+            self.messages.filter(visible=True).exclude(
+                role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
+            )
+        )
+        # One plain query for the answers' finished tool calls, none before the first answer: every
+        # answer starts here, and prefetch_related's machinery cost more than its query.
+        answer_ids = [message.pk for message in messages if message.role == Message.Role.ASSISTANT]
+        calls_of = {}
+        if answer_ids:
+            finished = ToolCall.objects.filter(message_id__in=answer_ids, status__in=[ToolCall.Status.DONE, ToolCall.Status.ERROR])
+            for call in finished:
+                calls_of.setdefault(call.message_id, []).append(call)
         turns = []
         for message in messages:
             if message.role == Message.Role.USER:
                 turns.append(mimo.UserTurn(message.content))
                 continue
-            calls = [call for call in message.tool_calls.all() if call.status in (ToolCall.Status.DONE, ToolCall.Status.ERROR)]
+            calls = calls_of.get(message.pk, [])
             turns.append(
                 mimo.AssistantTurn(
                     text=message.content,

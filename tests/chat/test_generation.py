@@ -139,8 +139,8 @@ async def test_text_joins_the_message_once_a_save_not_once_a_token(streams, monk
     stream.message.first_token_at = timezone.now()
     monkeypatch.setattr(stream, "schedule_frame", lambda: None)
     for piece in ["a", "b", "c"]:
-        await stream.apply(mimo.ReasoningDelta(piece))
-        await stream.apply(mimo.TextDelta(piece))
+        stream.apply(mimo.ReasoningDelta(piece))
+        stream.apply(mimo.TextDelta(piece))
     assert (stream.message.content, stream.message.reasoning_content) == ("", None)  # a string grows by copying
     content, reasoning, *_ = stream.progress(time.monotonic())
     assert (content, reasoning) == ("abc", "abc")
