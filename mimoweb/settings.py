@@ -15,6 +15,8 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from mimoweb.proxies import trusted_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -217,6 +219,13 @@ AUTH_PASSWORD_VALIDATORS = [
 MIMOWEB_SIGNIN_WINDOW_MINUTES = env_int("MIMOWEB_SIGNIN_WINDOW_MINUTES", 15)
 MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT = env_int("MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT", 5)
 MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS = env_int("MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS", 20)
+
+# The proxies (addresses or networks) whose X-Forwarded-For names the client
+# (mimoweb/proxies.py). Empty: the address is the connection's, whatever the headers say.
+try:
+    MIMOWEB_TRUSTED_PROXIES = trusted_networks(env_list("MIMOWEB_TRUSTED_PROXIES"))
+except ValueError as e:
+    raise ImproperlyConfigured(f"MIMOWEB_TRUSTED_PROXIES: {e}.") from None
 
 
 # --- API key encryption -------------------------------------------------------
