@@ -201,6 +201,16 @@ else:
 # the same figure to daphne.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 16 * 1024 * 1024
 
+# The most an HTTP request body may hold: for the paths in MIMOWEB_BODY_LIMITS (regular
+# expressions) their figure, for any other path MIMOWEB_BODY_LIMIT. A larger body is refused
+# (413) as it arrives, before it is kept anywhere (mimoweb/body_limits.py). Pages' forms are
+# small (Django refuses form fields over 2.5 MB anyway); only uploads need more.
+MIMOWEB_BODY_LIMIT = 4 * 1024 * 1024
+MIMOWEB_BODY_LIMITS = {
+    # An export of at most 20 MiB (MAX_IMPORT_BYTES in chat/transfer.py) and the rest of its form.
+    r"/chats/import/": 21 * 1024 * 1024,
+}
+
 
 # --- Accounts and sign-in -----------------------------------------------------
 
