@@ -23,10 +23,10 @@ def memory(pid):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     process, url = start_daphne(tmp_path_factory.mktemp("daphne"))
-    # What any first requests load (the sign-in page, a first refusal, translations) is not growth.
+    # What the first requests load (Django's handler, a first refusal's template and translations) is not growth.
     with httpx.Client(base_url=url) as client:
         for _ in range(3):
-            client.get("/accounts/sign-in/")
+            client.get("/healthz")
             client.post("/accounts/sign-in/", content=bytes(5 * MiB), headers={"Accept": "text/html"})
     before = memory(process.pid)
     yield url, process.pid, before
