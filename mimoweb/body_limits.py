@@ -12,6 +12,7 @@ count passes the limit. The limits are settings (MIMOWEB_BODY_LIMIT, MIMOWEB_BOD
 as `daphne`, by `manage.py runserver` or by the tests) makes daphne build these requests.
 """
 
+import logging
 import re
 from urllib.parse import unquote
 
@@ -22,6 +23,8 @@ from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
+
+logger = logging.getLogger(__name__)
 
 # After a refusal the rest of the body is read and dropped, so that a client sending it all
 # before it reads (browsers, most HTTP libraries) gets the 413 rather than a reset connection;
@@ -73,6 +76,8 @@ class BodyLimitedRequest(http_protocol.WebRequest):
     def gotLength(self, length):
         """Called once the headers are in, with the Content-Length (None for a chunked body)."""
         super().gotLength(length)
+        # Twisted keeps the request line's target on the channel until the body is in (a private
+        # name: tests/test_body_limits.py fails if a Twisted release changes it).
         self.body_limit = body_limit(request_path(self.channel._path))
         if length is not None and length > self.body_limit:
             self.refuse_body()
@@ -93,6 +98,12 @@ class BodyLimitedRequest(http_protocol.WebRequest):
 
     def refuse_body(self):
         self.refused = True
+        logger.warning(
+            "Refused a request body over %d bytes: %s from %s",
+            self.body_limit,
+            request_path(self.channel._path),
+            getattr(self.client, "host", "?"),
+        )
         # Written straight to the connection: Twisted's response machinery needs the request line,
         # which it records only once the whole body is in.
         content_type, body = refusal(self.requestHeaders, self.received_cookies, self.body_limit)

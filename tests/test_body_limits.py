@@ -77,7 +77,8 @@ def test_the_refusal_speaks_the_language_of_the_cookie_or_the_browser():
 
 
 def start_daphne(data_dir):
-    """`daphne mimoweb.asgi:application` on a free port, as the container runs it; returns (process, url)."""
+    """`daphne mimoweb.asgi:application` on a free port, as the container runs it, logging to daphne.log in
+    `data_dir`; returns (process, url)."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(data_dir),
@@ -89,16 +90,23 @@ def start_daphne(data_dir):
         process = subprocess.Popen(
             [DAPHNE, "--bind", "127.0.0.1", "--port", "0", "mimoweb.asgi:application"], cwd=BASE_DIR, env=env, stderr=stderr
         )
-    while process.poll() is None:
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
         if match := re.search(r"Listening on TCP address 127\.0\.0\.1:(\d+)", log.read_text()):
             return process, f"http://127.0.0.1:{match.group(1)}"
         time.sleep(0.1)
+    process.kill()
     raise RuntimeError(f"daphne did not start: {log.read_text()}")
 
 
 @pytest.fixture(scope="module")
-def daphne_url(tmp_path_factory):
-    process, url = start_daphne(tmp_path_factory.mktemp("daphne"))
+def daphne_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("daphne")
+
+
+@pytest.fixture(scope="module")
+def daphne_url(daphne_dir):
+    process, url = start_daphne(daphne_dir)
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -139,7 +147,9 @@ def test_a_body_within_the_limit_reaches_django(daphne_url):
     assert httpx.post(daphne_url + "/chats/import/", content=bytes(MAX_IMPORT_BYTES)).status_code == 403
 
 
-def test_the_server_keeps_serving_after_a_refusal(daphne_url):
+def test_the_server_keeps_serving_after_a_refusal_and_logs_it_in_one_line(daphne_url, daphne_dir):
     with httpx.Client() as client:
-        assert client.post(daphne_url + "/accounts/sign-in/", content=bytes(5 * MiB)).status_code == 413
+        assert client.post(daphne_url + "/chats/import/?x=1", content=bytes(22 * MiB)).status_code == 413
         assert client.get(daphne_url + "/healthz").status_code == 200
+    log = (daphne_dir / "daphne.log").read_text()
+    assert f"Refused a request body over {21 * MiB} bytes: /chats/import/ from 127.0.0.1\n" in log
