@@ -99,7 +99,7 @@ class BodyLimitedRequest(http_protocol.WebRequest):
     def refuse_body(self):
         self.refused = True
         logger.warning(
-            "Refused a request body over %d bytes: %s from %s",
+            "Refused a request body over %d bytes: %r from %s",
             self.body_limit,
             request_path(self.channel._path),
             getattr(self.client, "host", "?"),

@@ -152,4 +152,4 @@ def test_the_server_keeps_serving_after_a_refusal_and_logs_it_in_one_line(daphne
         assert client.post(daphne_url + "/chats/import/?x=1", content=bytes(22 * MiB)).status_code == 413
         assert client.get(daphne_url + "/healthz").status_code == 200
     log = (daphne_dir / "daphne.log").read_text()
-    assert f"Refused a request body over {21 * MiB} bytes: /chats/import/ from 127.0.0.1\n" in log
+    assert f"Refused a request body over {21 * MiB} bytes: '/chats/import/' from 127.0.0.1\n" in log
