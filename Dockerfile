@@ -28,9 +28,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD python -c "import os, urllib.request; \
 host = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip(); \
 urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}), timeout=4)"
-# --proxy-headers: behind a load balancer, the client's address comes from
-# X-Forwarded-For (the sign-in throttle counts per address).
+# No --proxy-headers: X-Forwarded-For is believed only from MIMOWEB_TRUSTED_PROXIES (mimoweb/proxies.py).
 # The websocket limits: DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE in settings.py says why (16 MiB).
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "--proxy-headers", \
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", \
      "--websocket-max-message-size", "16777216", "--websocket-max-frame-size", "16777216", \
      "mimoweb.asgi:application"]

@@ -15,6 +15,8 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from mimoweb.proxies import trusted_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -199,6 +201,16 @@ else:
 # the same figure to daphne.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 16 * 1024 * 1024
 
+# The most an HTTP request body may hold: for the paths in MIMOWEB_BODY_LIMITS (regular
+# expressions) their figure, for any other path MIMOWEB_BODY_LIMIT. A larger body is refused
+# (413) as it arrives, before it is kept anywhere (mimoweb/body_limits.py). Pages' forms are
+# small (Django refuses form fields over 2.5 MB anyway); only uploads need more.
+MIMOWEB_BODY_LIMIT = 4 * 1024 * 1024
+MIMOWEB_BODY_LIMITS = {
+    # An export of at most 20 MiB (MAX_IMPORT_BYTES in chat/transfer.py) and the rest of its form.
+    r"/chats/import/": 21 * 1024 * 1024,
+}
+
 
 # --- Accounts and sign-in -----------------------------------------------------
 
@@ -217,6 +229,13 @@ AUTH_PASSWORD_VALIDATORS = [
 MIMOWEB_SIGNIN_WINDOW_MINUTES = env_int("MIMOWEB_SIGNIN_WINDOW_MINUTES", 15)
 MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT = env_int("MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT", 5)
 MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS = env_int("MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS", 20)
+
+# The proxies (addresses or networks) whose X-Forwarded-For names the client
+# (mimoweb/proxies.py). Empty: the address is the connection's, whatever the headers say.
+try:
+    MIMOWEB_TRUSTED_PROXIES = trusted_networks(env_list("MIMOWEB_TRUSTED_PROXIES"))
+except ValueError as e:
+    raise ImproperlyConfigured(f"MIMOWEB_TRUSTED_PROXIES: {e}.") from None
 
 
 # --- API key encryption -------------------------------------------------------
