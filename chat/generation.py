@@ -645,11 +645,14 @@ class Generation:
         self.schedule_frame()
 
     def mark_first_token(self):
-        """The answer starts: fold the thinking panel, everywhere. The time is saved with the next
-        progress (save_progress): waiting for the database here held up a hundred answers starting at once."""
+        """The answer starts: fold the thinking panel everywhere (or take away its "Thinking…" when MiMo
+        did not think), with a frame of the panel alone, not the whole message. The time is saved with
+        the next progress (save_progress): waiting for the database here held up a hundred answers
+        starting at once."""
         self.message.first_token_at = timezone.now()
         self.flush_frames()
-        self.publish_snapshot()
+        self.take_text()  # the thinking so far is in the panel
+        self.publish("chat/message.html#thinking", {"message": self.message, "swap": True})
 
     def apply_usage(self, usage):
         if usage is None:
