@@ -255,3 +255,11 @@ def test_with_nothing_configured_sqlite_and_the_secrets_live_in_the_data_volume(
     finally:
         container.remove()
         container.call("volume", "rm", "--force", volume)
+
+
+def test_a_data_folder_the_user_cannot_write_stops_it_with_a_message_naming_what_to_set(image, tmp_path):
+    tmp_path.chmod(0o755)  # a host folder that belongs to root, mounted as the data volume
+    migrate = Container({}, volume=tmp_path).run("python", "manage.py", "migrate", "--no-input")
+    assert migrate.returncode != 0
+    assert "MIMOWEB_DATA_DIR: this user (uid 10001) cannot write /data" in migrate.stderr
+    assert "set SECRET_KEY, MIMOWEB_ENCRYPTION_KEYS and DATABASE_URL" in migrate.stderr
