@@ -97,8 +97,8 @@ image:
 	then $(MAKE) --no-print-directory image-podman; \
 	else $(MAKE) --no-print-directory image-docker; fi
 
-# No container registry need be reachable: the base image is Debian trixie's Python 3.13,
-# made here once with mmdebstrap (PYTHON_IMAGE=python:3.13-slim takes the official one).
+# No container registry need be reachable: the base image is Debian trixie's Python 3.13, made
+# here once with mmdebstrap from the mirror apt uses (PYTHON_IMAGE=python:3.13-slim: the official one).
 # podman runs with runc (crun refuses a host with both cgroup v1 and v2) and within the
 # host's rlimits (podman asks for more, which root here may not raise); --format docker
 # keeps the HEALTHCHECK. The build reaches the package index through the host's network
@@ -117,8 +117,9 @@ image-podman:
 
 base-image:
 	$(call debian_package,mmdebstrap,mmdebstrap,make image)
+	set -o pipefail; mirror=$$(awk '/^URIs:/ {print $$2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null); \
 	mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates,netbase,tzdata \
-	  trixie - "deb $$(awk '/^URIs:/ {print $$2; exit}' /etc/apt/sources.list.d/*.sources) trixie main" \
+	  trixie - "deb $${mirror:-http://deb.debian.org/debian} trixie main" \
 	| $(PODMAN) import --change 'ENV LANG=C.UTF-8' \
 	  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - $(BASE_IMAGE)
 
