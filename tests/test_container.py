@@ -200,11 +200,11 @@ def test_a_member_signs_in_on_postgresql(deployment):
 def test_static_files_are_served_from_the_image(deployment):
     _, base_url = deployment
     page = get(base_url, "/accounts/sign-in/")
-    stylesheet = re.search(r'href="(/static/css/mimoweb\.[0-9a-f]+\.css)"', page.text)[1]  # collected, hashed name
-    response = get(base_url, stylesheet)
+    icon = re.search(r'href="(/static/favicon\.[0-9a-f]+\.svg)"', page.text)[1]  # collected, under its hashed name
+    response = get(base_url, icon)
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/css")
-    assert response.text == (BASE_DIR / "static/css/mimoweb.css").read_text()
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.content == (BASE_DIR / "static/favicon.svg").read_bytes()
 
 
 def test_the_server_runs_as_a_user_that_is_not_root(deployment):
