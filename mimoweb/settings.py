@@ -6,6 +6,7 @@ sets the variables README lists; each secret can also be read from a file named
 by the same variable with `_FILE` appended (Docker and Kubernetes secrets).
 """
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -60,6 +61,21 @@ def env_secret(name, default=""):
     return os.environ.get(name, default).strip()
 
 
+def writable_data_dir():
+    """The data folder, made if missing; a clear stop where this user may not write it
+    (a container's volume or host folder that belongs to another user)."""
+    try:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if not os.access(DATA_DIR, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as e:
+        raise ImproperlyConfigured(
+            f"MIMOWEB_DATA_DIR: this user (uid {os.getuid()}) cannot write {DATA_DIR} ({e.strerror}). "
+            "Make it writable, point MIMOWEB_DATA_DIR at a folder that is, or set SECRET_KEY, "
+            "MIMOWEB_ENCRYPTION_KEYS and DATABASE_URL, which need no data folder."
+        ) from None
+
+
 def generated_secret(path, make):
     """Read a generated secret from the data folder, creating it (mode 0600) on first use.
 
@@ -68,9 +84,9 @@ def generated_secret(path, make):
     """
     try:
         return path.read_text().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # made below, or a clear error says why not
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_data_dir()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it first
@@ -151,7 +167,7 @@ TEMPLATES = [
 if database_url := env_secret("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(database_url, conn_max_age=60, conn_health_checks=True)}
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    writable_data_dir()
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
