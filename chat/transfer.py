@@ -18,6 +18,7 @@ Everything else comes back as it was, except that an answer still streaming when
 exported comes back `interrupted`: no process is streaming it here.
 """
 
+import itertools
 import json
 import math
 import re
@@ -440,13 +441,26 @@ def invalid(where, problem):
 
 
 def import_conversations(read_conversations, *, owner, team):
-    """Save conversations read from a file as new ones of this member in this team: all of them, or none."""
+    """Save conversations read from a file as new ones of this member in this team: all of them, or none.
+
+    In short transactions (a conversation's row, then its messages MESSAGES_PER_TRANSACTION
+    at a time), not in one: on SQLite a transaction holds the lock on the whole database,
+    and one for a 1,500-conversation import held it for 26 s, so answers that finished
+    meanwhile could not save theirs (they wait 5 s, the busy timeout, then are refused).
+    All or none is kept by hand: when a save fails, what the import saved is deleted
+    again, and the member is told nothing was imported. While it runs, the member's own
+    list may show the conversations arriving; a process killed mid-import (kill -9)
+    leaves the conversations it had saved, as an interrupted upload would.
+    """
     keys = usable_keys(owner, team)
     saved = []
-    with transaction.atomic():
+    try:
         # The last first: each gets a later updated_at, so the list shows them in the file's order.
         for read in reversed(read_conversations):
             saved.insert(0, save_conversation(read, owner, team, keys))
+    except BaseException:
+        delete_imported(saved)
+        raise
     return saved
 
 
@@ -457,17 +471,36 @@ def usable_keys(owner, team):
     return {(key.label, key.last_four): key for key in sorted(keys, key=lambda key: key.revoked_at is None)}
 
 
+# A transaction of the import writes about this many messages (with their tool calls, sources and
+# search index entries): about 50 ms here, far below SQLite's 5 s busy timeout whatever the file holds.
+MESSAGES_PER_TRANSACTION = 100
+
+
 def save_conversation(read, owner, team, keys):
+    """Save one conversation in short transactions; if one fails, the conversation is deleted again."""
     conversation = read.conversation
     conversation.owner, conversation.team = owner, team
     conversation.api_key = key_named(read.api_key, keys)
     created_at = conversation.created_at
-    conversation.save()
-    # auto_now_add ignores the value given: write the exported one afterwards (updated_at stays the import time).
-    Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at)
+    with transaction.atomic():
+        conversation.save()
+        # auto_now_add ignores the value given: write the exported one afterwards (updated_at stays the import time).
+        Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at)
     conversation.created_at = created_at
     new_ids = {}
-    for read_message in read.messages:
+    try:
+        for batch in itertools.batched(read.messages, MESSAGES_PER_TRANSACTION):
+            save_messages(batch, conversation, keys, new_ids)
+    except BaseException:
+        delete_imported([conversation])
+        raise
+    return conversation
+
+
+@transaction.atomic
+def save_messages(read_messages, conversation, keys, new_ids):
+    """Save these messages of the conversation, parents first; `new_ids` maps the file's ids to the saved ones."""
+    for read_message in read_messages:
         message = read_message.message
         message.conversation = conversation
         message.parent_id = None if read_message.parent is None else new_ids[read_message.parent]
@@ -476,9 +509,14 @@ def save_conversation(read, owner, team, keys):
         new_ids[read_message.file_id] = message.pk
         for row in read_message.tool_calls + read_message.citations:
             row.message = message
-    ToolCall.objects.bulk_create([call for read_message in read.messages for call in read_message.tool_calls])
-    Citation.objects.bulk_create([citation for read_message in read.messages for citation in read_message.citations])
-    return conversation
+    ToolCall.objects.bulk_create([call for read_message in read_messages for call in read_message.tool_calls])
+    Citation.objects.bulk_create([citation for read_message in read_messages for citation in read_message.citations])
+
+
+def delete_imported(conversations):
+    """Take back what a failed import saved: each conversation in a transaction of its own, as it was saved."""
+    for conversation in conversations:
+        conversation.delete()
 
 
 def key_named(api_key, keys):
