@@ -1,11 +1,12 @@
 import json
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -420,6 +421,17 @@ def test_an_import_commits_as_it_goes_so_it_never_holds_the_database_for_long(bo
         transfer.import_conversations(read, owner=bob, team=acme)
     assert max(most_uncommitted) == 2
     assert Message.objects.count() == 18
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_on_sqlite_leaves_the_database_free_for_other_writers_now_and_then(bob, acme, conversation, monkeypatch):
+    """SQLite hands its lock to no one in turn: an import that takes it again at once keeps answers' saves waiting."""
+    monkeypatch.setattr(transfer.TakingTurns, "HOLD", 0)  # a pause after every transaction
+    pauses = []
+    monkeypatch.setattr(time, "sleep", lambda seconds: pauses.append(connection.in_atomic_block))
+    transfer.import_conversations(read_twice(conversation), owner=bob, team=acme)
+    # Two conversations, each a transaction for its row and one for its messages; PostgreSQL locks rows.
+    assert pauses == ([False] * 4 if connection.vendor == "sqlite" else [])
 
 
 @pytest.mark.django_db(transaction=True)
