@@ -474,8 +474,10 @@ class TakingTurns:
     waits, looking again at most every 100 ms, and an import that begins its next
     transaction as soon as it commits the last kept answers' saves waiting for
     seconds. So once the import has held the lock for HOLD in all, it leaves it
-    free for PAUSE, longer than a waiting writer's look; the import takes about a
-    third longer. PostgreSQL locks rows, not the database: there it never pauses.
+    free for PAUSE, longer than a waiting writer's look: the import takes about a
+    quarter longer (1,500 conversations: 6 s of pauses in 30 s), and an answer's
+    save waits a fraction of a second instead of seconds. PostgreSQL locks rows,
+    not the database: there it never pauses.
     """
 
     HOLD = 0.4
@@ -491,7 +493,8 @@ class TakingTurns:
         with transaction.atomic():
             yield
         self.held += time.monotonic() - started
-        if self.pauses and self.held >= self.HOLD:
+        # Inside a caller's transaction the lock is not let go: no pause then.
+        if self.pauses and self.held >= self.HOLD and not connection.in_atomic_block:
             time.sleep(self.PAUSE)
             self.held = 0.0
 
