@@ -749,24 +749,24 @@ class Generation:
         sweep marks it interrupted and no other answer starts in its conversation.
         """
         delays = iter(FINAL_SAVE_DELAYS)
-        waiting_since = None
+        started, logged = time.monotonic(), False
         while True:
             try:
                 await database_sync_to_async(self.save_finished_in_one_transaction)()
             except (OperationalError, InterfaceError) as error:
                 delay = next(delays, None)
                 if delay is None:
-                    if waiting_since is None:
-                        waiting_since = time.monotonic()
+                    if not logged:
                         logger.warning(
                             "The end of answer %s was refused by the database (%s); it is tried again every %d s",
                             self.message.pk, error, SAVE_LATER_INTERVAL,
                         )
+                        logged = True
                     delay = SAVE_LATER_INTERVAL
                 await asyncio.sleep(delay)
             else:
-                if waiting_since is not None:
-                    logger.warning("The end of answer %s is saved, %d s late", self.message.pk, time.monotonic() - waiting_since)
+                if logged:
+                    logger.warning("The end of answer %s is saved, %d s late", self.message.pk, time.monotonic() - started)
                 return
 
     def save_finished_in_one_transaction(self):
