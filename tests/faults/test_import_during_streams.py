@@ -18,7 +18,7 @@ from django.test import Client
 
 from accounts.models import ApiKey
 from chat import generation, mimo, transfer
-from chat.mimo.fake import _long_text
+from chat.mimo.fake import _long_text  # the text the fake sends for [[fake:long=N]]
 from chat.models import Conversation, Message
 from tests.chat.test_transfer import build_conversation, upload
 
