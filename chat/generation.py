@@ -766,12 +766,13 @@ class Generation:
                 await asyncio.sleep(delay)
             else:
                 if logged:
-                    logger.warning("The end of answer %s is saved, %d s late", self.message.pk, time.monotonic() - started)
+                    late = time.monotonic() - started
+                    logger.warning("The end of answer %s is saved, %d s late", self.message.pk, late)
                 return
 
     def save_finished_in_one_transaction(self):
         """`save_finished`, all or nothing: after a refusal, the rows it was creating are new again for the next try."""
-        new_rows = [call for call in self.tool_calls.values() if call.pk is None] + [c for c in self.citations if c.pk is None]
+        new_rows = [row for row in [*self.tool_calls.values(), *self.citations] if row.pk is None]
         try:
             with transaction.atomic():
                 self.save_finished()
