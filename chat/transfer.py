@@ -462,7 +462,7 @@ def import_conversations(read_conversations, *, owner, team):
         for read in reversed(read_conversations):
             saved.insert(0, save_conversation(read, owner, team, keys, turns))
     except BaseException:
-        delete_imported(saved)
+        delete_imported(saved, turns)
         raise
     return saved
 
@@ -528,7 +528,7 @@ def save_conversation(read, owner, team, keys, turns):
             with turns.atomic():
                 save_messages(batch, conversation, keys, new_ids)
     except BaseException:
-        delete_imported([conversation])
+        delete_imported([conversation], turns)
         raise
     return conversation
 
@@ -548,10 +548,11 @@ def save_messages(read_messages, conversation, keys, new_ids):
     Citation.objects.bulk_create([citation for read_message in read_messages for citation in read_message.citations])
 
 
-def delete_imported(conversations):
+def delete_imported(conversations, turns):
     """Take back what a failed import saved: each conversation in a transaction of its own, as it was saved."""
     for conversation in conversations:
-        conversation.delete()
+        with turns.atomic():
+            conversation.delete()
 
 
 def key_named(api_key, keys):
