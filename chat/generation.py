@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
@@ -55,6 +55,10 @@ FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
 STOP_POLL_INTERVAL = 2.0  # how often the Stop flags other processes may set are read
 MAX_TOOL_ROUNDS = 8
+# Pauses between tries of an answer's final save that the database refused, about 15 s in all
+# (on SQLite each try may first wait out the 5 s busy timeout) ...
+FINAL_SAVE_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+SAVE_LATER_INTERVAL = 10.0  # ... then one log line, and a try this often until it is saved
 KEY_UNUSABLE = "key_unusable"  # an error kind of ours, beside chat.mimo's
 
 
@@ -219,7 +223,25 @@ def keep_tending():
     global _tender
     loop = asyncio.get_running_loop()
     if _tender is None or _tender.done() or _tender.get_loop() is not loop:
-        _tender = loop.create_task(tend_forever())
+        _tender = loop.create_task(tend_and_restart())
+
+
+async def tend_and_restart():
+    """`tend_forever`, started again a second after it fails, with one line in the log.
+
+    A refused save of progress (SQLite's lock held past its busy timeout by
+    another writer) used to end the task, and with it the saving and sweeping
+    of every stream of the process until the next socket connected. What that
+    save held is written by the next pass: every stream counts as unsaved again.
+    """
+    while True:
+        try:
+            await tend_forever()
+        except Exception as error:
+            logger.error("Saving the streams' progress failed and starts again: %s: %s", type(error).__name__, error)
+            for generation in list(_generations.values()):
+                generation.unsaved = True
+            await asyncio.sleep(FLUSH_INTERVAL)
 
 
 async def tend_forever():
@@ -702,7 +724,7 @@ class Generation:
         message.error_text = error_text
         message.finished_at = timezone.now()
         message.heartbeat_at = None
-        await sync_to_async(self.save_finished)()
+        await self.save_finished_until_saved()
         self.publish_snapshot()
         await self.publish_meters()
 
@@ -720,6 +742,50 @@ class Generation:
                     call.error = "The call was not finished."
                 call.save()
         Citation.objects.bulk_create([c for c in self.citations if c.pk is None])
+
+    async def save_finished_until_saved(self):
+        """`save_finished`, tried again while the database refuses it, so that an answer that streamed
+        in full never ends as an error, nor loses its usage, because the database was busy a moment.
+
+        Refused: an OperationalError or InterfaceError (SQLite's lock held past its busy
+        timeout by another writer, a lost connection; database_sync_to_async replaces a
+        broken connection before each try). After the quick tries (FINAL_SAVE_DELAYS), one
+        log line, then a try every SAVE_LATER_INTERVAL until the database takes it: the
+        text and usage wait in memory, and the answer stays this process's meanwhile, so no
+        sweep marks it interrupted and no other answer starts in its conversation.
+        """
+        delays = iter(FINAL_SAVE_DELAYS)
+        started, logged = time.monotonic(), False
+        while True:
+            try:
+                await database_sync_to_async(self.save_finished_in_one_transaction)()
+            except (OperationalError, InterfaceError) as error:
+                delay = next(delays, None)
+                if delay is None:
+                    if not logged:
+                        logger.warning(
+                            "The end of answer %s was refused by the database (%s); it is tried again every %d s",
+                            self.message.pk, error, SAVE_LATER_INTERVAL,
+                        )
+                        logged = True
+                    delay = SAVE_LATER_INTERVAL
+                await asyncio.sleep(delay)
+            else:
+                if logged:
+                    late = time.monotonic() - started
+                    logger.warning("The end of answer %s is saved, %d s late", self.message.pk, late)
+                return
+
+    def save_finished_in_one_transaction(self):
+        """`save_finished`, all or nothing: after a refusal, the rows it was creating are new again for the next try."""
+        new_rows = [row for row in [*self.tool_calls.values(), *self.citations] if row.pk is None]
+        try:
+            with transaction.atomic():
+                self.save_finished()
+        except DatabaseError:
+            for row in new_rows:
+                row.pk, row._state.adding = None, True
+            raise
 
     async def run_tools(self, complete_calls):
         for call in complete_calls:

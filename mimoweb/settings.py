@@ -188,6 +188,11 @@ else:
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
+                # SQLite's busy timeout: a write waits this many seconds for the database's one
+                # lock, then is refused ("database is locked"). Writers keep transactions far
+                # shorter (an import commits every 100 messages); a refused final save of an
+                # answer is tried again (chat/generation.py).
+                "timeout": 5,
             },
         }
     }
