@@ -21,8 +21,6 @@ runs and at every change of state, never per token.
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,21 +30,21 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
-from chat import limits, mimo, render, titles, tools, versions
+from chat import limits, mimo, processes, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
 
 def process_id():
-    """Tells this process's frames from other processes'; computed on use, so a forked process has its own."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Tells this process's frames from other processes': its identity, which its streams record too."""
+    return processes.current()
 
 
 FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream while the process has room
@@ -123,7 +121,13 @@ async def start(conversation, *, text, api_key, user_time_zone="", instead_of=No
     the new one. Returns at once with the assistant message; the work goes on
     in a task this module keeps a strong reference to.
     """
-    user_message, message, window = await create_turn(conversation, text, api_key, instead_of)
+    try:
+        user_message, message, window = await create_turn(conversation, text, api_key, instead_of)
+    except AlreadyStreaming:
+        # The answer in the way may be one that a process which is gone left streaming.
+        if not await end_orphaned_stream(conversation.pk):
+            raise
+        user_message, message, window = await create_turn(conversation, text, api_key, instead_of)
     keep_tending()
     generation = Generation(conversation, message, api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
@@ -168,6 +172,7 @@ def create_turn(conversation, text, api_key, instead_of=None):
                 parameters=conversation.parameters(),
                 created_at=now,
                 heartbeat_at=now,
+                process=process_id(),
             )
             if instead_of is not None:
                 versions.show_branch_of(message)
@@ -184,11 +189,14 @@ def create_turn(conversation, text, api_key, instead_of=None):
 async def stop(conversation_id):
     """Stop the conversation's generation, wherever it runs.
 
-    Here: at once. Elsewhere: through the group (fast) and a flag in the
-    database that the generation's process reads every STOP_POLL_INTERVAL (sure).
+    Here: at once. Left by a process that is gone: marked `interrupted` at once.
+    Elsewhere: through the group (fast) and a flag in the database that the
+    generation's process reads every STOP_POLL_INTERVAL (sure).
     """
     if generation := _generations.get(str(conversation_id)):
         generation.stop()
+        return
+    if await end_orphaned_stream(conversation_id):
         return
     await Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).aupdate(
         stop_requested_at=timezone.now()
@@ -199,6 +207,67 @@ async def stop(conversation_id):
 
 def running_ids():
     return list(_generations)
+
+
+def mark_dead_at_start():
+    """Run once as a server process starts (mimoweb/asgi.py), before it serves.
+
+    Streams its dead predecessor left are marked `interrupted` at once
+    (chat/processes.py), so a restart frees their conversations at once
+    instead of when their beat goes stale. A database not reachable (or not
+    migrated) yet only leaves them to the sweeps of `tend_forever`.
+    """
+    try:
+        if marked := Message.objects.mark_dead():
+            logger.info("Marked %s answers left streaming by a process that is gone as interrupted", marked)
+    except DatabaseError as error:
+        logger.warning("Could not mark the answers a process that is gone left streaming: %s", error)
+    finally:
+        connection.close()  # this thread serves no request: its connection would sit idle for good
+
+
+async def end_orphaned_stream(conversation_id):
+    """If the conversation's stream was left by a process that is gone (Message.orphaned_streams), mark it
+    `interrupted` now, keeping what it holds, and show it so, with Retry, on every page watching.
+
+    Returns whether there was one. Without this, Stop and Send waited for the
+    heartbeat to go stale: most of a minute.
+    """
+    watchers = list(_watchers.get(str(conversation_id), ()))
+    frames = await database_sync_to_async(mark_orphan_interrupted)(conversation_id, running_ids(), watchers)
+    if frames is None:
+        return False
+    local, remote = frames
+    for watcher, html in zip(watchers, local):
+        watcher.deliver(html)
+    if is_shared_layer():
+        # As a generation's snapshot, under a name of its own: sockets elsewhere replace what they show.
+        frame = {"type": "generation.frame", "origin": process_id(), "generation": uuid.uuid4().hex, "seq": 1}
+        await get_channel_layer().group_send(group_name(conversation_id), frame | {"snapshot": True, "html": remote})
+    return True
+
+
+def mark_orphan_interrupted(conversation_id, running, watchers):
+    """Mark the conversation's orphaned stream; returns its frames (one per watcher, one per
+    language for other processes), or None when it had none."""
+    if not Message.objects.filter(conversation_id=conversation_id).mark_dead(running=running):
+        return None
+    message = (
+        Message.objects.select_related("api_key")
+        .filter(conversation_id=conversation_id, status=Message.Status.INTERRUPTED)
+        .latest("finished_at", "pk")
+    )
+    versions.number_versions([message])  # its `‹ n/m ›`
+    context = message_context(
+        message, tool_calls=list(message.tool_calls.all()), citations=list(message.citations.all())
+    ) | {"composer_streaming": False}
+    partial = "chat/message.html#message-snapshot"
+    local = [render_partial(partial, context, watcher) for watcher in watchers]
+    remote = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            remote[code] = render_to_string(partial, context)
+    return local, remote
 
 
 _tender = None
@@ -773,7 +842,7 @@ class Generation:
                     error_text=str(refusal),
                     finished_at=now,
                 )
-            return Message.objects.create(**fields, status=Message.Status.STREAMING, heartbeat_at=now)
+            return Message.objects.create(**fields, status=Message.Status.STREAMING, heartbeat_at=now, process=process_id())
 
     # -- other processes --
 

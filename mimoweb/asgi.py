@@ -13,6 +13,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import chat.routing  # noqa: E402
+from chat import generation  # noqa: E402
+
+# A process that starts frees at once the answers its dead predecessor left streaming.
+generation.mark_dead_at_start()
 
 application = ProtocolTypeRouter(
     {
