@@ -186,8 +186,7 @@ class MessageQuerySet(models.QuerySet):
     def orphaned_streams(self):
         """Streams whose process is gone: it stopped beating, or it is one of our pid space that no longer
         runs (chat/processes.py), which is known at once, without waiting for its beat to go stale."""
-        space = processes.current().rsplit(":", 2)[0]
-        ours = self.filter(status=Message.Status.STREAMING, process__startswith=f"{space}:")
+        ours = self.filter(status=Message.Status.STREAMING, process__startswith=f"{processes.own_pid_space()}:")
         gone = [identity for identity in ours.values_list("process", flat=True).distinct() if processes.is_gone(identity)]
         return self.stale_streams() | ours.filter(process__in=gone)
 

@@ -35,6 +35,11 @@ def current():
     return _current[1]
 
 
+def own_pid_space():
+    """The pid space this process's identity names."""
+    return current().rsplit(":", 2)[0]
+
+
 def pid_space():
     """Where a pid names one process: the instance name when one is set, else this host, boot and pid namespace."""
     boot = read_or_empty(lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
@@ -60,7 +65,7 @@ def is_gone(identity):
     process has it. A pid that another process has now counts as alive.
     """
     space, pid, _random = (identity.rsplit(":", 2) + ["", ""])[:3]
-    if identity == current() or space != current().rsplit(":", 2)[0] or not pid.isdigit():
+    if identity == current() or space != own_pid_space() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
         return True

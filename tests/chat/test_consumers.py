@@ -222,7 +222,7 @@ def no_sweeps(monkeypatch):
 def serving_process(no_sweeps):
     """Another server process of this pid space, as a stream records it; `.kill()` it and it is gone."""
     process = subprocess.Popen(["sleep", "60"])
-    process.identity = f"{processes.current().rsplit(':', 2)[0]}:{process.pid}:0badc0de"
+    process.identity = f"{processes.own_pid_space()}:{process.pid}:0badc0de"
     yield process
     process.kill()
     process.wait()

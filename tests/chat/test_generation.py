@@ -159,7 +159,7 @@ def drain(queue):
 @pytest.mark.django_db(transaction=True)  # it closes its connection, which a test's transaction would not survive
 def test_a_starting_process_marks_at_once_the_streams_its_dead_predecessor_left(bob, acme, caplog):
     # The predecessor had our pid, as a container's daphne is pid 1 after every restart.
-    predecessor = f"{processes.current().rsplit(':', 2)[0]}:{os.getpid()}:0badc0de"
+    predecessor = f"{processes.own_pid_space()}:{os.getpid()}:0badc0de"
     conversation = Conversation.objects.create(owner=bob, team=acme)
     orphan = Message.objects.create(
         conversation=conversation, role="assistant", content="half", status="streaming",

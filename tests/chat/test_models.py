@@ -107,7 +107,7 @@ def test_streams_of_a_process_that_is_gone_become_interrupted_without_waiting_fo
     process = subprocess.Popen(["sleep", "60"])
     process.kill()
     process.wait()
-    space = processes.current().rsplit(":", 2)[0]
+    space = processes.own_pid_space()
     beat = timezone.now()
     orphan = add(conversation, "assistant", "half", status="streaming", heartbeat_at=beat, process=f"{space}:{process.pid}:0badc0de")
     ours = add(Conversation.objects.create(owner=bob, team=acme), "assistant", "going", status="streaming", heartbeat_at=beat, process=processes.current())

@@ -16,7 +16,7 @@ def other_process():
 
 
 def identity_of(pid, space=None):
-    return f"{space or processes.current().rsplit(':', 2)[0]}:{pid}:0badc0de"
+    return f"{space or processes.own_pid_space()}:{pid}:0badc0de"
 
 
 def test_a_restarted_process_has_another_identity(monkeypatch):

@@ -5,7 +5,6 @@ answer it was streaming must be marked interrupted as it starts, keeping its
 text, so that the first send after the restart is admitted.
 """
 
-import statistics
 import time
 
 import pytest
@@ -56,7 +55,7 @@ async def test_kill_9_mid_answer_leaves_the_conversation_usable_as_soon_as_the_p
     browser = await Browser(mimoweb.url, conversation.pk, cookie).open()
     assert await browser.send_message(SLOW_QUESTION)
 
-    listening_after, usable_after = [], []
+    listening_after, usable_after, admitted_after_listening = [], [], []
     try:
         for _kill in range(KILLS):
             answer = await wait_for(answer_with_saved_text(conversation), "an answer with text saved")
@@ -65,7 +64,8 @@ async def test_kill_9_mid_answer_leaves_the_conversation_usable_as_soon_as_the_p
             restarted = time.monotonic()
             mimoweb.start()
             await wait_until_listening(mimoweb.port)
-            listening_after.append(time.monotonic() - restarted)
+            listening = time.monotonic()
+            listening_after.append(listening - restarted)
 
             # Marked as the new process started, before it served anything; what was saved is kept.
             saved = await Message.objects.aget(pk=answer.pk)
@@ -76,6 +76,7 @@ async def test_kill_9_mid_answer_leaves_the_conversation_usable_as_soon_as_the_p
             browser = await Browser(mimoweb.url, conversation.pk, cookie).open()
             assert await browser.send_message(SLOW_QUESTION), browser.last_notice
             usable_after.append(time.monotonic() - restarted)
+            admitted_after_listening.append(time.monotonic() - listening)
 
             status, page = await browser.page(f"/chats/{conversation.pk}/")
             shown = article(page, answer.pk)
@@ -96,8 +97,10 @@ async def test_kill_9_mid_answer_leaves_the_conversation_usable_as_soon_as_the_p
 
     report(capsys, f"kill -9 mid-answer x{KILLS}", [
         f"restart to a send admitted {summary(usable_after)}",
-        f"of which starting daphne until it listens {summary(listening_after)}",
+        f"of which daphne starting until it listens {summary(listening_after)}",
+        f"and from listening to the send admitted {summary(admitted_after_listening)}",
     ])
-    # Most of it is daphne importing Django, which a busy machine stretches at random: the median,
-    # not the slowest, is held to the 5 s; the first send after each restart was admitted above.
-    assert statistics.median(usable_after) < 5.0
+    # Starting daphne (Python importing Django) is most of it, and a busy machine stretches that at
+    # random; what mimoweb adds once it listens is held to the 5 s. The first send after each restart
+    # was admitted above: no waiting for a heartbeat to go stale.
+    assert max(admitted_after_listening) < 5.0
