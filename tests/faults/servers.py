@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 
@@ -77,6 +79,15 @@ class Server:
 
     def log(self):
         return self.log_path.read_text(errors="replace")
+
+
+async def close_the_orm_connection():
+    """The async ORM's thread keeps its connection after the test: PostgreSQL would not drop the test database."""
+    await sync_to_async(close_connections)()
+
+
+def close_connections():
+    connections.close_all()  # of the thread it runs in
 
 
 def session_cookie(user):

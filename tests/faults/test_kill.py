@@ -12,7 +12,9 @@ from channels.db import database_sync_to_async
 
 from accounts.models import ApiKey
 from chat.models import Conversation, Message
-from tests.faults.servers import Browser, Server, article, report, session_cookie, summary, wait_for, wait_until_listening
+from tests.faults.servers import (
+    Browser, Server, article, close_the_orm_connection, report, session_cookie, summary, wait_for, wait_until_listening,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,10 +24,11 @@ SLOW_QUESTION = "Tell me a long story [[fake:long=3000]] [[fake:speed=40]]"
 
 
 @pytest.fixture
-def mimoweb(transactional_db, tmp_path):
+async def mimoweb(transactional_db, tmp_path):
     server = Server("mimoweb.asgi:application", tmp_path / "mimoweb.log")
     yield server
     server.stop()
+    await close_the_orm_connection()
 
 
 @database_sync_to_async

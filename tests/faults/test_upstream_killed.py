@@ -13,7 +13,9 @@ from channels.db import database_sync_to_async
 from accounts.models import ApiKey
 from chat import mimo
 from chat.models import Conversation, Message
-from tests.faults.servers import Browser, Server, report, session_cookie, summary, wait_for, wait_until_listening
+from tests.faults.servers import (
+    Browser, Server, close_the_orm_connection, report, session_cookie, summary, wait_for, wait_until_listening,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,13 +25,14 @@ QUESTION = "Tell me a story [[fake:long=200]] [[fake:speed=50]]"
 
 
 @pytest.fixture
-def servers(transactional_db, tmp_path):
+async def servers(transactional_db, tmp_path):
     """mimoweb, and two fake MiMo servers: while one is killed and starts again, the key points at the other."""
     mimoweb = Server("mimoweb.asgi:application", tmp_path / "mimoweb.log")
     upstreams = [Server("chat.mimo.fake:application", tmp_path / f"fake-mimo-{n}.log") for n in (1, 2)]
     yield mimoweb, upstreams
     for server in (mimoweb, *upstreams):
         server.stop()
+    await close_the_orm_connection()
 
 
 @database_sync_to_async
