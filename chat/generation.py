@@ -234,7 +234,8 @@ async def end_orphaned_stream(conversation_id):
     heartbeat to go stale: most of a minute.
     """
     watchers = list(_watchers.get(str(conversation_id), ()))
-    frames = await database_sync_to_async(mark_orphan_interrupted)(conversation_id, running_ids(), watchers)
+    # Not database_sync_to_async: a view stops an answer too (async_to_sync), and that would close its connection.
+    frames = await sync_to_async(mark_orphan_interrupted)(conversation_id, running_ids(), watchers)
     if frames is None:
         return False
     local, remote = frames
