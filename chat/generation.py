@@ -191,17 +191,22 @@ async def stop(conversation_id):
 
     Here: at once. Left by a process that is gone: marked `interrupted` at once.
     Elsewhere: through the group (fast) and a flag in the database that the
-    generation's process reads every STOP_POLL_INTERVAL (sure).
+    generation's process reads every STOP_POLL_INTERVAL (sure). With nothing
+    streaming, the page that asked is behind (the answer ended, or was marked
+    as its process restarted, while its socket was away): it is shown the
+    answer as saved.
     """
     if generation := _generations.get(str(conversation_id)):
         generation.stop()
         return
     if await end_orphaned_stream(conversation_id):
         return
-    await Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).aupdate(
+    asked = await Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).aupdate(
         stop_requested_at=timezone.now()
     )
-    if is_shared_layer():
+    if not asked:
+        await show_last_answer(conversation_id)
+    elif is_shared_layer():
         await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
 
 
@@ -233,11 +238,23 @@ async def end_orphaned_stream(conversation_id):
     Returns whether there was one. Without this, Stop and Send waited for the
     heartbeat to go stale: most of a minute.
     """
-    watchers = list(_watchers.get(str(conversation_id), ()))
     # Not database_sync_to_async: a view stops an answer too (async_to_sync), and that would close its connection.
-    frames = await sync_to_async(mark_orphan_interrupted)(conversation_id, running_ids(), watchers)
-    if frames is None:
+    if not await sync_to_async(mark_orphan_interrupted)(conversation_id, running_ids()):
         return False
+    await show_last_answer(conversation_id)
+    return True
+
+
+def mark_orphan_interrupted(conversation_id, running):
+    return Message.objects.filter(conversation_id=conversation_id).mark_dead(running=running)
+
+
+async def show_last_answer(conversation_id):
+    """Show every page watching the conversation its last answer as saved, and the composer ready to send."""
+    watchers = list(_watchers.get(str(conversation_id), ()))
+    frames = await sync_to_async(render_last_answer)(conversation_id, watchers)
+    if frames is None:
+        return
     local, remote = frames
     for watcher, html in zip(watchers, local):
         watcher.deliver(html)
@@ -245,23 +262,20 @@ async def end_orphaned_stream(conversation_id):
         # As a generation's snapshot, under a name of its own: sockets elsewhere replace what they show.
         frame = {"type": "generation.frame", "origin": process_id(), "generation": uuid.uuid4().hex, "seq": 1}
         await get_channel_layer().group_send(group_name(conversation_id), frame | {"snapshot": True, "html": remote})
-    return True
 
 
-def mark_orphan_interrupted(conversation_id, running, watchers):
-    """Mark the conversation's orphaned stream; returns its frames (one per watcher, one per
-    language for other processes), or None when it had none."""
-    if not Message.objects.filter(conversation_id=conversation_id).mark_dead(running=running):
-        return None
-    message = (
-        Message.objects.select_related("api_key")
-        .filter(conversation_id=conversation_id, status=Message.Status.INTERRUPTED)
-        .latest("finished_at", "pk")
+def render_last_answer(conversation_id, watchers):
+    """The frames of `show_last_answer`: one per watcher here, one per language for other processes; None without an answer."""
+    answers = Message.objects.select_related("api_key").filter(
+        conversation_id=conversation_id, role=Message.Role.ASSISTANT, visible=True
     )
+    message = answers.order_by("created_at", "id").last()  # a stream is always the visible branch's newest answer
+    if message is None:
+        return None
     versions.number_versions([message])  # its `‹ n/m ›`
     context = message_context(
         message, tool_calls=list(message.tool_calls.all()), citations=list(message.citations.all())
-    ) | {"composer_streaming": False}
+    ) | {"composer_streaming": message.status == Message.Status.STREAMING}
     partial = "chat/message.html#message-snapshot"
     local = [render_partial(partial, context, watcher) for watcher in watchers]
     remote = {}

@@ -277,6 +277,19 @@ async def test_stop_on_a_live_stream_elsewhere_only_asks_its_process(conversatio
     await communicator.disconnect()
 
 
+async def test_stop_on_a_page_left_behind_shows_the_answer_as_saved(conversation, bob, no_sweeps):
+    # The page shows an answer streaming, but it was marked while the page's socket was away (its process restarted).
+    marked = await stream_of(conversation, "")
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await Message.objects.filter(pk=marked.pk).aupdate(status="interrupted", heartbeat_at=None, finished_at=timezone.now())
+
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    html = await communicator.receive_from(timeout=5)
+    assert f'id="message-{marked.pk}" class="message message-assistant" data-status="interrupted"' in html
+    assert 'aria-label="Retry"' in html and 'data-streaming="false"' in html
+    await communicator.disconnect()
+
+
 async def test_a_send_after_the_streams_process_died_is_admitted(conversation, bob, serving_process):
     orphan = await stream_of(conversation, serving_process.identity)
     communicator, _connected, _code = await connect(bob, conversation.pk)
