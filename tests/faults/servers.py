@@ -29,19 +29,17 @@ def free_port():
         return probe.getsockname()[1]
 
 
-async def wait_until_listening(port, timeout=30.0):
+def wait_until_listening(port, timeout=30.0):
+    """Blocks: a test's event loop has nothing else to do meanwhile (and a browser test has none)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
         except OSError:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on port {port}") from None
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
+            time.sleep(0.02)
 
 
 class Server:

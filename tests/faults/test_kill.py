@@ -54,7 +54,7 @@ async def test_kill_9_mid_answer_leaves_the_conversation_usable_as_soon_as_the_p
     conversation = await Conversation.objects.acreate(owner=bob, team=acme, title="Crashes")
     cookie = await database_sync_to_async(session_cookie)(bob)
     mimoweb.start()
-    await wait_until_listening(mimoweb.port)
+    wait_until_listening(mimoweb.port)
     browser = await Browser(mimoweb.url, conversation.pk, cookie).open()
     assert await browser.send_message(SLOW_QUESTION)
 
@@ -66,7 +66,7 @@ async def test_kill_9_mid_answer_leaves_the_conversation_usable_as_soon_as_the_p
             await browser.close()
             restarted = time.monotonic()
             mimoweb.start()
-            await wait_until_listening(mimoweb.port)
+            wait_until_listening(mimoweb.port)
             listening = time.monotonic()
             listening_after.append(listening - restarted)
 

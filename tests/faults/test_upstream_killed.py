@@ -77,7 +77,7 @@ async def test_an_answer_cut_by_the_upstream_dying_ends_as_an_error_keeping_its_
     for server in (mimoweb, *upstreams):
         server.start()
     for server in (mimoweb, *upstreams):
-        await wait_until_listening(server.port)
+        wait_until_listening(server.port)
     browser = await Browser(mimoweb.url, conversation.pk, cookie).open()
 
     marked_after = []
@@ -100,7 +100,7 @@ async def test_an_answer_cut_by_the_upstream_dying_ends_as_an_error_keeping_its_
 
             upstream.start()  # ready by its next turn
             await point_key_at(key, other.url)
-            await wait_until_listening(other.port)
+            wait_until_listening(other.port)
             await browser.send(action="retry", message_id=str(cut.pk))
             previous = cut.pk
 
