@@ -148,11 +148,6 @@ class Browser:
         async with self.http.get(self.server_url + path) as response:
             return response.status, await response.text()
 
-    async def page_once(self, path):
-        """A page, without a socket."""
-        async with aiohttp.ClientSession(headers=self.headers) as self.http:
-            return await self.page(path)
-
 
 def notice_text(html):
     """The words of a notice frame, "" for the empty one that clears it."""
