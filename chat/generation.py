@@ -233,13 +233,15 @@ def mark_dead_at_start():
 
     Streams its dead predecessor left are marked `interrupted` at once
     (chat/processes.py), so a restart frees their conversations at once
-    instead of when their beat goes stale. A database not reachable (or not
-    migrated) yet only leaves them to the sweeps of `tend_forever`.
+    instead of when their beat goes stale. Whatever stops it (a database not
+    reachable or not migrated yet; no database access at all where the module
+    is only imported, as by a test) only leaves them to the sweeps of
+    `tend_forever`.
     """
     try:
         if marked := Message.objects.mark_dead():
             logger.info("Marked %s answers left streaming by a process that is gone as interrupted", marked)
-    except DatabaseError as error:
+    except Exception as error:
         logger.warning("Could not mark the answers a process that is gone left streaming: %s", error)
     finally:
         connection.close()  # this thread serves no request: its connection would sit idle for good
@@ -326,6 +328,8 @@ async def tend_and_restart():
             for generation in list(_generations.values()):
                 generation.unsaved = True
             await asyncio.sleep(FLUSH_INTERVAL)
+        else:
+            return  # it never ends by itself; a stand-in that does (a test's) ends the task, not loops on it
 
 
 async def tend_forever():
