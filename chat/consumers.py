@@ -16,17 +16,23 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chat import generation, limits, transfer, versions
 from chat.forms import EditForm, RetryForm, SendForm
-from chat.models import Message, get_conversation_for
+from chat.models import Conversation, Message, get_conversation_for
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
+LAYER_RETRY = 1.0  # seconds between tries to reach a channel layer that is unreachable (Redis down)
 
 
 def render_notice(text, *, until_answer_ends=False):
     """The one notice by the composer (a new one replaces it); `until_answer_ends`: the page drops it when
     the answer streaming now ends, its cause."""
     return render_to_string("chat/conversation.html#notice", {"notice": text, "until_answer_ends": until_answer_ends})
+
+
+def render_live_status(out_of_date=False):
+    """The line that says the page may be out of date; empty, it shows nothing. composer.js fills it too while the socket is closed."""
+    return render_to_string("chat/conversation.html#live-status", {"out_of_date": out_of_date})
 
 
 def socket_language(scope, user):
@@ -66,7 +72,25 @@ def browser_languages(scope):
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
-    """`/ws/conversations/<uuid>/`: owner only; sends HTML fragments, takes send, stop and retry."""
+    """`/ws/conversations/<uuid>/`: owner only; sends HTML fragments, takes send, stop, retry and resync.
+
+    The channel layer (Redis) only carries other processes' frames: while it is
+    unreachable, the socket stays open, gets its own process's frames as ever,
+    and says the page may be out of date; when it is back, the socket joins its
+    group again and shows the conversation as a reload would.
+    """
+
+    layer_down = False  # the channel layer failed and has not answered since
+
+    # Channels' consumer loop reads the layer through `channel_receive`, which it sets to the layer's own
+    # receive: a Redis outage raises there and ends the socket with 1011. Ours waits the outage out.
+    @property
+    def channel_receive(self):
+        return self.receive_from_layer
+
+    @channel_receive.setter
+    def channel_receive(self, layer_receive):
+        pass
 
     async def connect(self):
         user = self.scope["user"]
@@ -99,7 +123,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         self.writer = asyncio.create_task(self.write_frames())
         await self.send_meters()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        if not await self.join_group():  # Redis is down: this process's frames still come, and the page says it may be out of date
+            self.watcher.deliver(render_live_status(out_of_date=True))
         snapshot = generation.watch(self.watcher)
         if snapshot:
             self.watcher.deliver(snapshot[1])
@@ -110,7 +135,44 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "watcher"):
             generation.unwatch(self.watcher)
             self.writer.cancel()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception:  # Redis unreachable: it forgets the membership by itself (channels_redis' group expiry)
+                pass
+
+    async def join_group(self):
+        """Join the conversation's group (again, after an outage: a restarted Redis has forgotten it);
+        False, and the layer marked down, when it cannot be reached."""
+        try:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception as error:
+            if not self.layer_down:
+                logger.warning("Channel layer unreachable for the socket of conversation %s: %r", self.conversation.pk, error)
+            self.layer_down = True
+            return False
+        if self.layer_down:
+            logger.info("Channel layer reachable again for the socket of conversation %s", self.conversation.pk)
+        self.layer_down = False
+        return True
+
+    async def receive_from_layer(self):
+        """The layer's next message for this socket. While the layer is unreachable, it tries again every
+        LAYER_RETRY seconds; its going and its coming back are messages of their own ("layer.unreachable",
+        "layer.reachable"), so their handlers run one at a time with the others, as Channels runs them."""
+        while True:
+            if self.layer_down and hasattr(self, "watcher"):  # connected: join again before reading
+                if await self.join_group():
+                    return {"type": "layer.reachable"}
+                await asyncio.sleep(LAYER_RETRY)
+                continue
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except Exception as error:  # asyncio.CancelledError is not an Exception: closing still ends the wait
+                if not self.layer_down:
+                    logger.warning("Channel layer unreachable for a conversation socket: %r", error)
+                    self.layer_down = True
+                    return {"type": "layer.unreachable"}
+                await asyncio.sleep(LAYER_RETRY)
 
     async def write_frames(self):
         """Send this socket's frames in order; one writer, so nothing overtakes."""
@@ -144,6 +206,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.regenerate(content)
             elif action == "edit":
                 await self.edit(content)
+            elif action == "resync":  # the page's socket dropped and opened again (composer.js)
+                await self.resync()
 
     async def send_message(self, content):
         form = await database_sync_to_async(self.send_form)(content)
@@ -261,15 +325,49 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def ask_for_snapshot(self):
         now = time.monotonic()
-        if now - self.snapshot_asked_at >= SNAPSHOT_WAIT:
+        if now - self.snapshot_asked_at >= SNAPSHOT_WAIT and not self.layer_down:
             self.snapshot_asked_at = now
-            await generation.request_snapshot(self.conversation.pk)
+            try:
+                await generation.request_snapshot(self.conversation.pk)
+            except Exception:  # Redis unreachable: the socket asks again when it is back (layer_reachable)
+                logger.warning("Could not ask for a snapshot of conversation %s", self.conversation.pk)
 
     async def generation_stop(self, event):
         pass  # for the generation's own channel
 
     async def generation_snapshot_request(self, event):
         pass  # for the generation's own channel
+
+    async def layer_unreachable(self, event):
+        """Redis is down: other processes' frames cannot come, so the page says it may be out of date."""
+        if self.layer_down and hasattr(self, "watcher"):
+            with translation.override(self.watcher.language):
+                self.watcher.deliver(render_live_status(out_of_date=True))
+
+    async def layer_reachable(self, event):
+        """Redis is back, and this socket in its group again: whatever other processes sent meanwhile was lost."""
+        await self.resync()
+
+    async def resync(self):
+        """The conversation as a reload would show it, then the answer streaming now, wherever it runs."""
+        html = await database_sync_to_async(self.render_conversation)()
+        # Frames held for another process's answer predate what was just rendered: start again from its next snapshot.
+        self.remote_seq, self.remote_waiting = None, []
+        self.watcher.deliver(html)
+        if snapshot := generation.watch(self.watcher):  # this process's answer: its live state, with no await before it
+            self.watcher.deliver(snapshot[1])
+        elif generation.is_shared_layer() and await self.streaming_elsewhere():
+            self.snapshot_asked_at = 0.0  # at once: whatever was asked before the outage went unanswered
+            await self.ask_for_snapshot()
+
+    def render_conversation(self):
+        """The latest messages (chat/views/conversations.py's conversation_page opens on them), the title and the live status."""
+        conversation = Conversation.objects.get(pk=self.conversation.pk)
+        context = generation.window_context(conversation, versions.latest_window(conversation)) | {
+            "composer_streaming": conversation.messages.filter(status=Message.Status.STREAMING).exists(),
+            "out_of_date": self.layer_down,
+        }
+        return generation.render_partial("chat/conversation.html#resynced", context, self.watcher)
 
     async def conversation_changed(self, event):
         """Another tab switched versions (chat/views/conversations.py): show the branch now visible."""

@@ -194,7 +194,10 @@ async def stop(conversation_id):
         stop_requested_at=timezone.now()
     )
     if is_shared_layer():
-        await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
+        try:
+            await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
+        except Exception:  # Redis unreachable: the flag in the database stops it, a little later
+            logger.warning("Stop of conversation %s goes by the database alone: the channel layer is unreachable", conversation_id)
 
 
 def running_ids():
@@ -782,8 +785,7 @@ class Generation:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         group = group_name(self.conversation.pk)
-        await layer.group_add(group, channel)
-        listener = asyncio.create_task(self.listen(layer, channel))
+        listener = asyncio.create_task(self.listen(layer, channel, group))
         try:
             while True:
                 seq, text, partial, context, snapshot = await self.remote_outbox.get()
@@ -804,18 +806,36 @@ class Generation:
                             "html": html,
                         },
                     )
+                except Exception:  # Redis unreachable: the frame is lost to other processes; `listen` catches them up
+                    pass
                 finally:
                     self.remote_outbox.task_done()
         finally:
             listener.cancel()
-            await layer.group_discard(group, channel)
+            try:
+                await layer.group_discard(group, channel)
+            except Exception:  # Redis unreachable: it forgets the membership by itself (the group's expiry)
+                pass
 
-    async def listen(self, layer, channel):
+    async def listen(self, layer, channel, group):
+        """Join the group, then answer stop and snapshot requests. While Redis is unreachable, try again every
+        second (the database flag backs Stop up meanwhile); when it is back, maybe emptied by a restart, join
+        again and send a snapshot: the frames other processes' sockets missed."""
+        joined = outage = False
         while True:
             try:
+                if not joined:
+                    await layer.group_add(group, channel)
+                    joined = True
+                    if outage:
+                        outage = False
+                        logger.info("Generation %s reaches the channel layer again", self.message.pk)
+                        self.publish_snapshot()
                 message = await layer.receive(channel)
-            except Exception:  # Redis hiccup: keep listening; the database flag backs Stop up
-                logger.warning("Generation %s could not read its channel", self.message.pk, exc_info=True)
+            except Exception as error:
+                if not outage:
+                    logger.warning("Generation %s cannot reach the channel layer: %r", self.message.pk, error)
+                joined, outage = False, True
                 await asyncio.sleep(1)
                 continue
             if message["type"] == "generation.stop":

@@ -1,3 +1,5 @@
+import logging
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib import messages
@@ -14,6 +16,8 @@ from accounts.http import AuthenticatedHttpRequest
 from chat import generation, mimo, versions
 from chat.forms import SendForm
 from chat.models import Conversation, Message, get_conversation_for
+
+logger = logging.getLogger(__name__)
 
 
 def recommended_system_prompt():
@@ -161,9 +165,12 @@ def show_version(request: AuthenticatedHttpRequest, conversation_id, message_id)
     if not versions.switch_to(message):
         notice = _("MiMo is still answering. Wait for the answer or stop it first.")
         return reswap(retarget(render(request, "chat/conversation.html#notice", {"notice": notice}), "#notice"), "outerHTML")
-    async_to_sync(get_channel_layer().group_send)(
-        generation.group_name(conversation.pk), {"type": "conversation.changed", "message_id": message.pk}
-    )
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            generation.group_name(conversation.pk), {"type": "conversation.changed", "message_id": message.pk}
+        )
+    except Exception:  # Redis unreachable: the other tabs show the switch when they catch up (chat/consumers.py's resync)
+        logger.warning("Other tabs of conversation %s not told of a version switch: the channel layer is unreachable", conversation.pk)
     if not request.htmx:
         return redirect(f"{reverse('conversation', args=[conversation.pk])}?message={message.pk}#message-{message.pk}")
     window = versions.window_around(message)
