@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
 LAYER_RETRY = 1.0  # seconds between tries to reach a channel layer that is unreachable (Redis down)
+REMOTE_SILENCE = 3.0  # seconds without a frame of another process's answer before the socket checks on it
 
 
 def render_notice(text, *, until_answer_ends=False):
@@ -81,6 +82,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     """
 
     layer_down = False  # the channel layer failed and has not answered since
+    layer_receive = None  # the layer's receive under way: kept across waits, as cancelling one loses what it buffered
+    remote_expected = False  # another process's answer streams, so its frames should keep coming
 
     # Channels' consumer loop reads the layer through `channel_receive`, which it sets to the layer's own
     # receive: a Redis outage raises there and ends the socket with 1011. Ours waits the outage out.
@@ -110,10 +113,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.group = generation.group_name(self.conversation.pk)
         self.watcher = generation.Watcher(self.conversation.pk, socket_language(self.scope, user), user.time_zone)
-        # Frames from other processes: whose, the last seq applied, and frames held until a snapshot.
+        # Frames from other processes: whose, the last seq applied, frames held until a snapshot, and when last heard.
         self.remote_generation = None
         self.remote_seq = None
         self.remote_waiting = []
+        self.remote_heard_at = 0.0
         self.snapshot_asked_at = 0.0
         # A stream left by a dead process is marked before this socket shows anything.
         await database_sync_to_async(Message.objects.filter(conversation=self.conversation).mark_dead)(
@@ -132,6 +136,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.ask_for_snapshot()
 
     async def disconnect(self, code):
+        if self.layer_receive is not None:
+            self.layer_receive.cancel()
         if hasattr(self, "watcher"):
             generation.unwatch(self.watcher)
             self.writer.cancel()
@@ -156,18 +162,34 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     async def receive_from_layer(self):
-        """The layer's next message for this socket. While the layer is unreachable, it tries again every
-        LAYER_RETRY seconds; its going and its coming back are messages of their own ("layer.unreachable",
-        "layer.reachable"), so their handlers run one at a time with the others, as Channels runs them."""
+        """The layer's next message for this socket, or one of our own, so that its handler runs one at a
+        time with the others, as Channels runs them:
+        - "layer.unreachable" when the layer fails; then it tries again every LAYER_RETRY seconds, and
+        - "layer.reachable" once this socket is in its group again;
+        - "remote.silent" when another process's answer has sent nothing for REMOTE_SILENCE seconds: the
+          layer drops what a full channel cannot take, its last frame included.
+        """
         while True:
             if self.layer_down and hasattr(self, "watcher"):  # connected: join again before reading
                 if await self.join_group():
                     return {"type": "layer.reachable"}
                 await asyncio.sleep(LAYER_RETRY)
                 continue
+            if self.layer_receive is None:
+                self.layer_receive = asyncio.ensure_future(self.channel_layer.receive(self.channel_name))
             try:
-                return await self.channel_layer.receive(self.channel_name)
-            except Exception as error:  # asyncio.CancelledError is not an Exception: closing still ends the wait
+                done, _pending = await asyncio.wait({self.layer_receive}, timeout=REMOTE_SILENCE)
+            except asyncio.CancelledError:
+                self.layer_receive.cancel()
+                raise
+            if not done:
+                if self.remote_expected and time.monotonic() - self.remote_heard_at >= REMOTE_SILENCE:
+                    return {"type": "remote.silent"}
+                continue
+            received, self.layer_receive = self.layer_receive, None
+            try:
+                return received.result()
+            except Exception as error:
                 if not self.layer_down:
                     logger.warning("Channel layer unreachable for a conversation socket: %r", error)
                     self.layer_down = True
@@ -301,6 +323,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if event["origin"] == generation.process_id():
             return  # this process's sockets got it directly
         seq, html = event["seq"], event["html"].get(self.watcher.language) or event["html"]["en"]
+        self.remote_expected, self.remote_heard_at = True, time.monotonic()
         if event["generation"] != self.remote_generation:
             # Another answer's frames: their numbers start again. Its process sends us only its
             # snapshots until a socket here asks for one (as a frame held below does); then every frame.
@@ -327,6 +350,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         now = time.monotonic()
         if now - self.snapshot_asked_at >= SNAPSHOT_WAIT and not self.layer_down:
             self.snapshot_asked_at = now
+            # An answer is expected: if nothing comes of it, remote_silent checks on it.
+            self.remote_expected, self.remote_heard_at = True, now
             try:
                 await generation.request_snapshot(self.conversation.pk)
             except Exception:  # Redis unreachable: the socket asks again when it is back (layer_reachable)
@@ -347,6 +372,18 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def layer_reachable(self, event):
         """Redis is back, and this socket in its group again: whatever other processes sent meanwhile was lost."""
         await self.resync()
+
+    async def remote_silent(self, event):
+        """Another process's answer has sent nothing for a while: ask again while it streams; once it has
+        ended, show it from the database (its last frame may have been dropped), and expect nothing more."""
+        if str(self.conversation.pk) in generation.running_ids():
+            self.remote_expected = False  # the answer streaming now is this process's own: its frames come directly
+        elif await self.streaming_elsewhere():
+            self.remote_heard_at = time.monotonic()
+            await self.ask_for_snapshot()
+        else:
+            self.remote_expected = False
+            await self.resync()
 
     async def resync(self):
         """The conversation as a reload would show it, then the answer streaming now, wherever it runs."""
