@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from chat import generation, mimo
+from chat import consumers, generation, mimo
 from chat.models import Message
 from tests.chat.test_consumers import connect, conversation, frames_until_finished, send_form  # noqa: F401 (a fixture)
 
@@ -168,3 +168,20 @@ async def test_stop_from_another_process_while_the_layer_is_down_is_left_to_the_
     await generation.stop(conversation.pk)  # no generation here: the one elsewhere reads the flag
     await streaming.arefresh_from_db()
     assert streaming.stop_requested_at is not None
+
+
+async def test_another_process_answer_whose_last_frame_was_dropped_is_shown_ended_from_the_database(
+    layer, conversation, bob, monkeypatch
+):
+    monkeypatch.setattr(consumers, "REMOTE_SILENCE", 0.2)
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    answer = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming", content="Half")
+    # Another process's answer: its snapshot arrives, then nothing (a full channel dropped the last frame).
+    frame = {"type": "generation.frame", "origin": "elsewhere:1", "generation": "g1", "seq": 1, "snapshot": True}
+    await layer.group_send(generation.group_name(conversation.pk), frame | {"html": {"en": f'<article id="message-{answer.pk}">Half</article>'}})
+    await frame_with(communicator, "Half")
+    answer.status, answer.content = "complete", "Half and the end"
+    await answer.asave()
+
+    assert "Half and the end" in await frame_with(communicator, 'id="messages"')
+    await communicator.disconnect()
