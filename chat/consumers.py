@@ -153,7 +153,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception as error:
             if not self.layer_down:
-                logger.warning("Channel layer unreachable for the socket of conversation %s: %r", self.conversation.pk, error)
+                logger.warning("Channel layer unreachable for the socket of conversation %s: %s", self.conversation.pk, error)
             self.layer_down = True
             return False
         if self.layer_down:
@@ -191,7 +191,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 return received.result()
             except Exception as error:
                 if not self.layer_down:
-                    logger.warning("Channel layer unreachable for a conversation socket: %r", error)
+                    logger.warning("Channel layer unreachable for a conversation socket: %s", error)
                     self.layer_down = True
                     return {"type": "layer.unreachable"}
                 await asyncio.sleep(LAYER_RETRY)

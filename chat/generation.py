@@ -834,7 +834,7 @@ class Generation:
                 message = await layer.receive(channel)
             except Exception as error:
                 if not outage:
-                    logger.warning("Generation %s cannot reach the channel layer: %r", self.message.pk, error)
+                    logger.warning("Generation %s cannot reach the channel layer: %s", self.message.pk, error)
                 joined, outage = False, True
                 await asyncio.sleep(1)
                 continue
