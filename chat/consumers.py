@@ -128,7 +128,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.writer = asyncio.create_task(self.write_frames())
         await self.send_meters()
         if not await self.join_group():  # Redis is down: this process's frames still come, and the page says it may be out of date
-            self.watcher.deliver(render_live_status(out_of_date=True))
+            with translation.override(self.watcher.language):
+                self.watcher.deliver(render_live_status(out_of_date=True))
         snapshot = generation.watch(self.watcher)
         if snapshot:
             self.watcher.deliver(snapshot[1])

@@ -185,3 +185,12 @@ async def test_another_process_answer_whose_last_frame_was_dropped_is_shown_ende
 
     assert "Half and the end" in await frame_with(communicator, 'id="messages"')
     await communicator.disconnect()
+
+
+async def test_the_out_of_date_line_is_in_the_members_language(layer, conversation, bob):
+    bob.language = "zh-hans"
+    await bob.asave()
+    layer.go_down()
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    assert "此对话可能不是最新的" in await frame_with(communicator, 'id="live-status"')
+    await communicator.disconnect()
