@@ -194,3 +194,27 @@ async def test_the_out_of_date_line_is_in_the_members_language(layer, conversati
     communicator, _connected, _code = await connect(bob, conversation.pk)
     assert "此对话可能不是最新的" in await frame_with(communicator, 'id="live-status"')
     await communicator.disconnect()
+
+
+async def test_an_answer_streaming_through_an_outage_sends_other_processes_a_snapshot_once_the_layer_is_back(
+    layer, conversation, bob, monkeypatch
+):
+    monkeypatch.setattr(generation, "is_shared_layer", lambda: True)  # as with Redis: frames go to other processes too
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to(send_form("Slowly [[fake:long=2000]] [[fake:speed=100]]"))
+    await frame_with(communicator, "md-block")
+    layer.go_down()
+    await frame_with(communicator, "md-block")  # this socket's frames go on meanwhile
+    await layer.come_back()
+
+    elsewhere = await layer.new_channel()  # a socket of another process, in the group once Redis is back
+    await layer.group_add(generation.group_name(conversation.pk), elsewhere)
+    while True:
+        message = await asyncio.wait_for(layer.receive(elsewhere), timeout=10)
+        if message["type"] == "generation.frame" and message["snapshot"]:
+            break
+    assert 'data-status="streaming"' in message["html"]["en"]
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    await frames_until_finished(communicator)
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
