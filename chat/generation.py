@@ -833,8 +833,8 @@ class Generation:
                         self.publish_snapshot()
                 message = await layer.receive(channel)
             except Exception as error:
-                if not outage:
-                    logger.warning("Generation %s cannot reach the channel layer: %s", self.message.pk, error)
+                if not outage:  # chat/consumers.py warns once for the process
+                    logger.info("Generation %s cannot reach the channel layer: %s", self.message.pk, error)
                 joined, outage = False, True
                 await asyncio.sleep(1)
                 continue
