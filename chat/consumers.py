@@ -25,19 +25,6 @@ LAYER_RETRY = 1.0  # seconds between tries to reach a channel layer that is unre
 REMOTE_SILENCE = 3.0  # seconds without a frame of another process's answer before the socket checks on it
 
 
-_layer_reported_down = False  # so that an outage is logged once per process, not once per socket
-
-
-def report_layer(reachable, error=None):
-    """Log the channel layer going away and coming back, once for all the sockets of this process."""
-    global _layer_reported_down
-    if not reachable and not _layer_reported_down:
-        logger.warning("Channel layer unreachable (%s): sockets stay open and catch up when it is back", error)
-    elif reachable and _layer_reported_down:
-        logger.warning("Channel layer reachable again: sockets catch up")
-    _layer_reported_down = not reachable
-
-
 def render_notice(text, *, until_answer_ends=False):
     """The one notice by the composer (a new one replaces it); `until_answer_ends`: the page drops it when
     the answer streaming now ends, its cause."""
@@ -166,11 +153,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception as error:
-            report_layer(False, error)
+            generation.report_layer(False, error)
             self.layer_down = True
             return False
         if self.layer_down:
-            report_layer(True)
+            generation.report_layer(True)
         self.layer_down = False
         return True
 
@@ -204,7 +191,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 return received.result()
             except Exception as error:
                 if not self.layer_down:
-                    report_layer(False, error)
+                    generation.report_layer(False, error)
                     self.layer_down = True
                     return {"type": "layer.unreachable"}
                 await asyncio.sleep(LAYER_RETRY)
@@ -368,7 +355,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             try:
                 await generation.request_snapshot(self.conversation.pk)
             except Exception as error:  # Redis unreachable: the socket asks again when it is back (layer_reachable)
-                report_layer(False, error)
+                generation.report_layer(False, error)
 
     async def generation_stop(self, event):
         pass  # for the generation's own channel

@@ -68,6 +68,19 @@ def is_shared_layer():
     return layer is not None and not isinstance(layer, InMemoryChannelLayer)
 
 
+_layer_reported_down = False  # so that an outage is logged once per process, not once per socket and stream
+
+
+def report_layer(reachable, error=None):
+    """Log the channel layer going away and coming back, once for all the sockets and streams of this process."""
+    global _layer_reported_down
+    if not reachable and not _layer_reported_down:
+        logger.warning("Channel layer unreachable (%s): sockets stay open and catch up when it is back", error)
+    elif reachable and _layer_reported_down:
+        logger.warning("Channel layer reachable again: sockets catch up")
+    _layer_reported_down = not reachable
+
+
 # --- Who watches what, in this process -------------------------------------------
 
 
@@ -196,8 +209,8 @@ async def stop(conversation_id):
     if is_shared_layer():
         try:
             await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
-        except Exception:  # Redis unreachable: the flag in the database stops it, a little later
-            logger.warning("Stop of conversation %s goes by the database alone: the channel layer is unreachable", conversation_id)
+        except Exception as error:  # Redis unreachable: the flag in the database stops it, a little later
+            report_layer(False, error)
 
 
 def running_ids():
@@ -829,12 +842,11 @@ class Generation:
                     joined = True
                     if outage:
                         outage = False
-                        logger.info("Generation %s reaches the channel layer again", self.message.pk)
+                        report_layer(True)
                         self.publish_snapshot()
                 message = await layer.receive(channel)
             except Exception as error:
-                if not outage:  # chat/consumers.py warns once for the process
-                    logger.info("Generation %s cannot reach the channel layer: %s", self.message.pk, error)
+                report_layer(False, error)
                 joined, outage = False, True
                 await asyncio.sleep(1)
                 continue

@@ -1,5 +1,3 @@
-import logging
-
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib import messages
@@ -16,8 +14,6 @@ from accounts.http import AuthenticatedHttpRequest
 from chat import generation, mimo, versions
 from chat.forms import SendForm
 from chat.models import Conversation, Message, get_conversation_for
-
-logger = logging.getLogger(__name__)
 
 
 def recommended_system_prompt():
@@ -169,8 +165,8 @@ def show_version(request: AuthenticatedHttpRequest, conversation_id, message_id)
         async_to_sync(get_channel_layer().group_send)(
             generation.group_name(conversation.pk), {"type": "conversation.changed", "message_id": message.pk}
         )
-    except Exception:  # Redis unreachable: the other tabs show the switch when they catch up (chat/consumers.py's resync)
-        logger.warning("Other tabs of conversation %s not told of a version switch: the channel layer is unreachable", conversation.pk)
+    except Exception as error:  # Redis unreachable: the other tabs show the switch when they catch up (chat/consumers.py's resync)
+        generation.report_layer(False, error)
     if not request.htmx:
         return redirect(f"{reverse('conversation', args=[conversation.pk])}?message={message.pk}#message-{message.pk}")
     window = versions.window_around(message)

@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from chat import consumers, generation, mimo
 from chat.models import Message
 from tests.chat.test_consumers import connect, conversation, frames_until_finished, send_form  # noqa: F401 (a fixture)
+from tests.chat.test_versions import two_versions  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -218,3 +219,12 @@ async def test_an_answer_streaming_through_an_outage_sends_other_processes_a_sna
     await frames_until_finished(communicator)
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+def test_switching_versions_while_the_layer_is_down_still_shows_the_chosen_version(layer, client, bob, conversation, two_versions):
+    question, _edited = two_versions
+    layer.go_down()
+    client.force_login(bob)
+    response = client.post(f"/chats/{conversation.pk}/messages/{question.pk}/show/", headers={"HX-Request": "true"})
+    assert response.status_code == 200  # the other tabs catch up when the layer is back
+    assert "first answer" in response.text
