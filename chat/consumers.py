@@ -178,7 +178,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             if self.layer_receive is None:
                 self.layer_receive = asyncio.ensure_future(self.channel_layer.receive(self.channel_name))
             try:
-                done, _pending = await asyncio.wait({self.layer_receive}, timeout=REMOTE_SILENCE)
+                # Only a shared layer carries other processes' answers: in memory, nothing to check on.
+                silence = REMOTE_SILENCE if generation.is_shared_layer() else None
+                done, _pending = await asyncio.wait({self.layer_receive}, timeout=silence)
             except asyncio.CancelledError:
                 self.layer_receive.cancel()
                 raise

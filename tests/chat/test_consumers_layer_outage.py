@@ -175,6 +175,7 @@ async def test_another_process_answer_whose_last_frame_was_dropped_is_shown_ende
     layer, conversation, bob, monkeypatch
 ):
     monkeypatch.setattr(consumers, "REMOTE_SILENCE", 0.2)
+    monkeypatch.setattr(generation, "is_shared_layer", lambda: True)  # as with Redis: answers of other processes
     communicator, _connected, _code = await connect(bob, conversation.pk)
     answer = await Message.objects.acreate(conversation=conversation, role="assistant", status="streaming", content="Half")
     # Another process's answer: its snapshot arrives, then nothing (a full channel dropped the last frame).
