@@ -35,7 +35,7 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: run test chromium messages screenshots image image-podman image-docker base-image
+.PHONY: run test chromium redis-server messages screenshots image image-podman image-docker base-image
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
@@ -62,13 +62,17 @@ endef
 chromium:
 	$(call debian_package,chromium,chromium,The browser tests)
 
+# The fault tests start and stop a Redis of their own (tests/faults/).
+redis-server:
+	$(call debian_package,redis-server,redis-server,The fault tests)
+
 # axe-core, for the accessibility test, from the npm registry at the version package-lock.json pins.
 node_modules/axe-core/axe.min.js: package.json package-lock.json
 	$(call debian_package,npm,npm,The accessibility tests)
 	npm ci --no-audit --no-fund
 	touch $@
 
-test: $(VENV)/.installed-test chromium node_modules/axe-core/axe.min.js
+test: $(VENV)/.installed-test chromium redis-server node_modules/axe-core/axe.min.js
 	$(PY) -m pytest
 	@if $(PY) -m tests.services_reachable "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
 	  echo "Again on PostgreSQL with the Redis channel layer (the container test ran against it already):"; \

@@ -16,17 +16,24 @@ from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chat import generation, limits, transfer, versions
 from chat.forms import EditForm, RetryForm, SendForm
-from chat.models import Message, get_conversation_for
+from chat.models import Conversation, Message, get_conversation_for
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_WAIT = 3.0  # seconds to wait for another process's snapshot before asking again
+LAYER_RETRY = 1.0  # seconds between tries to reach a channel layer that is unreachable (Redis down)
+REMOTE_SILENCE = 3.0  # seconds without a frame of another process's answer before the socket checks on it
 
 
 def render_notice(text, *, until_answer_ends=False):
     """The one notice by the composer (a new one replaces it); `until_answer_ends`: the page drops it when
     the answer streaming now ends, its cause."""
     return render_to_string("chat/conversation.html#notice", {"notice": text, "until_answer_ends": until_answer_ends})
+
+
+def render_live_status(out_of_date=False):
+    """The line that says the page may be out of date; empty, it shows nothing. composer.js fills it too while the socket is closed."""
+    return render_to_string("chat/conversation.html#live-status", {"out_of_date": out_of_date})
 
 
 def socket_language(scope, user):
@@ -66,7 +73,27 @@ def browser_languages(scope):
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
-    """`/ws/conversations/<uuid>/`: owner only; sends HTML fragments, takes send, stop and retry."""
+    """`/ws/conversations/<uuid>/`: owner only; sends HTML fragments, takes send, stop, retry and resync.
+
+    The channel layer (Redis) only carries other processes' frames: while it is
+    unreachable, the socket stays open, gets its own process's frames as ever,
+    and says the page may be out of date; when it is back, the socket joins its
+    group again and shows the conversation as a reload would.
+    """
+
+    layer_down = False  # the channel layer failed and has not answered since
+    layer_receive = None  # the layer's receive under way: kept across waits, as cancelling one loses what it buffered
+    remote_expected = False  # another process's answer streams, so its frames should keep coming
+
+    # Channels' consumer loop reads the layer through `channel_receive`, which it sets to the layer's own
+    # receive: a Redis outage raises there and ends the socket with 1011. Ours waits the outage out.
+    @property
+    def channel_receive(self):
+        return self.receive_from_layer
+
+    @channel_receive.setter
+    def channel_receive(self, layer_receive):
+        pass
 
     async def connect(self):
         user = self.scope["user"]
@@ -86,10 +113,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.group = generation.group_name(self.conversation.pk)
         self.watcher = generation.Watcher(self.conversation.pk, socket_language(self.scope, user), user.time_zone)
-        # Frames from other processes: whose, the last seq applied, and frames held until a snapshot.
+        # Frames from other processes: whose, the last seq applied, frames held until a snapshot, and when last heard.
         self.remote_generation = None
         self.remote_seq = None
         self.remote_waiting = []
+        self.remote_heard_at = 0.0
         self.snapshot_asked_at = 0.0
         # A stream left by a dead process is marked before this socket shows anything.
         await database_sync_to_async(Message.objects.filter(conversation=self.conversation).mark_dead)(
@@ -99,7 +127,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         self.writer = asyncio.create_task(self.write_frames())
         await self.send_meters()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        if not await self.join_group():  # Redis is down: this process's frames still come, and the page says it may be out of date
+            with translation.override(self.watcher.language):
+                self.watcher.deliver(render_live_status(out_of_date=True))
         snapshot = generation.watch(self.watcher)
         if snapshot:
             self.watcher.deliver(snapshot[1])
@@ -107,10 +137,66 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.ask_for_snapshot()
 
     async def disconnect(self, code):
+        if self.layer_receive is not None:
+            self.layer_receive.cancel()
         if hasattr(self, "watcher"):
             generation.unwatch(self.watcher)
             self.writer.cancel()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception:  # Redis unreachable: it forgets the membership by itself (channels_redis' group expiry)
+                pass
+
+    async def join_group(self):
+        """Join the conversation's group (again, after an outage: a restarted Redis has forgotten it);
+        False, and the layer marked down, when it cannot be reached."""
+        try:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception as error:
+            generation.report_layer(False, error)
+            self.layer_down = True
+            return False
+        if self.layer_down:
+            generation.report_layer(True)
+        self.layer_down = False
+        return True
+
+    async def receive_from_layer(self):
+        """The layer's next message for this socket, or one of our own, so that its handler runs one at a
+        time with the others, as Channels runs them:
+        - "layer.unreachable" when the layer fails; then it tries again every LAYER_RETRY seconds, and
+        - "layer.reachable" once this socket is in its group again;
+        - "remote.silent" when another process's answer has sent nothing for REMOTE_SILENCE seconds: the
+          layer drops what a full channel cannot take, its last frame included.
+        """
+        while True:
+            if self.layer_down and hasattr(self, "watcher"):  # connected: join again before reading
+                if await self.join_group():
+                    return {"type": "layer.reachable"}
+                await asyncio.sleep(LAYER_RETRY)
+                continue
+            if self.layer_receive is None:
+                self.layer_receive = asyncio.ensure_future(self.channel_layer.receive(self.channel_name))
+            try:
+                # Only a shared layer carries other processes' answers: in memory, nothing to check on.
+                silence = REMOTE_SILENCE if generation.is_shared_layer() else None
+                done, _pending = await asyncio.wait({self.layer_receive}, timeout=silence)
+            except asyncio.CancelledError:
+                self.layer_receive.cancel()
+                raise
+            if not done:
+                if self.remote_expected and time.monotonic() - self.remote_heard_at >= REMOTE_SILENCE:
+                    return {"type": "remote.silent"}
+                continue
+            received, self.layer_receive = self.layer_receive, None
+            try:
+                return received.result()
+            except Exception as error:
+                if not self.layer_down:
+                    generation.report_layer(False, error)
+                    self.layer_down = True
+                    return {"type": "layer.unreachable"}
+                await asyncio.sleep(LAYER_RETRY)
 
     async def write_frames(self):
         """Send this socket's frames in order; one writer, so nothing overtakes."""
@@ -144,6 +230,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.regenerate(content)
             elif action == "edit":
                 await self.edit(content)
+            elif action == "resync":  # the page's socket dropped and opened again (composer.js)
+                await self.resync()
 
     async def send_message(self, content):
         form = await database_sync_to_async(self.accept_form)(content)
@@ -234,6 +322,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if event["origin"] == generation.process_id():
             return  # this process's sockets got it directly
         seq, html = event["seq"], event["html"].get(self.watcher.language) or event["html"]["en"]
+        self.remote_expected, self.remote_heard_at = True, time.monotonic()
         if event["generation"] != self.remote_generation:
             # Another answer's frames: their numbers start again. Its process sends us only its
             # snapshots until a socket here asks for one (as a frame held below does); then every frame.
@@ -258,15 +347,63 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def ask_for_snapshot(self):
         now = time.monotonic()
-        if now - self.snapshot_asked_at >= SNAPSHOT_WAIT:
+        if now - self.snapshot_asked_at >= SNAPSHOT_WAIT and not self.layer_down:
             self.snapshot_asked_at = now
-            await generation.request_snapshot(self.conversation.pk)
+            # An answer is expected: if nothing comes of it, remote_silent checks on it.
+            self.remote_expected, self.remote_heard_at = True, now
+            try:
+                await generation.request_snapshot(self.conversation.pk)
+            except Exception as error:  # Redis unreachable: the socket asks again when it is back (layer_reachable)
+                generation.report_layer(False, error)
 
     async def generation_stop(self, event):
         pass  # for the generation's own channel
 
     async def generation_snapshot_request(self, event):
         pass  # for the generation's own channel
+
+    async def layer_unreachable(self, event):
+        """Redis is down: other processes' frames cannot come, so the page says it may be out of date."""
+        if self.layer_down and hasattr(self, "watcher"):
+            with translation.override(self.watcher.language):
+                self.watcher.deliver(render_live_status(out_of_date=True))
+
+    async def layer_reachable(self, event):
+        """Redis is back, and this socket in its group again: whatever other processes sent meanwhile was lost."""
+        await self.resync()
+
+    async def remote_silent(self, event):
+        """Another process's answer has sent nothing for a while: ask again while it streams; once it has
+        ended, show it from the database (its last frame may have been dropped), and expect nothing more."""
+        if str(self.conversation.pk) in generation.running_ids():
+            self.remote_expected = False  # the answer streaming now is this process's own: its frames come directly
+        elif await self.streaming_elsewhere():
+            self.remote_heard_at = time.monotonic()
+            await self.ask_for_snapshot()
+        else:
+            self.remote_expected = False
+            await self.resync()
+
+    async def resync(self):
+        """The conversation as a reload would show it, then the answer streaming now, wherever it runs."""
+        html = await database_sync_to_async(self.render_conversation)()
+        # Frames held for another process's answer predate what was just rendered: start again from its next snapshot.
+        self.remote_seq, self.remote_waiting = None, []
+        self.watcher.deliver(html)
+        if snapshot := generation.watch(self.watcher):  # this process's answer: its live state, with no await before it
+            self.watcher.deliver(snapshot[1])
+        elif generation.is_shared_layer() and await self.streaming_elsewhere():
+            self.snapshot_asked_at = 0.0  # at once: whatever was asked before the outage went unanswered
+            await self.ask_for_snapshot()
+
+    def render_conversation(self):
+        """The latest messages (chat/views/conversations.py's conversation_page opens on them), the title and the live status."""
+        conversation = Conversation.objects.get(pk=self.conversation.pk)
+        context = generation.window_context(conversation, versions.latest_window(conversation)) | {
+            "composer_streaming": conversation.messages.filter(status=Message.Status.STREAMING).exists(),
+            "out_of_date": self.layer_down,
+        }
+        return generation.render_partial("chat/conversation.html#resynced", context, self.watcher)
 
     async def conversation_changed(self, event):
         """Another tab switched versions (chat/views/conversations.py): show the branch now visible."""

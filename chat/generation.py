@@ -70,6 +70,19 @@ def is_shared_layer():
     return layer is not None and not isinstance(layer, InMemoryChannelLayer)
 
 
+_layer_reported_down = False  # so that an outage is logged once per process, not once per socket and stream
+
+
+def report_layer(reachable, error=None):
+    """Log the channel layer going away and coming back, once for all the sockets and streams of this process."""
+    global _layer_reported_down
+    if not reachable and not _layer_reported_down:
+        logger.warning("Channel layer unreachable (%s): sockets stay open and catch up when it is back", error)
+    elif reachable and _layer_reported_down:
+        logger.warning("Channel layer reachable again: sockets catch up")
+    _layer_reported_down = not reachable
+
+
 # --- Who watches what, in this process -------------------------------------------
 
 
@@ -221,7 +234,10 @@ async def stop(conversation_id):
     if not asked:
         await show_last_answer(conversation_id)
     elif is_shared_layer():
-        await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
+        try:
+            await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
+        except Exception as error:  # Redis unreachable: the flag in the database stops it, a little later
+            report_layer(False, error)
 
 
 def running_ids():
@@ -942,8 +958,7 @@ class Generation:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         group = group_name(self.conversation.pk)
-        await layer.group_add(group, channel)
-        listener = asyncio.create_task(self.listen(layer, channel))
+        listener = asyncio.create_task(self.listen(layer, channel, group))
         try:
             while True:
                 seq, text, partial, context, snapshot = await self.remote_outbox.get()
@@ -964,18 +979,35 @@ class Generation:
                             "html": html,
                         },
                     )
+                except Exception:  # Redis unreachable: the frame is lost to other processes; `listen` catches them up
+                    pass
                 finally:
                     self.remote_outbox.task_done()
         finally:
             listener.cancel()
-            await layer.group_discard(group, channel)
+            try:
+                await layer.group_discard(group, channel)
+            except Exception:  # Redis unreachable: it forgets the membership by itself (the group's expiry)
+                pass
 
-    async def listen(self, layer, channel):
+    async def listen(self, layer, channel, group):
+        """Join the group, then answer stop and snapshot requests. While Redis is unreachable, try again every
+        second (the database flag backs Stop up meanwhile); when it is back, maybe emptied by a restart, join
+        again and send a snapshot: the frames other processes' sockets missed."""
+        joined = outage = False
         while True:
             try:
+                if not joined:
+                    await layer.group_add(group, channel)
+                    joined = True
+                    if outage:
+                        outage = False
+                        report_layer(True)
+                        self.publish_snapshot()
                 message = await layer.receive(channel)
-            except Exception:  # Redis hiccup: keep listening; the database flag backs Stop up
-                logger.warning("Generation %s could not read its channel", self.message.pk, exc_info=True)
+            except Exception as error:
+                report_layer(False, error)
+                joined, outage = False, True
                 await asyncio.sleep(1)
                 continue
             if message["type"] == "generation.stop":

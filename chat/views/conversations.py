@@ -161,9 +161,12 @@ def show_version(request: AuthenticatedHttpRequest, conversation_id, message_id)
     if not versions.switch_to(message):
         notice = _("MiMo is still answering. Wait for the answer or stop it first.")
         return reswap(retarget(render(request, "chat/conversation.html#notice", {"notice": notice}), "#notice"), "outerHTML")
-    async_to_sync(get_channel_layer().group_send)(
-        generation.group_name(conversation.pk), {"type": "conversation.changed", "message_id": message.pk}
-    )
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            generation.group_name(conversation.pk), {"type": "conversation.changed", "message_id": message.pk}
+        )
+    except Exception as error:  # Redis unreachable: the other tabs show the switch when they catch up (chat/consumers.py's resync)
+        generation.report_layer(False, error)
     if not request.htmx:
         return redirect(f"{reverse('conversation', args=[conversation.pk])}?message={message.pk}#message-{message.pk}")
     window = versions.window_around(message)

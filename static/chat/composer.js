@@ -8,6 +8,8 @@
 //   and a tab in the background says so in its title (and a notification, if
 //   the member allowed them).
 // - Titles: the heading's text is the tab's title, live.
+// - A socket that drops: the page says it may be out of date, and catches up
+//   once the socket is open again.
 (function () {
   "use strict";
 
@@ -30,6 +32,24 @@
   }
   document.addEventListener("htmx:wsOpen", function () { setConnected(true); });
   document.addEventListener("htmx:wsClose", function () { setConnected(false); });
+
+  // --- When the socket drops -----------------------------------------------
+
+  // htmx's websocket extension opens it again by itself, after a random delay
+  // that grows with each try up to a minute (after the codes below; not after
+  // the app refused the socket, 44xx). Meanwhile the page says it may be out
+  // of date; once open, it asks for the conversation as a reload would show it
+  // (chat/consumers.py's resync), which also clears that line.
+  const RECONNECTED_AFTER = [1006, 1011, 1012, 1013];  // the close codes the extension reconnects after
+  let opened = false;
+  document.addEventListener("htmx:wsOpen", function (event) {
+    if (opened) event.detail.socketWrapper.send(JSON.stringify({ action: "resync" }));
+    opened = true;
+  });
+  document.addEventListener("htmx:wsClose", function (event) {
+    const status = document.getElementById("live-status");
+    if (status && RECONNECTED_AFTER.includes(event.detail.event.code)) status.textContent = status.dataset.disconnected;
+  });
   document.addEventListener("submit", function (event) {
     if (event.target.closest("[data-composer], form[ws-send]") && !event.defaultPrevented) event.preventDefault();
   }, true);
