@@ -11,6 +11,7 @@ deletes it when no row names it any more. Every refusal is a `Refused` with a se
 member, in their language.
 """
 
+import base64
 import hashlib
 import io
 import math
@@ -334,6 +335,33 @@ def docx_text(uploaded, name):
         raise
     except Exception:  # as for PDFs: a damaged or hostile zip fails in many ways
         raise Refused(_("%(name)s could not be read as a Word document: it may be damaged.") % {"name": name}) from None
+
+
+# --- Sending --------------------------------------------------------------------------------
+
+
+def user_turn(text, attachments):
+    """The turn MiMo is sent for a message's text and attachments: media inline as data URLs
+    (MiMo has no upload endpoint and cannot reach our files), documents as their text."""
+    parts = {Kind.IMAGE: [], Kind.AUDIO: [], Kind.VIDEO: [], Kind.DOCUMENT: []}
+    for attachment in attachments:
+        if attachment.kind == Kind.DOCUMENT:
+            part = mimo.DocumentPart(attachment.name, attachment.text)
+        elif attachment.kind == Kind.IMAGE:
+            part = mimo.ImagePart(data_url(attachment))
+        elif attachment.kind == Kind.AUDIO:
+            part = mimo.AudioPart(data_url(attachment))
+        else:
+            part = mimo.VideoPart(data_url(attachment))
+        parts[attachment.kind].append(part)
+    return mimo.UserTurn(
+        text, images=parts[Kind.IMAGE], audio=parts[Kind.AUDIO], videos=parts[Kind.VIDEO], documents=parts[Kind.DOCUMENT]
+    )
+
+
+def data_url(attachment):
+    with storages["attachments"].open(attachment.file_name) as file:
+        return f"data:{attachment.content_type};base64,{base64.b64encode(file.read()).decode()}"
 
 
 # --- Storing and deleting --------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """Reading uploads into attachments (chat/attachments.py): what is taken, what is refused, how it is stored."""
 
 import hashlib
+import json
 import io
 import struct
 import zlib
 
 import docx
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import ExifTags, Image
@@ -291,3 +293,73 @@ def test_the_file_goes_with_the_last_row_naming_it(attachment_storage, bob, conv
         conversation.delete()  # the cascade deletes the row, and so the file
     assert not Attachment.objects.exists()
     assert stored_files(attachment_storage) == []
+
+
+# --- Sending ------------------------------------------------------------------------------------
+
+
+def test_stored_attachments_reach_the_fake_as_mimo_reads_them(fake_url, bob, conversation):
+    files = [
+        upload("chart.png", image_bytes((40, 30))),
+        upload("notes.md", b"# Notes"),
+        upload("voice.wav", b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 64),
+    ]
+    stored = [attachments.store(read_upload(file), owner=bob, conversation=conversation) for file in files]
+    turn = attachments.user_turn("What are these?", stored)
+    assert turn.documents == [mimo.DocumentPart("notes.md", "# Notes")]
+    assert turn.audio[0].data.startswith("data:audio/wav;base64,UklGR")
+    endpoint = mimo.Endpoint(fake_url, "sk-test-good-key-4321", mimo.ApiFormat.OPENAI)
+
+    async def answer():
+        try:
+            chat = mimo.ChatRequest(model="mimo-v2.5", turns=[turn])
+            events = [event async for event in mimo.stream_turn(endpoint, chat)]
+        finally:
+            await mimo.close_shared_http_client()
+        return "".join(event.text for event in events if isinstance(event, mimo.TextDelta))
+
+    assert async_to_sync(answer)().startswith("I see 1 image (40×30), 1 audio clip, 1 document (notes.md).")
+
+
+# --- Settings -----------------------------------------------------------------------------------
+
+SHOW_STORAGE = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({"storage": settings.STORAGES["attachments"], "limit": settings.MIMOWEB_ATTACHMENT_MAX_BYTES}, default=str))
+"""
+
+
+def test_files_are_kept_in_the_data_folder_by_default_readable_by_mimoweb_alone(tmp_path):
+    from tests.test_settings import run_python
+
+    result = run_python(SHOW_STORAGE, tmp_path)
+    shown = json.loads(result.stdout)
+    assert shown["storage"] == {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "data" / "attachments"), "file_permissions_mode": 384, "directory_permissions_mode": 448},
+    }
+    assert shown["limit"] == 32 * 1024 * 1024
+
+
+def test_another_store_is_named_with_its_options(tmp_path):
+    from tests.test_settings import run_python
+
+    options = {"bucket_name": "mimoweb", "endpoint_url": "https://s3.example.com", "location": "attachments"}
+    result = run_python(
+        SHOW_STORAGE,
+        tmp_path,
+        MIMOWEB_ATTACHMENT_STORAGE="storages.backends.s3.S3Storage",
+        MIMOWEB_ATTACHMENT_STORAGE_OPTIONS=json.dumps(options),
+        MIMOWEB_ATTACHMENT_MAX_BYTES="1000",
+    )
+    assert json.loads(result.stdout) == {"storage": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}, "limit": 1000}
+
+
+def test_options_that_are_not_a_json_object_stop_the_start_naming_the_variable(tmp_path):
+    from tests.test_settings import run_python
+
+    result = run_python(SHOW_STORAGE, tmp_path, MIMOWEB_ATTACHMENT_STORAGE_OPTIONS="bucket=mimoweb")
+    assert result.returncode != 0
+    assert "MIMOWEB_ATTACHMENT_STORAGE_OPTIONS is not a JSON object" in result.stderr
