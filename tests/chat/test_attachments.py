@@ -151,9 +151,17 @@ def test_an_image_over_mimos_pixel_limit_is_scaled_down_to_it():
     assert Image.open(taken.content).size == (3344, 2508)
 
 
-def test_a_decompression_bomb_is_refused_before_it_is_decoded():
-    message = refusal("bomb.png", png_header_only(20_000, 20_000))
+@pytest.mark.parametrize("size", [20_000, 10_000])  # over twice Pillow's limit, where it refuses itself; over it
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(size):
+    message = refusal("bomb.png", png_header_only(size, size))
     assert message == "bomb.png has too many pixels to be opened safely."
+
+
+def test_an_animation_whose_frames_hold_too_many_pixels_together_is_refused():
+    frames = [Image.new("L", (3000, 2000), n * 20) for n in range(12)]  # 72 million pixels
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    assert refusal("long.gif", buffer.getvalue()) == "long.gif has too many pixels to be opened safely."
 
 
 @pytest.mark.parametrize("name", ["photo.jpg", "photo.gif"])
