@@ -149,7 +149,8 @@ def read_image(uploaded, name, expected):
         with Image.open(uploaded, formats=[expected]) as image:
             check_pixels(image, name)
             image.load()
-            cleaned, still = clean_image(image, name)
+            cleaned, still = clean_image(image)
+            small = thumbnail(still)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise too_many_pixels(name) from None
     except Image.UnidentifiedImageError:
@@ -166,7 +167,7 @@ def read_image(uploaded, name, expected):
         size=len(data),
         width=still.width,
         height=still.height,
-        thumbnail=thumbnail(still),
+        thumbnail=small,
     )
 
 
@@ -186,7 +187,7 @@ def too_many_pixels(name):
     return Refused(_("%(name)s has too many pixels to be opened safely.") % {"name": name})
 
 
-def clean_image(image, name):
+def clean_image(image):
     """The image re-encoded in its own format without its metadata, and the still it shows.
 
     A photo is turned upright by its EXIF orientation first, since the EXIF that told browsers
@@ -206,6 +207,8 @@ def clean_image(image, name):
         options["comment"] = b""
     cleaned = io.BytesIO()
     still.save(cleaned, image.format, save_all=animated, **options)
+    if animated:
+        still.seek(0)  # saving went through every frame; the first is the one a thumbnail shows
     return cleaned, still
 
 

@@ -142,6 +142,8 @@ def test_an_animated_gif_keeps_its_frames_and_loses_its_comment():
     stored = Image.open(taken.content)
     assert stored.n_frames == 3
     assert b"made at home" not in stored_bytes(taken)
+    red, green, _ = Image.open(io.BytesIO(taken.thumbnail)).convert("RGB").getpixel((0, 0))
+    assert red > 200 and green < 60  # the first frame's
 
 
 def test_an_image_over_mimos_pixel_limit_is_scaled_down_to_it():
