@@ -181,3 +181,10 @@ async def test_inline_media_over_50_mb_gets_400():
         response = await client.post("/v1/chat/completions", content=json.dumps(body), headers=BEARER)
     assert response.status_code == 400
     assert "50 MB" in response.json()["error"]["param"]
+
+
+async def test_audio_in_anthropic_format_is_an_error_event_and_nothing_is_sent(anthropic_endpoint, fake_records):
+    chat = ChatRequest(model="mimo-v2.5", turns=[UserTurn("Listen", audio=[AudioPart(WAV)])])
+    events = [event async for event in stream_turn(anthropic_endpoint, chat)]
+    assert [event.kind for event in events] == [ErrorKind.UNSUPPORTED_IN_FORMAT]
+    assert fake_records.all() == []
