@@ -289,3 +289,23 @@ def test_the_owner_gets_404_once_the_conversation_is_in_the_trash(client, bob, s
     conversation.save()
     client.force_login(bob)
     assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+
+
+def test_daphne_lets_a_whole_file_through_to_the_upload_and_refuses_more(tmp_path):
+    """Through daphne as it serves: a 20 MiB upload reaches mimoweb (whose CSRF check refuses a sender without a token);
+    a body over one file's limit is refused by its length, before it is sent."""
+    import httpx
+
+    from tests.test_body_limits import raw_request, start_daphne, zeros
+
+    path = "/chats/0b8f6a8e-1b7c-4a55-9b43-3c1f1c4d2e10/attachments/"
+    process, url = start_daphne(tmp_path)
+    try:
+        response = httpx.post(url + path, content=zeros(20 * 1024 * 1024), timeout=60)
+        assert response.status_code == 403
+        assert "CSRF" in response.text
+        head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (path.encode(), 40 * 1024 * 1024)
+        assert raw_request(url, head).startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
