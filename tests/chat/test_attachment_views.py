@@ -185,7 +185,7 @@ def test_owner_gets_an_image_inline_with_its_stored_type_and_safe_headers(client
     assert response["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'self'" in response["Content-Security-Policy"]
     assert "private" in response["Cache-Control"]
-    assert b"".join(response.streaming_content) == image_bytes_of(image)
+    assert b"".join(response.streaming_content) == stored_bytes_of(image)
 
 
 def test_a_document_is_served_as_a_download(client, bob, sent):
@@ -214,7 +214,7 @@ def test_an_image_has_a_small_webp_thumbnail_and_nothing_else_has_one(client, bo
     assert client.get(f"/attachments/{document.pk}/thumbnail/").status_code == 404
 
 
-def image_bytes_of(attachment):
+def stored_bytes_of(attachment):
     from django.core.files.storage import storages
 
     return storages["attachments"].open(attachment.file_name).read()
@@ -309,3 +309,15 @@ def test_daphne_lets_a_whole_file_through_to_the_upload_and_refuses_more(tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_large_upload_spooled_to_disk_is_stored_byte_for_byte(client, bob, conversation):
+    import hashlib
+
+    content = ("A line of a long log, with ünïcode.\n" * 120_000).encode()  # 4.4 MB: Django spools it to a file
+    client.force_login(bob)
+    chip = post_files(client, conversation, SimpleUploadedFile("server.log", content)).json()["attachments"][0]
+    attachment = Attachment.objects.get(pk=chip["id"])
+    assert attachment.sha256 == hashlib.sha256(content).hexdigest() and attachment.size == len(content)
+    assert stored_bytes_of(attachment) == content
+    assert attachment.text == content.decode().strip()
