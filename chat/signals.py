@@ -3,8 +3,8 @@ deletes an attachment's file with the last row naming it, and closes each HTTP r
 connections when it ends.
 
 Signals, so that the code that writes messages (the generation, edits, imports)
-needs to know nothing of search. Deletes need no signal: entries go with their
-message or conversation by cascade, and the index with its entries (migration 0005).
+needs to know nothing of search. Deleted messages need no signal: their entries go
+with them by cascade, and the index with its entries (migration 0005).
 """
 
 from functools import partial

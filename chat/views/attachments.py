@@ -5,6 +5,8 @@ bar, as soon as the file is chosen, so the answer fills a chip in (its id, thumb
 rather than replacing one, and refusals come back as sentences beside the file they are about.
 """
 
+from pathlib import PurePath
+
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import storages
 from django.http import FileResponse, Http404, JsonResponse
@@ -46,8 +48,9 @@ def upload(request: AuthenticatedHttpRequest, conversation_id):
     return JsonResponse({"attachments": [chip(attachment) for attachment in stored]}, status=201)
 
 
-def refused(errors):
-    return JsonResponse({"errors": errors}, status=400)
+def refused(errors, status=400):
+    """Refusals as the composer shows them: each file's name (or "") and the reason, in the member's language."""
+    return JsonResponse({"errors": errors}, status=status)
 
 
 def chip(attachment):
@@ -75,7 +78,8 @@ def remove(request: AuthenticatedHttpRequest, attachment_id):
     if attachment.owner_id != request.user.pk:  # a reviewer or a share's visitor: they only read
         raise PermissionDenied
     if attachment.message_id is not None:
-        return JsonResponse({"error": _("This file was sent with its message, so it stays with it.")}, status=409)
+        message = _("This file was sent with its message, so it stays with it.")
+        return refused([{"name": attachment.name, "message": message}], status=409)
     attachment.delete()
     return JsonResponse({"removed": str(attachment_id)})
 
@@ -93,7 +97,7 @@ def thumbnail(request: AuthenticatedHttpRequest, attachment_id):
     attachment = get_attachment_for(request.user, attachment_id)
     if attachment.kind != Attachment.Kind.IMAGE:
         raise Http404
-    return file_response(attachment.thumbnail_name, "image/webp", f"{attachment.name}.webp", inline=True)
+    return file_response(attachment.thumbnail_name, "image/webp", f"{PurePath(attachment.name).stem}.webp", inline=True)
 
 
 def file_response(name, content_type, filename, inline):

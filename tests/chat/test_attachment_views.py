@@ -160,6 +160,7 @@ def test_a_sent_attachment_cannot_be_removed(client, bob, sent):
     client.force_login(bob)
     response = client.post(f"/attachments/{sent[0].pk}/remove/")
     assert response.status_code == 409
+    assert response.json() == {"errors": [{"name": "chart.png", "message": "This file was sent with its message, so it stays with it."}]}
     assert Attachment.objects.count() == 2
 
 
@@ -209,6 +210,7 @@ def test_an_image_has_a_small_webp_thumbnail_and_nothing_else_has_one(client, bo
     client.force_login(bob)
     response = client.get(f"/attachments/{image.pk}/thumbnail/")
     assert response["Content-Type"] == "image/webp"
+    assert response["Content-Disposition"] == 'inline; filename="chart.webp"'
     thumbnail = Image.open(__import__("io").BytesIO(b"".join(response.streaming_content)))
     assert thumbnail.format == "WEBP" and max(thumbnail.size) <= 320
     assert client.get(f"/attachments/{document.pk}/thumbnail/").status_code == 404
@@ -321,3 +323,10 @@ def test_a_large_upload_spooled_to_disk_is_stored_byte_for_byte(client, bob, con
     assert attachment.sha256 == hashlib.sha256(content).hexdigest() and attachment.size == len(content)
     assert stored_bytes_of(attachment) == content
     assert attachment.text == content.decode().strip()
+
+
+def test_a_reviewer_who_may_read_an_attachment_may_not_remove_it(client, rita, sent, conversation):
+    client.force_login(rita)
+    client.post(f"/review/{conversation.pk}/reason/", {"reason": REASON})
+    assert client.post(f"/attachments/{sent[0].pk}/remove/").status_code == 403
+    assert Attachment.objects.count() == 2
