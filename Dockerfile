@@ -22,6 +22,11 @@ COPY --from=build /venv /venv
 COPY --from=build --chown=root:root /app /app
 WORKDIR /app
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1
+# Attached files are kept in the data folder (README: Attachments) unless
+# MIMOWEB_ATTACHMENT_STORAGE names a store shared by several hosts: give it a volume.
+RUN mkdir /data && chown mimoweb /data
+ENV MIMOWEB_DATA_DIR=/data
+VOLUME /data
 USER mimoweb
 EXPOSE 8000
 # Asks with the first allowed host, since Django refuses any other Host header.
