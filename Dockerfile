@@ -33,7 +33,8 @@ COPY --from=build /venv /venv
 COPY --from=build --chown=root:root /app /app
 WORKDIR /app
 # With no DATABASE_URL, the SQLite database and the generated secrets live in
-# /data: a volume of its own, so they outlive the container.
+# /data: a volume of its own, so they outlive the container. Attached files too,
+# unless MIMOWEB_ATTACHMENT_STORAGE names a store several hosts share (README: Attachments).
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 MIMOWEB_DATA_DIR=/data PORT=8000
 VOLUME /data
 USER mimoweb

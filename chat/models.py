@@ -422,6 +422,17 @@ class Citation(models.Model):
 # --- Sharing and review ------------------------------------------------------------
 
 
+class ShareQuerySet(models.QuerySet):
+    def open_to(self, user):
+        """The links this user may open now: of conversations of their teams, neither revoked, expired nor trashed."""
+        return self.filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now()),
+            conversation__team__in=user.teams.all(),
+            conversation__deleted_at__isnull=True,
+            revoked_at__isnull=True,
+        )
+
+
 class Share(models.Model):
     """A read-only snapshot of a conversation that signed-in members of its team may open."""
 
@@ -434,12 +445,22 @@ class Share(models.Model):
     # The conversation as it was when shared (the export format), so later changes do not leak into it.
     snapshot = models.JSONField(default=dict)
 
+    objects = ShareQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
 
     @property
     def is_expired(self):
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    def shows_message(self, message_id):
+        """Whether the snapshot holds this message (its export keeps each message's id)."""
+        return any(
+            message.get("id") == message_id
+            for conversation in self.snapshot.get("conversations", [])
+            for message in conversation.get("messages", [])
+        )
 
     def why_closed(self):
         """Why the link no longer opens, in words for the person who followed it; "" while it opens."""
@@ -515,6 +536,88 @@ class ReviewAccess(models.Model):
             reviewer=reviewer,
             reason=reason,
         )
+
+
+# --- Attachments -------------------------------------------------------------------
+
+
+class Attachment(models.Model):
+    """A file a member attached to a message, as chat/attachments.py read and stored it.
+
+    The file is stored once per content, named by its sha256 (`file_name`): rows with the same
+    sha256 share it, and it is deleted with the last of them (chat/signals.py).
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("image")
+        AUDIO = "audio", _("audio")
+        VIDEO = "video", _("video")
+        DOCUMENT = "document", _("document")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="attachments")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    # Null until the message it was uploaded for is sent; until then only its owner sees it.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments")
+    kind = models.CharField(max_length=20, choices=Kind)
+    name = models.CharField(max_length=255)  # as uploaded, for people to read; never a path
+    content_type = models.CharField(max_length=100)  # of the stored file, read from its content
+    size = models.PositiveBigIntegerField()  # of the stored file, in bytes
+    sha256 = models.CharField(max_length=64)  # of the stored file
+    # Images: their size in pixels, as stored (scaled down to what MiMo takes).
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    # Audio and video, in seconds; null until they are read (they are not converted yet).
+    duration = models.FloatField(null=True, blank=True)
+    # Documents: the text MiMo is sent, as extracted.
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["sha256"])]
+
+    def __str__(self):
+        return f"{self.kind} {self.name}"
+
+    @property
+    def file_name(self):
+        """Its file's name in the "attachments" storage: two levels, so no folder holds too many."""
+        return f"{self.sha256[:2]}/{self.sha256[2:]}"
+
+    @property
+    def thumbnail_name(self):
+        """An image's thumbnail beside it (WebP); other kinds have none."""
+        return f"{self.file_name}.thumbnail.webp"
+
+    def may_be_seen_by(self, user):
+        """Whether this user may see it: as whoever may see its message (see get_attachment_for)."""
+        conversation = self.conversation
+        if conversation.owner_id == user.pk:
+            return conversation.deleted_at is None
+        if self.message_id is None:
+            return False
+        reviewable = Conversation.objects.reviewable_by(user).filter(pk=conversation.pk).exists()
+        if reviewable and ReviewAccess.objects.covering(user, conversation).exists():
+            return True
+        shares = Share.objects.open_to(user).filter(conversation=conversation)
+        return any(share.shows_message(self.message_id) for share in shares)
+
+
+def get_attachment_for(user, attachment_id):
+    """The attachment, if this user may see it; anyone else gets a 404, as if it did not exist.
+
+    Its owner sees it while its conversation is out of the trash, sent or not. Once sent, so do a
+    reviewer whose recorded reason covers its conversation (as the review page), and members of
+    the team who hold an open share link whose snapshot has its message (as the shared page).
+    """
+    try:
+        attachment = Attachment.objects.select_related("conversation").get(pk=attachment_id)
+    except (Attachment.DoesNotExist, ValidationError):
+        raise Http404
+    if not attachment.may_be_seen_by(user):
+        raise Http404
+    return attachment
 
 
 # --- Prices ------------------------------------------------------------------------

@@ -1,18 +1,21 @@
 """Keeps the search index up to date as messages and titles are saved (chat/search.py does the work),
-and closes each HTTP request's database connections when it ends.
+deletes an attachment's file with the last row naming it, and closes each HTTP request's database
+connections when it ends.
 
 Signals, so that the code that writes messages (the generation, edits, imports)
-needs to know nothing of search. Deletes need no signal: entries go with their
-message or conversation by cascade, and the index with its entries (migration 0005).
+needs to know nothing of search. Deleted messages need no signal: their entries go
+with them by cascade, and the index with its entries (migration 0005).
 """
 
+from functools import partial
+
 from django.core.signals import request_finished
-from django.db import connections
-from django.db.models.signals import post_save
+from django.db import connections, transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from chat import search
-from chat.models import Conversation, Message
+from chat import attachments, search
+from chat.models import Attachment, Conversation, Message
 
 INDEXED_FIELDS = {"content", "reasoning_content", "status"}
 
@@ -48,3 +51,10 @@ def close_request_connections(sender, **kwargs):
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
             connection.close()
+
+
+@receiver(post_delete, sender=Attachment, dispatch_uid="attachment-files")
+def delete_unused_attachment_files(sender, instance, **kwargs):
+    """A file goes with the last attachment naming it (a cascade deletes rows one by one, with this
+    signal each), once the deletion is committed: a rolled-back one must find its file."""
+    transaction.on_commit(partial(attachments.delete_unused_files, instance.sha256))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import conversations
+from chat.views import attachments, conversations
 from chat.views import library
 from chat.views import review
 from chat.views import sharing, transfer
@@ -31,6 +31,11 @@ urlpatterns = [
         conversations.show_version,
         name="show_version",
     ),
+    # -- Attachments --
+    path("chats/<uuid:conversation_id>/attachments/", attachments.upload, name="upload_attachments"),
+    path("attachments/<uuid:attachment_id>/", attachments.attachment_file, name="attachment"),
+    path("attachments/<uuid:attachment_id>/thumbnail/", attachments.thumbnail, name="attachment_thumbnail"),
+    path("attachments/<uuid:attachment_id>/remove/", attachments.remove, name="remove_attachment"),
     path("review/", review.review_list, name="review_list"),
     path("review/<uuid:conversation_id>/", review.review_conversation, name="review_conversation"),
     path("review/<uuid:conversation_id>/reason/", review.review_reason, name="review_reason"),

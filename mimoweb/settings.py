@@ -7,6 +7,7 @@ by the same variable with `_FILE` appended (Docker and Kubernetes secrets).
 """
 
 import errno
+import json
 import os
 import secrets
 from pathlib import Path
@@ -230,6 +231,7 @@ MIMOWEB_BODY_LIMIT = 4 * 1024 * 1024
 MIMOWEB_BODY_LIMITS = {
     # An export of at most 20 MiB (MAX_IMPORT_BYTES in chat/transfer.py) and the rest of its form.
     r"/chats/import/": 21 * 1024 * 1024,
+    # (Attachments' uploads: see Attachments below.)
 }
 
 
@@ -329,6 +331,36 @@ STORAGES = {
 }
 if DEBUG:  # no collectstatic needed while developing
     STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+
+# --- Attachments --------------------------------------------------------------
+
+# Files members attach (chat/attachments.py), stored once per content and never public: only
+# chat/views/attachments.py serves them, to whoever may see their conversation. By default in
+# the data folder; several hosts share one store (S3 through django-storages, README): name its
+# backend in MIMOWEB_ATTACHMENT_STORAGE and its options as a JSON object (which may hold a secret,
+# hence _FILE) in MIMOWEB_ATTACHMENT_STORAGE_OPTIONS.
+try:
+    attachment_storage_options = json.loads(env_secret("MIMOWEB_ATTACHMENT_STORAGE_OPTIONS") or "{}")
+except ValueError as e:
+    raise ImproperlyConfigured(f"MIMOWEB_ATTACHMENT_STORAGE_OPTIONS is not a JSON object: {e}.") from None
+if not isinstance(attachment_storage_options, dict):
+    raise ImproperlyConfigured("MIMOWEB_ATTACHMENT_STORAGE_OPTIONS must be a JSON object.")
+STORAGES["attachments"] = {
+    "BACKEND": env_secret("MIMOWEB_ATTACHMENT_STORAGE") or "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": attachment_storage_options
+    or {
+        "location": DATA_DIR / "attachments",
+        "file_permissions_mode": 0o600,
+        "directory_permissions_mode": 0o700,
+    },
+}
+
+# The most one attached file may hold. 32 MiB is 43 MiB once base64-encoded, within the 50 MB
+# MiMo takes inline (mimo-api.md §5.3); a larger setting still sends no image, audio or video over that.
+MIMOWEB_ATTACHMENT_MAX_BYTES = env_int("MIMOWEB_ATTACHMENT_MAX_BYTES", 32 * 1024 * 1024)
+# An upload request holds one such file, or several smaller ones, and its form around them.
+MIMOWEB_BODY_LIMITS[r"/chats/[0-9a-f-]+/attachments/"] = MIMOWEB_ATTACHMENT_MAX_BYTES + 1024 * 1024
 
 
 # --- Security -----------------------------------------------------------------

@@ -28,7 +28,16 @@ Where mimo-api.md says UNKNOWN, the tolerant choice, and where it is made:
   `/v1/models` knows gets conservative defaults (catalogue).
 """
 
-from .catalogue import CHAT_MODELS, DEFAULT_MODEL, MOST_OUTPUT_TOKENS, Model, get_model, models_from_ids
+from .catalogue import (
+    CHAT_MODELS,
+    DEFAULT_MODEL,
+    INLINE_MEDIA_BYTES,
+    MAX_IMAGE_PIXELS,
+    MOST_OUTPUT_TOKENS,
+    Model,
+    get_model,
+    models_from_ids,
+)
 from .client import (
     NO_RETRY,
     Endpoint,
@@ -44,13 +53,16 @@ from .client import (
 )
 from .conversation import (
     AssistantTurn,
+    AudioPart,
     ChatRequest,
+    DocumentPart,
     FunctionTool,
     ImagePart,
     ToolCall,
     ToolResult,
     Turn,
     UserTurn,
+    VideoPart,
     WebSearch,
 )
 from .dialects import StreamDecoder
@@ -75,15 +87,19 @@ from .wire import ApiFormat, build_body
 
 __all__ = [
     "CHAT_MODELS",
+    "INLINE_MEDIA_BYTES",
+    "MAX_IMAGE_PIXELS",
     "MOST_OUTPUT_TOKENS",
     "DEFAULT_MODEL",
     "NO_RETRY",
     "Accumulator",
     "ApiFormat",
     "AssistantTurn",
+    "AudioPart",
     "ChatRequest",
     "Citation",
     "Citations",
+    "DocumentPart",
     "Endpoint",
     "ErrorEvent",
     "ErrorKind",
@@ -109,6 +125,7 @@ __all__ = [
     "Turn",
     "Usage",
     "UserTurn",
+    "VideoPart",
     "WebSearch",
     "build_body",
     "check_key",

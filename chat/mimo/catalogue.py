@@ -14,6 +14,11 @@ TEXT = frozenset({"text"})
 OMNI = frozenset({"text", "image", "audio", "video"})
 TEXT_AND_IMAGE = frozenset({"text", "image"})
 
+# What MiMo takes inline (mimo-api.md §5.3): a base64 data URL of at most 50 MB (read as decimal
+# megabytes, the stricter reading), and images of at most this many pixels (it scales larger ones down).
+INLINE_MEDIA_BYTES = 50 * 1000 * 1000
+MAX_IMAGE_PIXELS = 8_388_608
+
 # All V2 models stop working at 2026-06-30 00:00 GMT+8 (mimo-api.md §2).
 V2_END = date(2026, 6, 30)
 

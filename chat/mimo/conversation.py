@@ -17,9 +17,35 @@ class ImagePart:
 
 
 @dataclass(frozen=True)
+class AudioPart:
+    # An https:// URL MiMo can fetch, or a data:audio/...;base64,... URL. OpenAI format only.
+    data: str
+
+
+@dataclass(frozen=True)
+class VideoPart:
+    # An https:// URL MiMo can fetch, or a data:video/...;base64,... URL. OpenAI format only.
+    url: str
+    # MiMo's documented defaults (mimo-api.md §5.3): fps in [0.1, 10]; "default" or "max".
+    fps: float = 2
+    media_resolution: str = "default"
+
+
+@dataclass(frozen=True)
+class DocumentPart:
+    """A document's text, sent inside the user turn's text with its file name (MiMo reads no files)."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
 class UserTurn:
     text: str
     images: Sequence[ImagePart] = ()
+    audio: Sequence[AudioPart] = ()
+    videos: Sequence[VideoPart] = ()
+    documents: Sequence[DocumentPart] = ()
 
 
 @dataclass(frozen=True)

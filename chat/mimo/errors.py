@@ -25,6 +25,8 @@ class ErrorKind(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     UNSUPPORTED_INPUT = "unsupported_input"
+    # Audio and video in a request for the Anthropic format, which has no parts for them (mimo-api.md §6.1).
+    UNSUPPORTED_IN_FORMAT = "unsupported_in_format"
     MODERATION = "moderation"
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
@@ -63,6 +65,10 @@ _MESSAGES = {
     ),
     ErrorKind.UNSUPPORTED_INPUT: gettext_noop(
         "This model cannot read this kind of input, such as images. Choose another model or remove it."
+    ),
+    ErrorKind.UNSUPPORTED_IN_FORMAT: gettext_noop(
+        "MiMo takes audio and video only in OpenAI format, and this key uses the Anthropic format. "
+        "Remove them, or choose a key in OpenAI format."
     ),
     ErrorKind.MODERATION: gettext_noop("MiMo's content filter blocked this conversation. Try rewording your message."),
     ErrorKind.RATE_LIMITED: gettext_noop(

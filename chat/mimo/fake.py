@@ -43,6 +43,12 @@ or `[[fake:NAME=VALUE]]`, several allowed:
                     the time taken as the token is written, so a reader can
                     measure what lies between it and us; reasoning is left as is
 
+Attachments: image, audio and video parts are checked as mimo-api.md §5.3 and §6.1 describe
+(part shapes, formats, `data:{MIME};base64,` URLs, the 50 MB inline limit; 404 "model does not
+support image input", or audio or video, for a model without it; no audio or video blocks in
+Anthropic format), and an answer to a message that carried some begins by saying what it saw:
+"I see 2 images (640×480, by URL), 1 audio clip, 1 video, 1 document (notes.txt)."
+
 Environment (read by `application`):
   MIMOWEB_FAKE_HOST_KIND            payg (default) or token_plan
   MIMOWEB_FAKE_TOKENS_PER_SECOND    default 30; 0 streams without pauses
@@ -64,6 +70,7 @@ MiMo's `{"error": ...}` chunk (OpenAI) and Anthropic's `event: error`.
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -72,6 +79,8 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 from . import catalogue
 
@@ -405,8 +414,10 @@ class FakeMimo:
                 raise bad("response_format json_schema is not supported")
             if body.get("reasoning_effort") not in (None, "low", "medium", "high"):
                 raise bad("reasoning_effort must be low, medium or high")
-        if _has_images(messages) and not catalogue.get_model(model).accepts_images:
-            raise HTTPFailure(404, mimo_error(404, param="model does not support image input"))
+        kinds = _media_kinds(messages, anthropic, bad)
+        for kind in ("image", "audio", "video"):
+            if kind in kinds and kind not in catalogue.get_model(model).input_modalities:
+                raise HTTPFailure(404, mimo_error(404, param=f"model does not support {kind} input"))
 
     def _fail_if_asked(self, directives: dict[str, str], anthropic: bool, raw_text: str) -> None:
         if "moderation" in directives:
@@ -461,7 +472,7 @@ class FakeMimo:
 
 
 def _write_answer(plan: Plan, body: dict[str, Any], anthropic: bool, directives: dict[str, str], digest: str) -> None:
-    text = _last_human_text(body, anthropic)
+    text = DOCUMENT_BLOCK.sub("", _last_human_text(body, anthropic))
     snippet = DIRECTIVE.sub("", text).strip()[:200] or "(nothing)"
     tools = _offered_tools(body, anthropic)
     rounds_done = _tool_rounds_since_human(body, anthropic)
@@ -515,6 +526,8 @@ def _write_answer(plan: Plan, body: dict[str, Any], anthropic: bool, directives:
             f"{'Anthropic' if anthropic else 'OpenAI'} format. You wrote: “{snippet}”.\n\n"
             "Type `[[fake:help]]` to see the scenarios I can play."
         )
+    if plan.finish != "tool_calls" and (seen := _what_i_see(body, anthropic)):
+        plan.text = f"{seen}\n\n{plan.text}" if plan.text else seen
     if "clock" in directives:
         plan.text = _clock_text(plan.text)
     plan.reasoning = reasoning if plan.thinking else ""
@@ -697,13 +710,131 @@ def _tool_results(body: dict[str, Any], anthropic: bool) -> list[str]:
     return results
 
 
-def _has_images(messages: list[dict[str, Any]]) -> bool:
+def _media_kinds(messages: list[dict[str, Any]], anthropic: bool, bad) -> set[str]:
+    """The kinds of media (image, audio, video) the user messages carry, each part checked as MiMo
+    documents it (mimo-api.md §5.3, §6.1): its shape, its format, its data URL, the inline limit."""
+    kinds = set()
     for message in messages:
         content = message.get("content")
-        parts = content if isinstance(content, list) else []
-        if any(isinstance(part, dict) and part.get("type") in ("image", "image_url") for part in parts):
-            return True
-    return False
+        if message.get("role") != "user" or not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict):
+                raise bad("every content part must be an object")
+            kind = _anthropic_media(part, bad) if anthropic else _openai_media(part, bad)
+            if kind:
+                kinds.add(kind)
+    return kinds
+
+
+def _openai_media(part: dict[str, Any], bad) -> str | None:
+    match part.get("type"):
+        case "text":
+            return None
+        case "image_url":
+            _check_media_url((part.get("image_url") or {}).get("url"), "image", bad)
+            return "image"
+        case "input_audio":
+            _check_media_url((part.get("input_audio") or {}).get("data"), "audio", bad)
+            return "audio"
+        case "video_url":
+            _check_media_url((part.get("video_url") or {}).get("url"), "video", bad)
+            _check_range(part, "fps", 0.1, 10, bad)
+            if part.get("media_resolution", "default") not in ("default", "max"):
+                raise bad("media_resolution must be default or max")
+            return "video"
+    raise bad(f"Unknown content part type {part.get('type')!r}")
+
+
+def _anthropic_media(part: dict[str, Any], bad) -> str | None:
+    match part.get("type"):
+        case "text" | "tool_result":
+            return None
+        case "image":
+            source = part.get("source") or {}
+            if source.get("type") == "url":
+                _check_media_url(source.get("url"), "image", bad)
+            elif source.get("type") == "base64" and source.get("media_type") in MEDIA_TYPES["image"]:
+                _check_media_url(f"data:{source['media_type']};base64,{source.get('data')}", "image", bad)
+            else:
+                raise bad("image source must be base64 (jpeg, png, gif, webp, bmp) or url")
+            return "image"
+    # No audio or video blocks here (mimo-api.md §6.1).
+    raise bad(f"Unknown content block type {part.get('type')!r}")
+
+
+# The formats MiMo reads (mimo-api.md §5.3), as the MIME types of their data URLs.
+MEDIA_TYPES = {
+    "image": {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"},
+    "audio": {"audio/mpeg", "audio/mp3", "audio/wav", "audio/x-wav", "audio/flac", "audio/mp4", "audio/m4a", "audio/ogg"},
+    "video": {"video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "video/x-ms-wmv"},
+}
+DATA_URL = re.compile(r"data:([\w/.+-]+);base64,(.*)", re.DOTALL)
+
+
+def _check_media_url(url: Any, kind: str, bad) -> None:
+    if not isinstance(url, str) or not url:
+        raise bad(f"{kind}: a URL or a data URL is required")
+    if url.startswith("https://") or url.startswith("http://"):
+        return
+    if len(url) > catalogue.INLINE_MEDIA_BYTES:
+        raise bad(f"{kind}: base64 data over 50 MB")
+    match = DATA_URL.fullmatch(url)
+    if not match or match.group(1) not in MEDIA_TYPES[kind]:
+        raise bad(f"{kind}: data URL must be data:{{MIME}};base64,<data> with a supported {kind} format")
+    try:
+        base64.b64decode(match.group(2), validate=True)
+    except ValueError:
+        raise bad(f"{kind}: data URL is not valid base64") from None
+
+
+def _what_i_see(body: dict[str, Any], anthropic: bool) -> str:
+    """What the last human message carried, in words: tests check what reached MiMo by this."""
+    for message in reversed(body["messages"]):
+        if _is_human(message, anthropic):
+            break
+    else:
+        return ""
+    content = message.get("content")
+    parts = content if isinstance(content, list) else []
+    seen = []
+    images = [part for part in parts if part.get("type") in ("image", "image_url")]
+    if images:
+        sizes = ", ".join(_pixel_size(part) for part in images)
+        seen.append(f"{_count(len(images), 'image')} ({sizes})")
+    if audio := sum(part.get("type") == "input_audio" for part in parts):
+        seen.append(_count(audio, "audio clip"))
+    if videos := sum(part.get("type") == "video_url" for part in parts):
+        seen.append(_count(videos, "video"))
+    documents = DOCUMENT_NAME.findall(_text_of(content))
+    if documents:
+        seen.append(f"{_count(len(documents), 'document')} ({', '.join(json.loads(name) for name in documents)})")
+    return f"I see {', '.join(seen)}." if seen else ""
+
+
+# The start of a document block in a user turn's text, and a whole one (chat/mimo/wire.py _document_block).
+DOCUMENT_NAME = re.compile(r'^<document name=("(?:[^"\\]|\\.)*")>$', re.MULTILINE)
+DOCUMENT_BLOCK = re.compile(r'^<document name="(?:[^"\\]|\\.)*">\n.*?\n</document>$\n*', re.MULTILINE | re.DOTALL)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _pixel_size(part: dict[str, Any]) -> str:
+    """An inline image's width×height, or "by URL" for one MiMo would fetch."""
+    if part.get("type") == "image":
+        data = (part.get("source") or {}).get("data")
+    else:
+        data = DATA_URL.fullmatch(part["image_url"]["url"])
+        data = data and data.group(2)
+    if not data:
+        return "by URL"
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            return f"{image.width}×{image.height}"
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return "unreadable"
 
 
 def _check_range(body: dict[str, Any], name: str, low: float, high: float, bad, integer: bool = False) -> None:

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from . import catalogue
-from .conversation import AssistantTurn, ChatRequest, FunctionTool, ImagePart, ToolResult, UserTurn
+from .conversation import AssistantTurn, ChatRequest, DocumentPart, FunctionTool, ImagePart, ToolResult, UserTurn
 from .errors import ErrorKind, MimoError
 
 REASONING_PLACEHOLDER = " "
@@ -42,7 +42,7 @@ def build_body(request: ChatRequest, api_format: ApiFormat, *, stream: bool = Tr
 
 def openai_body(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
     model = catalogue.get_model(request.model)
-    _refuse_images_the_model_cannot_read(request, model)
+    _refuse_inputs_the_model_cannot_read(request, model)
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
@@ -72,7 +72,8 @@ def openai_body(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
 
 def anthropic_body(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
     model = catalogue.get_model(request.model)
-    _refuse_images_the_model_cannot_read(request, model)
+    _refuse_inputs_the_model_cannot_read(request, model)
+    _refuse_audio_and_video_in_anthropic_format(request)
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": _output_budget(request, model),
@@ -104,13 +105,42 @@ def reasoning_to_replay(turn: AssistantTurn) -> str | None:
     return None
 
 
-def _refuse_images_the_model_cannot_read(request: ChatRequest, model: catalogue.Model) -> None:
+def _refuse_inputs_the_model_cannot_read(request: ChatRequest, model: catalogue.Model) -> None:
     # MiMo answers 404 for this; saying so before sending saves a round trip
     # and gives the same kind of error.
-    if model.accepts_images:
-        return
-    if any(isinstance(turn, UserTurn) and turn.images for turn in request.turns):
-        raise MimoError(ErrorKind.UNSUPPORTED_INPUT, f"{request.model} does not read images")
+    for kind in ("image", "audio", "video"):
+        if kind not in model.input_modalities and any(_media_of(turn, kind) for turn in request.turns):
+            raise MimoError(ErrorKind.UNSUPPORTED_INPUT, f"{request.model} does not read {kind} input")
+
+
+def _refuse_audio_and_video_in_anthropic_format(request: ChatRequest) -> None:
+    # The Anthropic format has no block for them (mimo-api.md §6.1); dropping them silently would
+    # answer a question about a recording nobody sent.
+    if any(_media_of(turn, "audio") or _media_of(turn, "video") for turn in request.turns):
+        raise MimoError(ErrorKind.UNSUPPORTED_IN_FORMAT, "audio and video go only in OpenAI format")
+
+
+def _media_of(turn: object, kind: str) -> bool:
+    if not isinstance(turn, UserTurn):
+        return False
+    return bool({"image": turn.images, "audio": turn.audio, "video": turn.videos}[kind])
+
+
+def user_text(turn: UserTurn) -> str:
+    """The user turn's text, after its documents, each delimited and named (MiMo reads no files).
+
+    Documents come first and the question last, as one reads a letter's enclosures before its
+    request. A turn without documents is its text, unchanged.
+    """
+    if not turn.documents:
+        return turn.text
+    blocks = [_document_block(document) for document in turn.documents]
+    return "\n\n".join([*blocks, turn.text] if turn.text else blocks)
+
+
+def _document_block(document: DocumentPart) -> str:
+    # The name is quoted as JSON, so no name can close the tag early.
+    return f"<document name={json.dumps(document.name, ensure_ascii=False)}>\n{document.text}\n</document>"
 
 
 def _output_budget(request: ChatRequest, model: catalogue.Model) -> int:
@@ -137,14 +167,19 @@ def _thinking(request: ChatRequest, model: catalogue.Model) -> dict[str, str]:
 
 def _openai_message(turn: UserTurn | AssistantTurn | ToolResult) -> dict[str, Any]:
     match turn:
-        case UserTurn(images=()):
-            return {"role": "user", "content": turn.text}
+        case UserTurn(images=(), audio=(), videos=()):
+            return {"role": "user", "content": user_text(turn)}
         case UserTurn():
             parts: list[dict[str, Any]] = [
                 {"type": "image_url", "image_url": {"url": image.url}} for image in turn.images
             ]
-            if turn.text:
-                parts.append({"type": "text", "text": turn.text})
+            parts += [{"type": "input_audio", "input_audio": {"data": audio.data}} for audio in turn.audio]
+            parts += [
+                {"type": "video_url", "video_url": {"url": video.url}, "fps": video.fps, "media_resolution": video.media_resolution}
+                for video in turn.videos
+            ]
+            if text := user_text(turn):
+                parts.append({"type": "text", "text": text})
             return {"role": "user", "content": parts}
         case AssistantTurn():
             message: dict[str, Any] = {"role": "assistant", "content": turn.text}
@@ -203,8 +238,9 @@ def _anthropic_blocks(turn: UserTurn | AssistantTurn | ToolResult) -> list[dict[
     match turn:
         case UserTurn():
             blocks = [_anthropic_image(image) for image in turn.images]
-            if turn.text or not blocks:
-                blocks.append({"type": "text", "text": turn.text})
+            text = user_text(turn)
+            if text or not blocks:
+                blocks.append({"type": "text", "text": text})
             return blocks
         case AssistantTurn():
             return _anthropic_assistant_blocks(turn)

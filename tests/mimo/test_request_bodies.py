@@ -19,6 +19,7 @@ from chat.mimo import (
     ApiFormat,
     AssistantTurn,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     ToolCall,
     ToolResult,
@@ -54,6 +55,16 @@ REQUESTS = {
             UserTurn(
                 "What is this?",
                 images=[ImagePart("data:image/png;base64,iVBORw0KGgo="), ImagePart("https://example.com/a.jpg")],
+            )
+        ],
+    ),
+    "image-and-document": ChatRequest(
+        model="mimo-v2.5",
+        turns=[
+            UserTurn(
+                "Compare them.",
+                images=[ImagePart("data:image/png;base64,iVBORw0KGgo=")],
+                documents=[DocumentPart("notes.md", "# Notes\n\n- 北京")],
             )
         ],
     ),

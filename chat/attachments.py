@@ -1,0 +1,414 @@
+"""Reading an uploaded file into an Attachment: proving it is what its name says, cleaning it, storing it once.
+
+Its name's suffix says what a file claims to be, and its content must prove it: Pillow opens an
+image (and refuses a decompression bomb), a signature proves audio and video, pypdf and
+python-docx read a PDF's and a Word document's text, and a text file must be UTF-8. The type
+the browser sent is not trusted: it guesses it from the name too. Images are re-encoded, which
+drops their metadata (EXIF, GPS, XMP, comments), and scaled down to what MiMo reads.
+
+A file is stored once per content, under its sha256 (Attachment.file_name); `delete_unused_files`
+deletes it when no row names it any more. Every refusal is a `Refused` with a sentence for the
+member, in their language.
+"""
+
+import base64
+import hashlib
+import io
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import docx
+import pypdf
+from docx.table import Table
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.template.defaultfilters import filesizeformat
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from PIL import Image, ImageOps
+
+from chat import mimo
+from chat.models import Attachment
+
+Kind = Attachment.Kind
+
+# What each accepted name suffix claims: images by Pillow's format name, the rest by their
+# content type, which is also what is stored and served.
+IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP"}
+MEDIA_TYPES = {
+    ".mp3": (Kind.AUDIO, "audio/mpeg"),
+    ".wav": (Kind.AUDIO, "audio/wav"),
+    ".flac": (Kind.AUDIO, "audio/flac"),
+    ".m4a": (Kind.AUDIO, "audio/mp4"),
+    ".ogg": (Kind.AUDIO, "audio/ogg"),
+    ".mp4": (Kind.VIDEO, "video/mp4"),
+    ".mov": (Kind.VIDEO, "video/quicktime"),
+    ".avi": (Kind.VIDEO, "video/x-msvideo"),
+    ".wmv": (Kind.VIDEO, "video/x-ms-wmv"),
+}
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+# Text of any kind is stored and served as plain text: it is downloaded, never run.
+TEXT = "text/plain; charset=utf-8"
+TEXT_SUFFIXES = set(
+    ".txt .text .md .markdown .rst .csv .tsv .json .jsonl .xml .yaml .yml .toml .ini .cfg .conf .log .sql .tex "
+    ".py .ipynb .js .mjs .ts .tsx .jsx .css .scss .html .htm .vue .svelte .java .kt .kts .scala .groovy .c .h .cc "
+    ".cpp .hpp .cs .go .rs .rb .php .pl .lua .r .m .swift .dart .sh .bash .zsh .ps1 .bat .el .clj .ex .exs .erl "
+    ".hs .ml .fs .jl .zig .nim .proto .graphql .gradle .cmake .mk .dockerfile .diff .patch".split()
+)
+
+# An animation is re-encoded frame by frame; this bounds the pixels decoded for all its frames.
+MAX_ANIMATION_PIXELS = 64 * 1024 * 1024
+# A Word document is a zip: what it unpacks to is bounded before python-docx reads it (a zip bomb).
+MAX_DOCX_UNPACKED_BYTES = 256 * 1024 * 1024
+THUMBNAIL_SIZE = (320, 320)
+# Kept when an image is re-encoded: what it needs to look the same. Anything else (EXIF, GPS, XMP,
+# comments, text chunks) goes.
+KEPT_IMAGE_INFO = {"icc_profile", "transparency", "duration", "loop", "background", "disposal"}
+
+
+class Refused(Exception):
+    """A file mimoweb will not take; str() is the reason, for the member."""
+
+
+@dataclass
+class Upload:
+    """A file read and accepted, not yet stored."""
+
+    kind: str
+    name: str
+    content_type: str
+    content: object  # a Django File: the upload itself, or its cleaned re-encoding
+    sha256: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    text: str = ""
+    thumbnail: bytes | None = None
+
+
+def read_upload(uploaded):
+    """The Upload an uploaded file makes; Refused when it is not one mimoweb takes."""
+    name = PurePath(uploaded.name or "").name
+    suffix = PurePath(name.lower()).suffix
+    if uploaded.size == 0:
+        raise Refused(_("%(name)s is empty.") % {"name": name})
+    if uploaded.size > settings.MIMOWEB_ATTACHMENT_MAX_BYTES:
+        raise Refused(
+            _("%(name)s is larger than %(limit)s, the most a file may hold.")
+            % {"name": name, "limit": filesizeformat(settings.MIMOWEB_ATTACHMENT_MAX_BYTES)}
+        )
+    if suffix in IMAGE_FORMATS:
+        upload = read_image(uploaded, name, IMAGE_FORMATS[suffix])
+    elif suffix in MEDIA_TYPES:
+        upload = read_media(uploaded, name, *MEDIA_TYPES[suffix])
+    elif suffix == ".pdf":
+        upload = read_document(uploaded, name, PDF, pdf_text)
+    elif suffix == ".docx":
+        upload = read_document(uploaded, name, DOCX, docx_text)
+    elif suffix in TEXT_SUFFIXES:
+        upload = read_document(uploaded, name, TEXT, plain_text)
+    else:
+        raise Refused(
+            _(
+                "%(name)s is not a kind of file mimoweb takes. It takes images (JPEG, PNG, GIF, WebP, BMP), "
+                "audio (MP3, WAV, FLAC, M4A, OGG), video (MP4, MOV, AVI, WMV) and documents "
+                "(text, Markdown, CSV, JSON, source code, PDF, DOCX)."
+            )
+            % {"name": name}
+        )
+    if upload.kind != Kind.DOCUMENT and inline_size(upload.size, upload.content_type) > mimo.INLINE_MEDIA_BYTES:
+        raise Refused(
+            _("%(name)s is larger than MiMo takes in a message: %(limit)s once encoded.")
+            % {"name": name, "limit": filesizeformat(mimo.INLINE_MEDIA_BYTES)}
+        )
+    return upload
+
+
+def not_what_it_claims(name, what):
+    return Refused(_("%(name)s is not the %(format)s file its name says it is.") % {"name": name, "format": what})
+
+
+def inline_size(size, content_type):
+    """The length of the data URL MiMo is sent for a file of this size."""
+    return len(f"data:{content_type};base64,") + 4 * math.ceil(size / 3)
+
+
+# --- Images ----------------------------------------------------------------------------
+
+
+def read_image(uploaded, name, expected):
+    """An image proven by Pillow, its metadata dropped, no larger than MiMo reads, with a thumbnail."""
+    try:
+        # Pillow refuses over twice Image.MAX_IMAGE_PIXELS as it opens, and only warns above it
+        # (an error where warnings are errors, as in the tests); check_pixels refuses above it,
+        # before anything is decoded.
+        with Image.open(uploaded, formats=[expected]) as image:
+            check_pixels(image, name)
+            image.load()
+            cleaned, still = clean_image(image)
+            small = thumbnail(still)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise too_many_pixels(name) from None
+    except Image.UnidentifiedImageError:
+        raise not_what_it_claims(name, expected) from None
+    except (OSError, ValueError, SyntaxError, EOFError):  # what Pillow raises for a damaged image
+        raise Refused(_("%(name)s could not be read as an image: it may be damaged.") % {"name": name}) from None
+    data = cleaned.getvalue()
+    return Upload(
+        kind=Kind.IMAGE,
+        name=name,
+        content_type=Image.MIME[expected],
+        content=ContentFile(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        width=still.width,
+        height=still.height,
+        thumbnail=small,
+    )
+
+
+def check_pixels(image, name):
+    """Refuses, before decoding, an image whose pixels would not fit in memory (a decompression bomb)."""
+    pixels, frames = image.width * image.height, getattr(image, "n_frames", 1)
+    if pixels > Image.MAX_IMAGE_PIXELS or (frames > 1 and pixels * frames > MAX_ANIMATION_PIXELS):
+        raise too_many_pixels(name)
+    if frames > 1 and pixels > mimo.MAX_IMAGE_PIXELS:
+        raise Refused(
+            _("%(name)s is an animation too large for MiMo: at most %(limit)s pixels a frame.")
+            % {"name": name, "limit": number_format(mimo.MAX_IMAGE_PIXELS, force_grouping=True)}
+        )
+
+
+def too_many_pixels(name):
+    return Refused(_("%(name)s has too many pixels to be opened safely.") % {"name": name})
+
+
+def clean_image(image):
+    """The image re-encoded in its own format without its metadata, and the still it shows.
+
+    A photo is turned upright by its EXIF orientation first, since the EXIF that told browsers
+    to turn it goes. A still larger than MiMo reads is scaled down to fit (MiMo would scale it
+    anyway: sending the pixels would cost time and bytes for nothing).
+    """
+    animated = getattr(image, "n_frames", 1) > 1
+    still = image if animated else ImageOps.exif_transpose(image)
+    if not animated and still.width * still.height > mimo.MAX_IMAGE_PIXELS:
+        scale = math.sqrt(mimo.MAX_IMAGE_PIXELS / (still.width * still.height))
+        still = still.resize((max(1, int(still.width * scale)), max(1, int(still.height * scale))), Image.Resampling.LANCZOS)
+    still.info = {key: value for key, value in image.info.items() if key in KEPT_IMAGE_INFO}
+    options = {"exif": b"", "xmp": b""}
+    if image.format == "JPEG":
+        options["quality"] = 90
+    if image.format == "GIF":
+        options["comment"] = b""
+    cleaned = io.BytesIO()
+    still.save(cleaned, image.format, save_all=animated, **options)
+    if animated:
+        still.seek(0)  # saving went through every frame; the first is the one a thumbnail shows
+    return cleaned, still
+
+
+def thumbnail(image):
+    """A small WebP of the image (its first frame) for chips and messages."""
+    small = image.copy()
+    small.thumbnail(THUMBNAIL_SIZE, Image.Resampling.LANCZOS)
+    small = small.convert("RGBA" if small.mode in ("RGBA", "LA", "P", "PA") else "RGB")
+    out = io.BytesIO()
+    small.save(out, "WEBP", quality=80)
+    return out.getvalue()
+
+
+# --- Audio and video ---------------------------------------------------------------------
+
+
+def read_media(uploaded, name, kind, content_type):
+    """Audio or video whose first bytes are its format's signature; stored as uploaded (no conversion yet)."""
+    uploaded.seek(0)
+    head = uploaded.read(64)
+    if not has_signature(content_type, head):
+        raise not_what_it_claims(name, PurePath(name).suffix.lstrip(".").upper())
+    return Upload(kind=kind, name=name, content_type=content_type, content=uploaded, sha256=sha256_of(uploaded), size=uploaded.size)
+
+
+# The ASF header object's GUID, with which every WMV (and WMA) file begins.
+ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+# The top-level atoms an old QuickTime file may begin with, before the ftyp box existed.
+QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"ftyp"}
+
+
+def has_signature(content_type, head):
+    match content_type:
+        case "audio/mpeg":  # an ID3 tag, or straight into an MPEG frame (11 sync bits)
+            return head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+        case "audio/wav":
+            return head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+        case "audio/flac":
+            return head[:4] == b"fLaC"
+        case "audio/ogg":
+            return head[:4] == b"OggS"
+        case "audio/mp4" | "video/mp4":
+            return head[4:8] == b"ftyp"
+        case "video/quicktime":
+            return head[4:8] in QUICKTIME_ATOMS
+        case "video/x-msvideo":
+            return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+        case "video/x-ms-wmv":
+            return head[:16] == ASF
+    return False
+
+
+def sha256_of(uploaded):
+    digest = hashlib.sha256()
+    for chunk in uploaded.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- Documents ---------------------------------------------------------------------------
+
+
+def read_document(uploaded, name, content_type, extract):
+    """A document stored as uploaded, with its text, which is what MiMo is sent."""
+    uploaded.seek(0)
+    text = extract(uploaded, name).strip()
+    if not text:
+        raise Refused(
+            _("%(name)s holds no text to read. A scanned document holds only pictures of its pages.") % {"name": name}
+        )
+    return Upload(
+        kind=Kind.DOCUMENT,
+        name=name,
+        content_type=content_type,
+        content=uploaded,
+        sha256=sha256_of(uploaded),
+        size=uploaded.size,
+        text=text,
+    )
+
+
+def plain_text(uploaded, name):
+    refusal = Refused(_("%(name)s is not UTF-8 text. Save it as UTF-8 and attach it again.") % {"name": name})
+    try:
+        text = uploaded.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise refusal from None
+    if "\0" in text:  # binary can be valid UTF-8 too; text never holds NUL
+        raise refusal
+    return text
+
+
+def pdf_text(uploaded, name):
+    if b"%PDF-" not in uploaded.read(1024):  # the header may follow a little junk
+        raise not_what_it_claims(name, "PDF")
+    uploaded.seek(0)
+    try:
+        reader = pypdf.PdfReader(uploaded)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise Refused(_("%(name)s is protected by a password. Attach a copy without one.") % {"name": name})
+        return "\n\n".join(page.extract_text() for page in reader.pages)
+    except Refused:
+        raise
+    except Exception:  # a hostile or damaged PDF can fail anywhere inside pypdf, with any exception
+        raise Refused(_("%(name)s could not be read as a PDF: it may be damaged.") % {"name": name}) from None
+
+
+def docx_text(uploaded, name):
+    """The paragraphs and tables of a Word document, in order; a table's cells separated by " | "."""
+    if not zipfile.is_zipfile(uploaded):
+        raise not_what_it_claims(name, "DOCX")
+    try:
+        with zipfile.ZipFile(uploaded) as archive:
+            if sum(member.file_size for member in archive.infolist()) > MAX_DOCX_UNPACKED_BYTES:
+                raise Refused(_("%(name)s unpacks to too much to be read safely.") % {"name": name})
+        uploaded.seek(0)
+        document = docx.Document(uploaded)
+        blocks = []
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                blocks += [" | ".join(cell.text for cell in row.cells) for row in block.rows]
+            else:
+                blocks.append(block.text)
+        return "\n".join(blocks)
+    except Refused:
+        raise
+    except Exception:  # as for PDFs: a damaged or hostile zip fails in many ways
+        raise Refused(_("%(name)s could not be read as a Word document: it may be damaged.") % {"name": name}) from None
+
+
+# --- Sending --------------------------------------------------------------------------------
+
+
+def user_turn(text, attachments):
+    """The turn MiMo is sent for a message's text and attachments: media inline as data URLs
+    (MiMo has no upload endpoint and cannot reach our files), documents as their text."""
+    parts = {Kind.IMAGE: [], Kind.AUDIO: [], Kind.VIDEO: [], Kind.DOCUMENT: []}
+    for attachment in attachments:
+        if attachment.kind == Kind.DOCUMENT:
+            part = mimo.DocumentPart(attachment.name, attachment.text)
+        elif attachment.kind == Kind.IMAGE:
+            part = mimo.ImagePart(data_url(attachment))
+        elif attachment.kind == Kind.AUDIO:
+            part = mimo.AudioPart(data_url(attachment))
+        else:
+            part = mimo.VideoPart(data_url(attachment))
+        parts[attachment.kind].append(part)
+    return mimo.UserTurn(
+        text, images=parts[Kind.IMAGE], audio=parts[Kind.AUDIO], videos=parts[Kind.VIDEO], documents=parts[Kind.DOCUMENT]
+    )
+
+
+def data_url(attachment):
+    with storages["attachments"].open(attachment.file_name) as file:
+        return f"data:{attachment.content_type};base64,{base64.b64encode(file.read()).decode()}"
+
+
+# --- Storing and deleting --------------------------------------------------------------------
+
+
+def store(upload, *, owner, conversation):
+    """The Attachment row for an accepted upload, its file stored unless the same content already is."""
+    attachment = Attachment(
+        owner=owner,
+        conversation=conversation,
+        kind=upload.kind,
+        name=upload.name,
+        content_type=upload.content_type,
+        size=upload.size,
+        sha256=upload.sha256,
+        width=upload.width,
+        height=upload.height,
+        text=upload.text,
+    )
+    save_once(attachment.file_name, upload.content)
+    if upload.thumbnail is not None:
+        save_once(attachment.thumbnail_name, ContentFile(upload.thumbnail))
+    attachment.save()
+    return attachment
+
+
+def save_once(name, content):
+    storage = storages["attachments"]
+    if storage.exists(name):
+        return
+    saved = storage.save(name, content)
+    if saved != name:  # another upload of the same bytes stored it meanwhile: one copy is enough
+        storage.delete(saved)
+
+
+def delete_unused_files(sha256):
+    """Deletes the file (and thumbnail) of this content once no attachment names it.
+
+    Inexact on purpose: the same bytes uploaded again in the instant between the check and the
+    delete would lose their file. That takes two people removing and adding the same content at
+    the same moment; reference counts under a lock would cost every upload a write for it.
+    """
+    if Attachment.objects.filter(sha256=sha256).exists():
+        return
+    storage = storages["attachments"]
+    probe = Attachment(sha256=sha256)
+    for name in (probe.file_name, probe.thumbnail_name):
+        storage.delete(name)

@@ -1,0 +1,111 @@
+"""Attachments over HTTP: upload to a conversation, remove before sending, and serve to whoever may see them.
+
+Uploads answer JSON, not an HTML partial: the composer draws each file's chip, with its progress
+bar, as soon as the file is chosen, so the answer fills a chip in (its id, thumbnail and size)
+rather than replacing one, and refusals come back as sentences beside the file they are about.
+"""
+
+from pathlib import PurePath
+
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import storages
+from django.http import FileResponse, Http404, JsonResponse
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.utils.translation import gettext as _, ngettext
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.http import AuthenticatedHttpRequest
+from chat import attachments
+from chat.models import Attachment, get_attachment_for, get_conversation_for
+
+# Files in one upload request; the composer sends one file a request, for a progress bar each.
+MAX_FILES_PER_UPLOAD = 10
+# A file never changes under its URL; the browser may keep it, for this person only.
+CACHE_SECONDS = 3600
+
+
+@require_POST
+def upload(request: AuthenticatedHttpRequest, conversation_id):
+    """Files (`file`, one or more) for the conversation's next message; all are taken, or none."""
+    conversation = get_conversation_for(request.user, conversation_id)
+    files = request.FILES.getlist("file")
+    if not files:
+        return refused([{"name": "", "message": _("Choose a file to attach.")}])
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        message = ngettext("Attach at most %(count)d file at a time.", "Attach at most %(count)d files at a time.", MAX_FILES_PER_UPLOAD)
+        return refused([{"name": "", "message": message % {"count": MAX_FILES_PER_UPLOAD}}])
+    taken, errors = [], []
+    for uploaded in files:
+        try:
+            taken.append(attachments.read_upload(uploaded))
+        except attachments.Refused as refusal:
+            errors.append({"name": uploaded.name, "message": str(refusal)})
+    if errors:
+        return refused(errors)
+    stored = [attachments.store(upload, owner=request.user, conversation=conversation) for upload in taken]
+    return JsonResponse({"attachments": [chip(attachment) for attachment in stored]}, status=201)
+
+
+def refused(errors, status=400):
+    """Refusals as the composer shows them: each file's name (or "") and the reason, in the member's language."""
+    return JsonResponse({"errors": errors}, status=status)
+
+
+def chip(attachment):
+    """What the composer shows of an attachment, and where to fetch or remove it."""
+    is_image = attachment.kind == Attachment.Kind.IMAGE
+    return {
+        "id": str(attachment.pk),
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "size_label": filesizeformat(attachment.size),
+        "width": attachment.width,
+        "height": attachment.height,
+        "url": reverse("attachment", args=[attachment.pk]),
+        "thumbnail_url": reverse("attachment_thumbnail", args=[attachment.pk]) if is_image else None,
+        "remove_url": reverse("remove_attachment", args=[attachment.pk]),
+    }
+
+
+@require_http_methods(["POST", "DELETE"])
+def remove(request: AuthenticatedHttpRequest, attachment_id):
+    """Removes an attachment its owner has not sent yet; a sent one stays with its message."""
+    attachment = get_attachment_for(request.user, attachment_id)
+    if attachment.owner_id != request.user.pk:  # a reviewer or a share's visitor: they only read
+        raise PermissionDenied
+    if attachment.message_id is not None:
+        message = _("This file was sent with its message, so it stays with it.")
+        return refused([{"name": attachment.name, "message": message}], status=409)
+    attachment.delete()
+    return JsonResponse({"removed": str(attachment_id)})
+
+
+@require_GET
+def attachment_file(request: AuthenticatedHttpRequest, attachment_id):
+    attachment = get_attachment_for(request.user, attachment_id)
+    # Documents download: a text or PDF shown by the browser at our address would be a page of ours.
+    inline = attachment.kind != Attachment.Kind.DOCUMENT
+    return file_response(attachment.file_name, attachment.content_type, attachment.name, inline)
+
+
+@require_GET
+def thumbnail(request: AuthenticatedHttpRequest, attachment_id):
+    attachment = get_attachment_for(request.user, attachment_id)
+    if attachment.kind != Attachment.Kind.IMAGE:
+        raise Http404
+    return file_response(attachment.thumbnail_name, "image/webp", f"{PurePath(attachment.name).stem}.webp", inline=True)
+
+
+def file_response(name, content_type, filename, inline):
+    """A stored file with the type stored for it (never one guessed from its name), as the page's
+    CSP and nosniff (the middleware's) cover it, cached for this person only."""
+    response = FileResponse(
+        storages["attachments"].open(name), content_type=content_type, as_attachment=not inline, filename=filename
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    patch_cache_control(response, private=True, max_age=CACHE_SECONDS)
+    return response

@@ -1,0 +1,332 @@
+"""Uploading, removing and fetching attachments over HTTP: who may, and how the files are served."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from PIL import Image
+
+from accounts.models import Membership
+from chat import transfer
+from chat.models import Attachment, Conversation, Message, Share
+from mimoweb.body_limits import body_limit
+from tests.chat.test_attachments import attachment_storage, docx_bytes, image_bytes, stored_files  # noqa: F401
+from tests.conftest import make_user
+
+REASON = "Checking the Q3 answers for finance"
+
+
+@pytest.fixture
+def rita(acme):
+    return make_user("rita", acme, Membership.Role.REVIEWER)
+
+
+@pytest.fixture
+def conversation(bob, acme):
+    return Conversation.objects.create(owner=bob, team=acme, title="Plans")
+
+
+def post_files(client, conversation, *files):
+    return client.post(f"/chats/{conversation.pk}/attachments/", {"file": list(files)})
+
+
+def png(name="chart.png", size=(40, 30)):
+    return SimpleUploadedFile(name, image_bytes(size), content_type="image/png")
+
+
+@pytest.fixture
+def sent(client, bob, conversation):
+    """bob's image and document, sent with his message."""
+    client.force_login(bob)
+    response = post_files(client, conversation, png(), SimpleUploadedFile("plan.docx", docx_bytes()))
+    client.logout()
+    message = Message.objects.create(conversation=conversation, role="user", content="See these")
+    Attachment.objects.update(message=message)
+    image, document = (Attachment.objects.get(pk=chip["id"]) for chip in response.json()["attachments"])
+    return image, document
+
+
+def urls_of(image, document):
+    return [f"/attachments/{image.pk}/", f"/attachments/{image.pk}/thumbnail/", f"/attachments/{document.pk}/"]
+
+
+# --- Uploading ----------------------------------------------------------------------------
+
+
+def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conversation, attachment_storage):  # noqa: F811
+    client.force_login(bob)
+    response = post_files(client, conversation, png(), SimpleUploadedFile("notes.md", b"# Notes"))
+    assert response.status_code == 201
+    document, image = Attachment.objects.order_by("kind")
+    assert (document.kind, image.kind) == ("document", "image")
+    assert (image.owner, image.conversation, image.message) == (bob, conversation, None)
+    assert response.json()["attachments"] == [
+        {
+            "id": str(image.pk),
+            "name": "chart.png",
+            "kind": "image",
+            "content_type": "image/png",
+            "size": image.size,
+            "size_label": f"{image.size}\xa0bytes",
+            "width": 40,
+            "height": 30,
+            "url": f"/attachments/{image.pk}/",
+            "thumbnail_url": f"/attachments/{image.pk}/thumbnail/",
+            "remove_url": f"/attachments/{image.pk}/remove/",
+        },
+        {
+            "id": str(document.pk),
+            "name": "notes.md",
+            "kind": "document",
+            "content_type": "text/plain; charset=utf-8",
+            "size": 7,
+            "size_label": "7\xa0bytes",
+            "width": None,
+            "height": None,
+            "url": f"/attachments/{document.pk}/",
+            "thumbnail_url": None,
+            "remove_url": f"/attachments/{document.pk}/remove/",
+        },
+    ]
+    assert document.text == "# Notes"
+    assert len(stored_files(attachment_storage)) == 3  # the image, its thumbnail, the document
+
+
+def test_one_refused_file_refuses_the_upload_and_nothing_is_stored(client, bob, conversation, attachment_storage):  # noqa: F811
+    client.force_login(bob)
+    bomb = SimpleUploadedFile("../../etc/passwd", b"root:x:0:0")
+    response = post_files(client, conversation, png(), bomb, SimpleUploadedFile("empty.txt", b""))
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [error["name"] for error in errors] == ["passwd", "empty.txt"]
+    assert "is not a kind of file mimoweb takes" in errors[0]["message"]
+    assert errors[1]["message"] == "empty.txt is empty."
+    assert not Attachment.objects.exists()
+    assert stored_files(attachment_storage) == []
+
+
+def test_a_refusal_is_in_the_members_language(client, bob, conversation):
+    bob.language = "zh-hans"
+    bob.save()
+    client.force_login(bob)
+    response = post_files(client, conversation, SimpleUploadedFile("empty.txt", b""))
+    assert response.json()["errors"][0]["message"] == "empty.txt 是空的。"
+
+
+def test_an_upload_without_files_is_refused_clearly(client, bob, conversation):
+    client.force_login(bob)
+    response = client.post(f"/chats/{conversation.pk}/attachments/")
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"name": "", "message": "Choose a file to attach."}]}
+
+
+@pytest.mark.parametrize("who", ["alice", "charlie"])
+def test_only_the_owner_may_upload_to_a_conversation(client, who, alice, charlie, conversation):
+    client.force_login({"alice": alice, "charlie": charlie}[who])
+    assert post_files(client, conversation, png()).status_code == 404
+    assert not Attachment.objects.exists()
+
+
+def test_an_upload_needs_the_csrf_token(bob, conversation):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(bob)
+    assert post_files(client, conversation, png()).status_code == 403
+
+
+def test_the_upload_route_takes_a_whole_file_in_its_body(settings):
+    limit = body_limit("/chats/0b8f6a8e-1b7c-4a55-9b43-3c1f1c4d2e10/attachments/")
+    assert limit > settings.MIMOWEB_ATTACHMENT_MAX_BYTES
+    assert body_limit("/chats/0b8f6a8e-1b7c-4a55-9b43-3c1f1c4d2e10/attachments/x/") == settings.MIMOWEB_BODY_LIMIT
+
+
+# --- Removing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["post", "delete"])
+def test_owner_removes_an_unsent_attachment_and_its_file(
+    client, bob, conversation, attachment_storage, method, django_capture_on_commit_callbacks  # noqa: F811
+):
+    client.force_login(bob)
+    chip = post_files(client, conversation, png()).json()["attachments"][0]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = getattr(client, method)(chip["remove_url"])
+    assert response.status_code == 200
+    assert not Attachment.objects.exists()
+    assert stored_files(attachment_storage) == []
+
+
+def test_a_sent_attachment_cannot_be_removed(client, bob, sent):
+    client.force_login(bob)
+    response = client.post(f"/attachments/{sent[0].pk}/remove/")
+    assert response.status_code == 409
+    assert response.json() == {"errors": [{"name": "chart.png", "message": "This file was sent with its message, so it stays with it."}]}
+    assert Attachment.objects.count() == 2
+
+
+def test_nobody_else_removes_an_attachment(client, alice, charlie, bob, conversation):
+    client.force_login(bob)
+    chip = post_files(client, conversation, png()).json()["attachments"][0]
+    for other in (alice, charlie):
+        client.force_login(other)
+        assert client.post(chip["remove_url"]).status_code == 404
+    assert Attachment.objects.count() == 1
+
+
+# --- Serving ------------------------------------------------------------------------------
+
+
+def test_owner_gets_an_image_inline_with_its_stored_type_and_safe_headers(client, bob, sent):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["Content-Disposition"] == 'inline; filename="chart.png"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    assert "private" in response["Cache-Control"]
+    assert b"".join(response.streaming_content) == stored_bytes_of(image)
+
+
+def test_a_document_is_served_as_a_download(client, bob, sent):
+    _, document = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{document.pk}/")
+    assert response["Content-Disposition"] == 'attachment; filename="plan.docx"'
+    assert response["Content-Type"] == "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def test_the_stored_type_is_served_whatever_the_name_says(client, bob, conversation):
+    client.force_login(bob)
+    chip = post_files(client, conversation, SimpleUploadedFile("page.html", b"<script>alert(1)</script>")).json()
+    response = client.get(chip["attachments"][0]["url"])
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["Content-Disposition"].startswith("attachment;")
+
+
+def test_an_image_has_a_small_webp_thumbnail_and_nothing_else_has_one(client, bob, sent):
+    image, document = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/thumbnail/")
+    assert response["Content-Type"] == "image/webp"
+    assert response["Content-Disposition"] == 'inline; filename="chart.webp"'
+    thumbnail = Image.open(__import__("io").BytesIO(b"".join(response.streaming_content)))
+    assert thumbnail.format == "WEBP" and max(thumbnail.size) <= 320
+    assert client.get(f"/attachments/{document.pk}/thumbnail/").status_code == 404
+
+
+def stored_bytes_of(attachment):
+    from django.core.files.storage import storages
+
+    return storages["attachments"].open(attachment.file_name).read()
+
+
+def test_a_member_of_another_team_gets_404_for_every_url(client, charlie, sent):
+    client.force_login(charlie)
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+
+
+def test_a_teammate_gets_404_without_a_share(client, alice, sent):
+    client.force_login(alice)
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+
+
+def test_a_signed_out_visitor_is_sent_to_sign_in(client, sent):
+    for url in urls_of(*sent):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"] == f"/accounts/sign-in/?next={url}"
+
+
+def test_a_reviewer_sees_them_only_after_giving_a_reason(client, rita, sent, conversation):
+    client.force_login(rita)
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+    client.post(f"/review/{conversation.pk}/reason/", {"reason": REASON})
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [200, 200, 200]
+
+
+def test_a_reviewer_never_sees_an_unsent_attachment(client, rita, bob, conversation):
+    client.force_login(bob)
+    chip = post_files(client, conversation, png()).json()["attachments"][0]
+    client.force_login(rita)
+    client.post(f"/review/{conversation.pk}/reason/", {"reason": REASON})
+    assert client.get(chip["url"]).status_code == 404
+
+
+def share_now(conversation, bob):
+    return Share.objects.create(
+        conversation=conversation,
+        created_by=bob,
+        snapshot=transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=conversation.pk))),
+    )
+
+
+def test_a_share_links_visitor_sees_the_attachments_of_shared_messages_while_it_opens(client, alice, bob, sent, conversation):
+    share = share_now(conversation, bob)
+    client.force_login(alice)
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [200, 200, 200]
+    share.revoke()
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+
+
+def test_a_share_does_not_show_what_was_sent_after_it(client, alice, bob, sent, conversation):
+    share_now(conversation, bob)
+    later = Message.objects.create(conversation=conversation, role="user", content="And this")
+    client.force_login(bob)
+    chip = post_files(client, conversation, png("later.png", (10, 10))).json()["attachments"][0]
+    Attachment.objects.filter(pk=chip["id"]).update(message=later)
+    client.force_login(alice)
+    assert client.get(chip["url"]).status_code == 404
+
+
+def test_a_share_opens_nothing_to_another_team(client, charlie, bob, sent, conversation):
+    share_now(conversation, bob)
+    client.force_login(charlie)
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+
+
+def test_the_owner_gets_404_once_the_conversation_is_in_the_trash(client, bob, sent, conversation):
+    conversation.deleted_at = timezone.now()
+    conversation.save()
+    client.force_login(bob)
+    assert [client.get(url).status_code for url in urls_of(*sent)] == [404, 404, 404]
+
+
+def test_daphne_lets_a_whole_file_through_to_the_upload_and_refuses_more(tmp_path):
+    """Through daphne as it serves: a 20 MiB upload reaches mimoweb (whose CSRF check refuses a sender without a token);
+    a body over one file's limit is refused by its length, before it is sent."""
+    import httpx
+
+    from tests.test_body_limits import raw_request, start_daphne, zeros
+
+    path = "/chats/0b8f6a8e-1b7c-4a55-9b43-3c1f1c4d2e10/attachments/"
+    process, url = start_daphne(tmp_path)
+    try:
+        response = httpx.post(url + path, content=zeros(20 * 1024 * 1024), timeout=60)
+        assert response.status_code == 403
+        assert "CSRF" in response.text
+        head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (path.encode(), 40 * 1024 * 1024)
+        assert raw_request(url, head).startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_large_upload_spooled_to_disk_is_stored_byte_for_byte(client, bob, conversation):
+    import hashlib
+
+    content = ("A line of a long log, with ünïcode.\n" * 120_000).encode()  # 4.4 MB: Django spools it to a file
+    client.force_login(bob)
+    chip = post_files(client, conversation, SimpleUploadedFile("server.log", content)).json()["attachments"][0]
+    attachment = Attachment.objects.get(pk=chip["id"])
+    assert attachment.sha256 == hashlib.sha256(content).hexdigest() and attachment.size == len(content)
+    assert stored_bytes_of(attachment) == content
+    assert attachment.text == content.decode().strip()
+
+
+def test_a_reviewer_who_may_read_an_attachment_may_not_remove_it(client, rita, sent, conversation):
+    client.force_login(rita)
+    client.post(f"/review/{conversation.pk}/reason/", {"reason": REASON})
+    assert client.post(f"/attachments/{sent[0].pk}/remove/").status_code == 403
+    assert Attachment.objects.count() == 2
