@@ -48,7 +48,7 @@ def process_id():
 
 
 FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream while the process has room
-BUSIEST_FRAME_INTERVAL = 0.2  # ... down to 5 a second as its core fills (see frame_interval_for)
+BUSIEST_FRAME_INTERVAL = 0.1  # ... down to 10 a second as its core fills (see frame_interval_for)
 FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
 STOP_POLL_INTERVAL = 2.0  # how often the Stop flags other processes may set are read
@@ -384,8 +384,10 @@ def frame_interval_for(busy):
     Each frame costs about the same whatever it carries, so when the process
     gets busy, fewer and fuller frames let the delay grow gently instead of
     frames queueing behind each other: 20 a second up to a quarter of a core,
-    then fewer, down to 5 a second from 75 %, which leaves the core room for
-    a burst.
+    then fewer, down to 10 a second from 75 %, which leaves the core room for
+    a burst. Not fewer: a token waits for its frame up to the interval, and
+    with 5 a second 200 streams' p99 delay could not go below 200 ms, while
+    10 a second cost about the same CPU per token (bench/README.md).
     """
     fill = min(1.0, max(0.0, (busy - 0.25) / 0.5))
     return FRAME_INTERVAL + fill * (BUSIEST_FRAME_INTERVAL - FRAME_INTERVAL)
