@@ -103,8 +103,8 @@ def streaming_conversations(bob, acme, fake_url):
     key = ApiKey(team=acme, label="fake", base_url=fake_url)
     key.set_secret("sk-test-import-key")
     key.save()
-    # Titled, so no title request (chat/titles.py) follows the answers.
-    return key, [Conversation.objects.create(owner=bob, team=acme, title=f"Stream {n}") for n in range(ANSWERS)]
+    # Titled, so no title request (chat/titles.py) follows the answers. The answers use the key: the team's only one.
+    return [Conversation.objects.create(owner=bob, team=acme, title=f"Stream {n}") for n in range(ANSWERS)]
 
 
 def import_as(user, data):
@@ -118,13 +118,13 @@ def import_as(user, data):
 
 async def test_answers_streaming_during_a_large_import_complete_with_their_usage(bob, acme, fake_url, monkeypatch, capsys):
     data = await export_of_many(bob, acme, None)
-    key, conversations = await streaming_conversations(bob, acme, fake_url)
+    conversations = await streaming_conversations(bob, acme, fake_url)
     saves = TimedSaves(monkeypatch)
     lock = OutermostTransactions(monkeypatch)
     lengths = [SPEED * 3 + SPEED * 6 * n // 5 for n in range(ANSWERS)]
     streams = []
     for conversation, tokens in zip(conversations, lengths):
-        await generation.start(conversation, text=f"Talk [[fake:long={tokens}]] [[fake:speed={SPEED}]]", api_key=key)
+        await generation.start(conversation, text=f"Talk [[fake:long={tokens}]] [[fake:speed={SPEED}]]")
         streams.append(generation._generations[str(conversation.pk)])
     while any(not stream.message.first_token_at for stream in streams):  # all 20 are streaming text
         await asyncio.sleep(0.1)
