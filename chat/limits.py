@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _, ngettext
 
 from accounts.models import Membership, Team, User
 from chat import usage
-from chat.models import Message
+from chat.models import Message, UsageRollup
 
 WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
 PACE_WINDOW = timedelta(minutes=1)
@@ -60,20 +60,26 @@ def month_start(now=None):
 
 
 def answers(team, owner=None):
-    """The team's assistant messages, or only those of one member's conversations in it.
-
-    Conversations in the trash count too: what they cost was spent. A purged one
-    no longer counts; inexact on purpose, since a purge comes 30 days later.
-    """
+    """The team's assistant messages, or only those of one member's conversations in it (never imported ones)."""
     messages = usage.assistant_messages().filter(conversation__team=team)
     return messages.filter(conversation__owner=owner) if owner is not None else messages
 
 
+def rollups_this_month(team):
+    """The team's usage roll-ups this month (chat/usage.py): a few rows per member, however many answers.
+
+    Conversations in the trash count too: what they cost was spent. A purged one
+    no longer counts; inexact on purpose, since a purge comes 30 days later.
+    """
+    return UsageRollup.objects.filter(team=team, day__gte=month_start().date())
+
+
 def used_this_month(team, owner=None):
     """(tokens, cost) of the scope's answers this month, at the price in force when each ran."""
-    totals = answers(team, owner).filter(created_at__gte=month_start()).with_usage().aggregate(
-        used_tokens=Sum("tokens"), used_cost=Sum("cost")
-    )
+    rollups = rollups_this_month(team)
+    if owner is not None:
+        rollups = rollups.filter(owner=owner)
+    totals = rollups.with_usage().aggregate(used_tokens=Sum("tokens"), used_cost=Sum("cost"))
     return totals["used_tokens"] or 0, Decimal(totals["used_cost"] or 0)
 
 
@@ -383,11 +389,10 @@ class MemberUsage:
 def member_rows(team, memberships):
     """The limits page's table: each member with their usage this month and their own meters."""
     usage = {
-        row["conversation__owner"]: row
-        for row in answers(team)
-        .filter(created_at__gte=month_start())
+        row["owner"]: row
+        for row in rollups_this_month(team)
         .with_usage()
-        .values("conversation__owner")
+        .values("owner")
         .annotate(used_tokens=Sum("tokens"), used_cost=Sum("cost"))
         .order_by()
     }

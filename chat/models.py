@@ -276,6 +276,9 @@ class Message(models.Model):
     reasoning_tool_calls = models.JSONField(default=list, blank=True)
     # How many of the oldest turns were left out to fit the model's context window.
     turns_left_out = models.PositiveIntegerField(default=0)
+    # Read from an exported file: its figures are kept as history, but it never counts
+    # toward usage, cost or budgets (a file's figures are whatever its writer typed).
+    imported = models.BooleanField(default=False)
 
     objects = MessageQuerySet.as_manager()
 
@@ -285,6 +288,8 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"]),
             models.Index(fields=["conversation", "visible", "created_at", "id"]),
             models.Index(fields=["status", "heartbeat_at"]),
+            # The budget check's newest answers and the pace's last minute, without sorting the month.
+            models.Index(fields=["role", "created_at"]),
         ]
         constraints = [
             # One answer streams per conversation, whichever process starts it.
@@ -549,6 +554,72 @@ class Price(models.Model):
             + message.completion_tokens * self.output_per_million
         )
         return tokens / 1_000_000 + (message.web_search_calls or 0) * self.web_search_per_thousand / 1000
+
+
+# --- Usage roll-ups -----------------------------------------------------------------
+
+
+class UsageRollupQuerySet(models.QuerySet):
+    def with_usage(self):
+        """Each row's `tokens` and `cost`, as MessageQuerySet.with_usage gives them for one message.
+
+        The cost is linear in the figures, so the sum of a group's costs is the cost of its sums.
+        """
+        money = models.DecimalField(max_digits=20, decimal_places=10)
+        per_million = models.Value(Decimal("0.000001"), output_field=money)
+        per_thousand = models.Value(Decimal("0.001"), output_field=money)
+        prompt, cached, completion = models.F("prompt_tokens"), models.F("cached_tokens"), models.F("completion_tokens")
+        cost = models.ExpressionWrapper(
+            (
+                (prompt - cached) * models.F("price__input_per_million")
+                + cached * models.F("price__cached_input_per_million")
+                + completion * models.F("price__output_per_million")
+            )
+            * per_million
+            + models.F("web_search_calls") * models.F("price__web_search_per_thousand") * per_thousand,
+            output_field=money,
+        )
+        return self.annotate(
+            tokens=models.ExpressionWrapper(prompt + completion, output_field=models.BigIntegerField()),
+            cost=Coalesce(cost, models.Value(0), output_field=money),
+        )
+
+
+class UsageRollup(models.Model):
+    """The sums of a group of answers: one team, member, key, model, day and price period.
+
+    Budgets and usage pages read these instead of summing a month of answers
+    (chat/usage.py keeps them in step with the messages, in the same transaction).
+    `day` is in the server's time zone (TIME_ZONE), as budgets' months are. The
+    cost is not stored: it is computed from the sums and the price row, so an
+    edited rate applies as it does to the answers themselves.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    # Deleting a key leaves its answers with none recorded; their sums follow them.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    model = models.CharField(max_length=100, blank=True)
+    day = models.DateField()
+    # The price in force for these answers; None when the model had none (they cost nothing).
+    price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    answers = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    web_search_calls = models.BigIntegerField(default=0)
+
+    objects = UsageRollupQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "day"]),
+            models.Index(fields=["owner", "day"]),
+        ]
+
+    def __str__(self):
+        return f"usage of team {self.team_id}, member {self.owner_id}, {self.model} on {self.day}"
 
 
 # --- Search ------------------------------------------------------------------------

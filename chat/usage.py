@@ -1,4 +1,13 @@
-"""Usage and cost: the sums behind the usage pages, their CSV and the operator's monthly report, all in SQL."""
+"""Usage and cost: the sums behind the usage pages, their CSV and the operator's monthly report, all in SQL.
+
+They are summed from roll-ups (UsageRollup: one row per team, member, key,
+model, day and price period), kept in step with the answers in the same
+transaction that saves them (the signals in chat/signals.py call `count_change`
+and `uncount_conversation`). Imported answers never count: their figures are
+whatever the file said. The raw answers are still summed when a page's days
+are in another time zone than the roll-ups' (the server's), and by the
+`usage_rollups --check` command that compares the two.
+"""
 
 import calendar
 import csv
@@ -6,13 +15,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, Sum
+from django.apps import apps as installed_apps
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _, gettext_lazy, ngettext
 
-from chat.models import Message, Price
+from chat.models import Conversation, Message, Price, UsageRollup
 
 # The longest range a page, a CSV or a chart covers: a year, leap day included.
 MAX_DAYS = 366
@@ -22,8 +34,8 @@ MAX_DAYS = 366
 
 
 def assistant_messages():
-    """Answers are what MiMo bills: only assistant messages carry tokens."""
-    return Message.objects.filter(role=Message.Role.ASSISTANT)
+    """Answers are what MiMo bills: only assistant messages carry tokens. Imported ones were billed elsewhere."""
+    return Message.objects.filter(role=Message.Role.ASSISTANT, imported=False)
 
 
 def in_period(messages, start, end):
@@ -52,12 +64,39 @@ def member_messages(user, start, end, team=None):
     return in_period(messages, start, end)
 
 
-def month_messages(year, month, team=None):
-    """A calendar month's answers, of every team or one: the operator's report."""
-    messages = assistant_messages()
+# --- Which records: roll-ups, or the answers themselves ----------------------------------
+
+
+def rollups_fit_the_days():
+    """Whether the page's days (the current time zone) are the roll-ups' days (the server's)."""
+    return timezone.get_current_timezone_name() == settings.TIME_ZONE
+
+
+def in_days(rollups, start, end):
+    return rollups.filter(day__gte=start, day__lte=end)
+
+
+def team_records(team, start, end):
+    """What a team's usage page sums: its roll-ups, or its answers when the viewer's days are not the server's."""
+    if rollups_fit_the_days():
+        return in_days(UsageRollup.objects.filter(team=team), start, end)
+    return team_messages(team, start, end)
+
+
+def member_records(user, start, end, team=None):
+    """What a member's own usage page sums: their roll-ups (across their teams, or in one), or their answers."""
+    if not rollups_fit_the_days():
+        return member_messages(user, start, end, team=team)
+    rollups = UsageRollup.objects.filter(owner=user)
     if team is not None:
-        messages = messages.filter(conversation__team=team)
-    return in_period(messages, *month_bounds(year, month))
+        rollups = rollups.filter(team=team)
+    return in_days(rollups, start, end)
+
+
+def month_records(year, month, team=None):
+    """The operator's monthly report, whose days are the server's: the roll-ups of every team or one."""
+    rollups = UsageRollup.objects.all() if team is None else UsageRollup.objects.filter(team=team)
+    return in_days(rollups, *month_bounds(year, month))
 
 
 # --- Periods -------------------------------------------------------------------------
@@ -116,10 +155,29 @@ def columns_of(*dimensions):
     return columns
 
 
-def sums():
+# The dimensions' columns (named as a message reaches them) where a roll-up has them.
+ROLLUP_COLUMNS = {
+    "conversation__owner_id": "owner_id",
+    "conversation__owner__username": "owner__username",
+    "conversation__team_id": "team_id",
+    "conversation__team__name": "team__name",
+}
+
+
+def values_of(records, columns):
+    """`records.values(*columns)`, with a roll-up's columns under the names a message's have: one row shape for both."""
+    if records.model is not UsageRollup:
+        return records.values(*columns)
+    plain = [column for column in columns if column not in ROLLUP_COLUMNS]
+    renamed = {column: F(ROLLUP_COLUMNS[column]) for column in columns if column in ROLLUP_COLUMNS}
+    return records.values(*plain, **renamed)
+
+
+def sums(records):
     """The figures every table, chart and CSV row shows, summed in the database from `with_usage()`."""
     return {
-        "messages": Count("pk"),
+        # A roll-up holds its count of answers; a message is one.
+        "messages": Coalesce(Sum("answers"), 0) if records.model is UsageRollup else Count("pk"),
         "prompt": Coalesce(Sum("prompt_tokens"), 0),
         "completion": Coalesce(Sum("completion_tokens"), 0),
         "reasoning": Coalesce(Sum("reasoning_tokens"), 0),
@@ -130,34 +188,38 @@ def sums():
     }
 
 
-def grouped(messages, *dimensions, per_day=False):
-    """The sums grouped by these dimensions (and by day in the current time zone), one row per group."""
+def grouped(records, *dimensions, per_day=False):
+    """The sums of answers or roll-ups grouped by these dimensions (and by day), one row per group.
+
+    A message's day is in the current time zone; a roll-up's is its own (the server's, see `team_records`).
+    """
     columns = columns_of(*dimensions)
-    messages = messages.with_usage()
+    usage = records.with_usage()
     if per_day:
-        messages = messages.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        if records.model is not UsageRollup:
+            usage = usage.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         columns = ["day", *columns]
-    return messages.values(*columns).annotate(**sums()).order_by(*columns)
+    return values_of(usage, columns).annotate(**sums(records)).order_by(*columns)
 
 
-def totals(messages):
-    """The sums over all the messages: one dict."""
-    return messages.with_usage().aggregate(**sums())
+def totals(records):
+    """The sums over all the answers or roll-ups: one dict."""
+    return records.with_usage().aggregate(**sums(records))
 
 
-def table(messages, dimension):
+def table(records, dimension):
     """One row per group of the dimension, the biggest first, each with its `label` and its `cost_text`."""
     dimension = DIMENSIONS[dimension]
-    rows = grouped(messages, dimension.name).order_by("-total_tokens", "-total_cost", *columns_of(dimension.name))
+    rows = grouped(records, dimension.name).order_by("-total_tokens", "-total_cost", *columns_of(dimension.name))
     return [{**row, "label": dimension.label(row), "cost_text": money(row["total_cost"])} for row in rows]
 
 
-def daily(messages, dimension):
-    return grouped(messages, dimension, per_day=True)
+def daily(records, dimension):
+    return grouped(records, dimension, per_day=True)
 
 
-def daily_totals(messages):
-    return grouped(messages, per_day=True)
+def daily_totals(records):
+    return grouped(records, per_day=True)
 
 
 # --- Money ---------------------------------------------------------------------------
@@ -327,10 +389,10 @@ CSV_COLUMNS = [
 ]
 
 
-def csv_rows(messages, with_team=False):
+def csv_rows(records, with_team=False):
     """One row per day × (team ×) model × member × key, as the CSV writes them."""
     dimensions = ["team", "model", "member", "key"] if with_team else ["model", "member", "key"]
-    for row in grouped(messages, *dimensions, per_day=True):
+    for row in grouped(records, *dimensions, per_day=True):
         yield {
             "day": row["day"].isoformat(),
             **({"team": row["conversation__team__name"]} if with_team else {}),
@@ -356,10 +418,167 @@ def spreadsheet_safe(value):
     return value
 
 
-def write_csv(out, messages, with_team=False):
+def write_csv(out, records, with_team=False):
     columns = ["day", *(["team"] if with_team else []), *CSV_COLUMNS]
     columns[-1] = f"cost_{CURRENCY.lower()}"
     writer = csv.writer(out)
     writer.writerow(columns)
-    for row in csv_rows(messages, with_team):
+    for row in csv_rows(records, with_team):
         writer.writerow([spreadsheet_safe(value) for value in row.values()])
+
+
+# --- Roll-ups: kept in step with the answers --------------------------------------------
+
+# What a roll-up groups by, and what it sums (as a message names them).
+GROUP = ("team_id", "owner_id", "api_key_id", "model", "day", "price_id")
+FIGURES = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "web_search_calls")
+# The fields of a message that decide whether, where and how much it counts.
+COUNTED_FIELDS = {"role", "imported", "conversation", "api_key", "model", "created_at", *FIGURES}
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What one answer adds to the roll-ups: its group, and its count (1) and figures."""
+
+    group: tuple
+    amounts: tuple
+
+
+def counted(message, team_id, owner_id):
+    """What this message adds to the roll-ups (its conversation's team and owner given); None if it counts for nothing."""
+    if message.role != Message.Role.ASSISTANT or message.imported:
+        return None
+    moment = message.created_at
+    price_id = (
+        Price.objects.filter(model=message.model, valid_from__lte=moment)
+        .order_by("-valid_from")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    day = timezone.localtime(moment, timezone.get_default_timezone()).date()
+    group = (team_id, owner_id, message.api_key_id, message.model, day, price_id)
+    return Counted(group, (1, *(getattr(message, name) or 0 for name in FIGURES)))
+
+
+def counted_as_stored(message_id):
+    """What the message adds as the database holds it now: read before a save changes it."""
+    stored = Message.objects.filter(pk=message_id).select_related("conversation").first()
+    return stored and counted(stored, stored.conversation.team_id, stored.conversation.owner_id)
+
+
+def counted_as_saved(message):
+    """What the message adds as it was just saved."""
+    if Message.conversation.is_cached(message):
+        team_id, owner_id = message.conversation.team_id, message.conversation.owner_id
+    else:
+        team_id, owner_id = Conversation.objects.values_list("team_id", "owner_id").get(pk=message.conversation_id)
+    return counted(message, team_id, owner_id)
+
+
+def count_change(before, after):
+    """Move the roll-ups from what a message added before (a Counted or None) to what it adds now."""
+    if before == after:
+        return
+    if before is not None:
+        add(before.group, [-amount for amount in before.amounts])
+    if after is not None:
+        add(after.group, after.amounts)
+
+
+def add(group, amounts):
+    """Add to the group's roll-up, made if it has none yet.
+
+    One row is changed, never all of a group's: two answers that started a
+    group at once (PostgreSQL) may each have made one, and the sums read both.
+    """
+    where = dict(zip(GROUP, group))
+    changes = dict(zip(("answers", *FIGURES), amounts))
+    row = UsageRollup.objects.filter(**where).order_by("pk").values_list("pk", flat=True).first()
+    if row is None:
+        UsageRollup.objects.create(**where, **changes)
+    else:
+        UsageRollup.objects.filter(pk=row).update(**{name: F(name) + amount for name, amount in changes.items()})
+
+
+def uncount_conversation(conversation):
+    """Take a conversation's answers out of the roll-ups: it is being deleted for good (a purge).
+
+    What a conversation in the trash cost still counts; once purged it no longer does, as
+    when budgets summed the answers themselves.
+    """
+    for row in rollup_rows(Message.objects.filter(conversation=conversation)):
+        add(tuple(row[name] for name in GROUP), [-row[name] for name in ("answers", *FIGURES)])
+
+
+def save_answer(message):
+    """Save an answer's final figures, and its roll-up with them, in one transaction (the signals add it)."""
+    with transaction.atomic():
+        message.save()
+
+
+def rollup_rows(messages, price_model=Price):
+    """The roll-ups as the answers among `messages` make them: one dict per group, named as UsageRollup's fields.
+
+    The price model is given so that the migration that first builds them can use its own.
+    """
+    in_force = price_model.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at"))
+    groups = (
+        messages.filter(role="assistant", imported=False)
+        .values(
+            "api_key_id",
+            "model",
+            team_id=F("conversation__team_id"),
+            owner_id=F("conversation__owner_id"),
+            day=TruncDate("created_at", tzinfo=timezone.get_default_timezone()),
+            price_id=Subquery(in_force.order_by("-valid_from").values("pk")[:1]),
+        )
+        # Summed under other names: a message's own fields have these.
+        .annotate(answers=Count("pk"), **{f"sum_{name}": Coalesce(Sum(name), 0) for name in FIGURES})
+        .order_by()
+    )
+    for row in groups:
+        yield {**{name: row[name] for name in (*GROUP, "answers")}, **{name: row[f"sum_{name}"] for name in FIGURES}}
+
+
+def lock_rollups(using_connection=connection):
+    """Hold off every other writer of roll-ups until the transaction ends: a rebuild must not miss one.
+
+    PostgreSQL locks the table; SQLite's first write (the rebuild's delete) takes the lock for the whole database.
+    """
+    if using_connection.vendor == "postgresql":
+        with using_connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {UsageRollup._meta.db_table} IN EXCLUSIVE MODE")
+
+
+def rebuild_rollups(models=None, apps=installed_apps):
+    """Make the roll-ups again from the answers: of these models (a price of theirs changed) or of all.
+
+    `apps` is the migration's when the migration that adds them builds them.
+    """
+    message_model, price_model = apps.get_model("chat", "Message"), apps.get_model("chat", "Price")
+    rollup_model = apps.get_model("chat", "UsageRollup")
+    messages = message_model.objects.all()
+    with transaction.atomic():
+        lock_rollups()
+        stale = rollup_model.objects.all()
+        if models is not None:
+            stale, messages = stale.filter(model__in=models), messages.filter(model__in=models)
+        stale.delete()
+        rows = [rollup_model(**row) for row in rollup_rows(messages, price_model)]
+        rollup_model.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)
+
+
+def rollup_differences():
+    """Where the roll-ups and the answers disagree: (group, what the roll-ups say, what the answers say) each."""
+    names = ("answers", *FIGURES)
+    kept = {}
+    for row in UsageRollup.objects.values(*GROUP).annotate(**{f"sum_{name}": Sum(name) for name in names}).order_by():
+        kept[tuple(row[name] for name in GROUP)] = tuple(row[f"sum_{name}"] for name in names)
+    raw = {tuple(row[name] for name in GROUP): tuple(row[name] for name in names) for row in rollup_rows(Message.objects.all())}
+    nothing = (0,) * len(names)
+    return [
+        (group, kept.get(group, nothing), raw.get(group, nothing))
+        for group in sorted(kept.keys() | raw.keys(), key=str)
+        if kept.get(group, nothing) != raw.get(group, nothing)
+    ]
