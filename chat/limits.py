@@ -27,12 +27,13 @@ from chat.models import Message, UsageRollup
 WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
 PACE_WINDOW = timedelta(minutes=1)
 # What an answer still streaming (no usage yet) is assumed to take: the largest of the
-# scope's last RECENT_ANSWERS answers, and never less than the floor. The largest, not the
+# scope's last RECENT_ANSWERS answers of the last RECENT_WINDOW, and never less than the floor. The largest, not the
 # average: a budget may then be refused a little early, but concurrent sends overshoot it
 # by at most about one answer. The floor covers a scope with no history, or only tiny
 # answers: a short question with a thinking answer runs one to a few thousand tokens,
 # a cent at mimo-v2.5-pro's prices.
 RECENT_ANSWERS = 20
+RECENT_WINDOW = timedelta(days=1)  # how far back they are looked for: a bounded read, however big the month
 RESERVE_FLOOR_TOKENS = 4_000
 RESERVE_FLOOR_COST = Decimal("0.01")
 BUDGET_EXHAUSTED = "budget_exhausted"  # Message.error_kind of a tool round refused for the budget
@@ -66,12 +67,12 @@ def answers(team, owner=None):
 
 
 def rollups_this_month(team):
-    """The team's usage roll-ups this month (chat/usage.py): a few rows per member, however many answers.
+    """The team's usage roll-ups of this month (chat/usage.py): a few rows per member, however many answers.
 
     Conversations in the trash count too: what they cost was spent. A purged one
     no longer counts; inexact on purpose, since a purge comes 30 days later.
     """
-    return UsageRollup.objects.filter(team=team, day__gte=month_start().date())
+    return UsageRollup.objects.filter(team=team, period=UsageRollup.Period.MONTH, day=month_start().date())
 
 
 def used_this_month(team, owner=None):
@@ -89,15 +90,27 @@ def reserved(team, owner=None):
     if not streaming:
         return 0, Decimal(0)
     recent = (
-        answers(team, owner)
+        newest_answers(team, owner, since=timezone.now() - RECENT_WINDOW)
         .filter(prompt_tokens__isnull=False)
         .with_usage()
-        .order_by("-created_at")
         .values_list("tokens", "cost")[:RECENT_ANSWERS]
     )
     tokens = max([RESERVE_FLOOR_TOKENS, *(t for t, _c in recent)])
     cost = max([RESERVE_FLOOR_COST, *(Decimal(c) for _t, c in recent)])
     return streaming * tokens, streaming * cost
+
+
+def newest_answers(team, owner=None, *, since):
+    """The scope's answers since then, newest first, read along the index on `created_at`.
+
+    The team and owner are compared as `+ 0`, which no index serves: SQLite keeps no
+    statistics, and would otherwise start from the team's conversations and sort every
+    answer they ever had (a second at a million) to find the newest few.
+    """
+    messages = usage.assistant_messages().annotate(scope_team=F("conversation__team_id") + 0).filter(scope_team=team.pk)
+    if owner is not None:
+        messages = messages.annotate(scope_owner=F("conversation__owner_id") + 0).filter(scope_owner=owner)
+    return messages.filter(created_at__gte=since).order_by("-created_at")
 
 
 # --- Meters --------------------------------------------------------------------------

@@ -288,8 +288,8 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"]),
             models.Index(fields=["conversation", "visible", "created_at", "id"]),
             models.Index(fields=["status", "heartbeat_at"]),
-            # The budget check's newest answers and the pace's last minute, without sorting the month.
-            models.Index(fields=["role", "created_at"]),
+            # The budget check's newest answers and the pace's last minute, without reading the month.
+            models.Index(fields=["created_at"]),
         ]
         constraints = [
             # One answer streams per conversation, whichever process starts it.
@@ -586,21 +586,28 @@ class UsageRollupQuerySet(models.QuerySet):
 
 
 class UsageRollup(models.Model):
-    """The sums of a group of answers: one team, member, key, model, day and price period.
+    """The sums of a group of answers: one team, member, key, model, day and price period (for
+    the usage pages), or one team, member, model, month and price period (for the budgets).
 
     Budgets and usage pages read these instead of summing a month of answers
     (chat/usage.py keeps them in step with the messages, in the same transaction).
-    `day` is in the server's time zone (TIME_ZONE), as budgets' months are. The
-    cost is not stored: it is computed from the sums and the price row, so an
+    Days and months are in the server's time zone (TIME_ZONE), as budgets' months are.
+    The cost is not stored: it is computed from the sums and the price row, so an
     edited rate applies as it does to the answers themselves.
     """
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"  # `day` is the month's first; `api_key` is None: budgets are per team and member
+
+    period = models.CharField(max_length=5, choices=Period)
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
     # Deleting a key leaves its answers with none recorded; their sums follow them.
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     model = models.CharField(max_length=100, blank=True)
-    day = models.DateField()
+    day = models.DateField()  # the day, or the first of the month
     # The price in force for these answers; None when the model had none (they cost nothing).
     price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     answers = models.BigIntegerField(default=0)
@@ -614,8 +621,8 @@ class UsageRollup(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["team", "day"]),
-            models.Index(fields=["owner", "day"]),
+            models.Index(fields=["team", "period", "day"]),
+            models.Index(fields=["owner", "period", "day"]),
         ]
 
     def __str__(self):

@@ -73,7 +73,7 @@ def rollups_fit_the_days():
 
 
 def in_days(rollups, start, end):
-    return rollups.filter(day__gte=start, day__lte=end)
+    return rollups.filter(period=UsageRollup.Period.DAY, day__gte=start, day__lte=end)
 
 
 def team_records(team, start, end):
@@ -430,15 +430,16 @@ def write_csv(out, records, with_team=False):
 # --- Roll-ups: kept in step with the answers --------------------------------------------
 
 # What a roll-up groups by, and what it sums (as a message names them).
-GROUP = ("team_id", "owner_id", "api_key_id", "model", "day", "price_id")
-FIGURES = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "web_search_calls")
+GROUP = ("period", "team_id", "owner_id", "api_key_id", "model", "day", "price_id")
+SUMS = ("answers", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "web_search_calls")
+FIGURES = SUMS[1:]
 # The fields of a message that decide whether, where and how much it counts.
 COUNTED_FIELDS = {"role", "imported", "conversation", "api_key", "model", "created_at", *FIGURES}
 
 
 @dataclass(frozen=True)
 class Counted:
-    """What one answer adds to the roll-ups: its group, and its count (1) and figures."""
+    """What one answer adds to the roll-ups: its day's group, and its count (1) and figures."""
 
     group: tuple
     amounts: tuple
@@ -456,7 +457,7 @@ def counted(message, team_id, owner_id):
         .first()
     )
     day = timezone.localtime(moment, timezone.get_default_timezone()).date()
-    group = (team_id, owner_id, message.api_key_id, message.model, day, price_id)
+    group = (UsageRollup.Period.DAY, team_id, owner_id, message.api_key_id, message.model, day, price_id)
     return Counted(group, (1, *(getattr(message, name) or 0 for name in FIGURES)))
 
 
@@ -485,14 +486,24 @@ def count_change(before, after):
         add(after.group, after.amounts)
 
 
-def add(group, amounts):
-    """Add to the group's roll-up, made if it has none yet.
+def month_group(day_group):
+    """The month's group a day's group adds to: what budgets read, without the key (no budget is per key)."""
+    where = dict(zip(GROUP, day_group))
+    where |= {"period": UsageRollup.Period.MONTH, "api_key_id": None, "day": where["day"].replace(day=1)}
+    return tuple(where[name] for name in GROUP)
 
-    One row is changed, never all of a group's: two answers that started a
-    group at once (PostgreSQL) may each have made one, and the sums read both.
-    """
+
+def add(day_group, amounts):
+    """Add to the day's roll-up and its month's, each made if it has none yet."""
+    for group in (day_group, month_group(day_group)):
+        add_to_one(group, amounts)
+
+
+def add_to_one(group, amounts):
+    """One row is changed, never all of a group's: two answers that started a group at once
+    (PostgreSQL) may each have made one, and the sums read both."""
     where = dict(zip(GROUP, group))
-    changes = dict(zip(("answers", *FIGURES), amounts))
+    changes = dict(zip(SUMS, amounts))
     row = UsageRollup.objects.filter(**where).order_by("pk").values_list("pk", flat=True).first()
     if row is None:
         UsageRollup.objects.create(**where, **changes)
@@ -506,18 +517,18 @@ def uncount_conversation(conversation):
     What a conversation in the trash cost still counts; once purged it no longer does, as
     when budgets summed the answers themselves.
     """
-    for row in rollup_rows(Message.objects.filter(conversation=conversation)):
-        add(tuple(row[name] for name in GROUP), [-row[name] for name in ("answers", *FIGURES)])
+    for row in day_rollups(Message.objects.filter(conversation=conversation)):
+        add(tuple(row[name] for name in GROUP), [-row[name] for name in SUMS])
 
 
 def save_answer(message):
-    """Save an answer's final figures, and its roll-up with them, in one transaction (the signals add it)."""
+    """Save an answer's final figures, and its roll-ups with them, in one transaction (the signals add them)."""
     with transaction.atomic():
         message.save()
 
 
-def rollup_rows(messages, price_model=Price):
-    """The roll-ups as the answers among `messages` make them: one dict per group, named as UsageRollup's fields.
+def day_rollups(messages, price_model=Price):
+    """The days' roll-ups as the answers among `messages` make them: one dict per group, named as UsageRollup's fields.
 
     The price model is given so that the migration that first builds them can use its own.
     """
@@ -537,16 +548,31 @@ def rollup_rows(messages, price_model=Price):
         .order_by()
     )
     for row in groups:
-        yield {**{name: row[name] for name in (*GROUP, "answers")}, **{name: row[f"sum_{name}"] for name in FIGURES}}
+        yield {"period": UsageRollup.Period.DAY, **{name: row[name] for name in GROUP[1:]}, "answers": row["answers"]} | {
+            name: row[f"sum_{name}"] for name in FIGURES
+        }
 
 
-def lock_rollups(using_connection=connection):
+def all_rollups(messages, price_model=Price):
+    """The days' roll-ups and the months' they add up to."""
+    months = {}
+    for row in day_rollups(messages, price_model):
+        yield row
+        group = month_group(tuple(row[name] for name in GROUP))
+        sums = months.setdefault(group, [0] * len(SUMS))
+        for index, name in enumerate(SUMS):
+            sums[index] += row[name]
+    for group, sums in months.items():
+        yield dict(zip(GROUP, group)) | dict(zip(SUMS, sums))
+
+
+def lock_rollups():
     """Hold off every other writer of roll-ups until the transaction ends: a rebuild must not miss one.
 
     PostgreSQL locks the table; SQLite's first write (the rebuild's delete) takes the lock for the whole database.
     """
-    if using_connection.vendor == "postgresql":
-        with using_connection.cursor() as cursor:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {UsageRollup._meta.db_table} IN EXCLUSIVE MODE")
 
 
@@ -564,19 +590,18 @@ def rebuild_rollups(models=None, apps=installed_apps):
         if models is not None:
             stale, messages = stale.filter(model__in=models), messages.filter(model__in=models)
         stale.delete()
-        rows = [rollup_model(**row) for row in rollup_rows(messages, price_model)]
+        rows = [rollup_model(**row) for row in all_rollups(messages, price_model)]
         rollup_model.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
 
 
 def rollup_differences():
     """Where the roll-ups and the answers disagree: (group, what the roll-ups say, what the answers say) each."""
-    names = ("answers", *FIGURES)
     kept = {}
-    for row in UsageRollup.objects.values(*GROUP).annotate(**{f"sum_{name}": Sum(name) for name in names}).order_by():
-        kept[tuple(row[name] for name in GROUP)] = tuple(row[f"sum_{name}"] for name in names)
-    raw = {tuple(row[name] for name in GROUP): tuple(row[name] for name in names) for row in rollup_rows(Message.objects.all())}
-    nothing = (0,) * len(names)
+    for row in UsageRollup.objects.values(*GROUP).annotate(**{f"sum_{name}": Sum(name) for name in SUMS}).order_by():
+        kept[tuple(row[name] for name in GROUP)] = tuple(row[f"sum_{name}"] for name in SUMS)
+    raw = {tuple(row[name] for name in GROUP): tuple(row[name] for name in SUMS) for row in all_rollups(Message.objects.all())}
+    nothing = (0,) * len(SUMS)
     return [
         (group, kept.get(group, nothing), raw.get(group, nothing))
         for group in sorted(kept.keys() | raw.keys(), key=str)

@@ -39,7 +39,8 @@ def in_step():
     """The roll-ups hold what the answers give, and hold something."""
     assert usage.rollup_differences() == []
     counted = Message.objects.filter(role="assistant", imported=False).count()
-    assert sum(UsageRollup.objects.values_list("answers", flat=True)) == counted
+    for period in UsageRollup.Period:
+        assert sum(UsageRollup.objects.filter(period=period).values_list("answers", flat=True)) == counted
 
 
 def this_month_totals(team):
@@ -185,7 +186,7 @@ def test_a_new_price_within_the_month_splits_the_period_and_costs_match_the_answ
     answer(conversation, when=early + timedelta(hours=2))
     price(valid_from=early + timedelta(hours=1), input_per_million="3", output_per_million="7")
     in_step()
-    assert UsageRollup.objects.values("price").distinct().count() == 2
+    assert UsageRollup.objects.filter(period="day").values("price").distinct().count() == 2
     messages = usage.team_messages(acme, *usage.this_month())
     assert this_month_totals(acme) == usage.totals(messages)
     Price.objects.filter(valid_from=early + timedelta(hours=1)).delete()
@@ -204,7 +205,16 @@ def test_the_budget_check_reads_the_rollups_not_the_answers(bob, acme, conversat
     assert queries.captured_queries and all('"chat_message"' not in q["sql"] for q in queries.captured_queries)
 
 
-def test_a_viewer_in_another_time_zone_gets_the_same_figures_summed_from_the_answers(client, alice, acme, conversation, prices):
+@pytest.fixture
+def default_time_zone_after():
+    """A request of a user with a saved time zone activates it in this thread, and nothing deactivates it."""
+    yield
+    timezone.deactivate()
+
+
+def test_a_viewer_in_another_time_zone_gets_the_same_figures_summed_from_the_answers(
+    client, alice, acme, conversation, prices, default_time_zone_after
+):
     answer(conversation, when=timezone.now().replace(hour=12))
     client.force_login(alice)
     here = client.get(f"/teams/{acme.pk}/usage/").context["totals"]
@@ -228,7 +238,7 @@ def test_the_check_finds_a_tampered_rollup_and_the_rebuild_mends_it(conversation
     answer(conversation)
     call_command("usage_rollups", "--check")
     assert "match" in capsys.readouterr().out
-    UsageRollup.objects.update(prompt_tokens=F("prompt_tokens") + 5)
+    UsageRollup.objects.filter(period=UsageRollup.Period.DAY).update(prompt_tokens=F("prompt_tokens") + 5)
     with pytest.raises(CommandError, match="1 roll-up group"):
         call_command("usage_rollups", "--check")
     assert "(1, 1005, 500, 0, 0, 0), answers (1, 1000, 500, 0, 0, 0)" in capsys.readouterr().out
@@ -243,4 +253,4 @@ def test_the_rebuild_leaves_imported_answers_out(conversation, prices):
     UsageRollup.objects.all().delete()
     call_command("usage_rollups", "--rebuild")
     in_step()
-    assert sum(UsageRollup.objects.values_list("prompt_tokens", flat=True)) == 1000
+    assert sum(UsageRollup.objects.filter(period="day").values_list("prompt_tokens", flat=True)) == 1000

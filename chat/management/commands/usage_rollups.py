@@ -21,7 +21,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Rebuilt the usage roll-ups: {count} rows.")
             return
         differences = usage.rollup_differences()
-        names = ", ".join(("answers", *usage.FIGURES))
+        names = ", ".join(usage.SUMS)
         for group, kept, raw in differences:
             where = ", ".join(f"{name}={value}" for name, value in zip(usage.GROUP, group))
             self.stdout.write(f"{where}: roll-ups ({names}) {kept}, answers {raw}")
