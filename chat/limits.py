@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.text import get_text_list
@@ -80,8 +80,8 @@ def used_this_month(team, owner=None):
     rollups = rollups_this_month(team)
     if owner is not None:
         rollups = rollups.filter(owner=owner)
-    totals = rollups.with_usage().aggregate(used_tokens=Sum("tokens"), used_cost=Sum("cost"))
-    return totals["used_tokens"] or 0, Decimal(totals["used_cost"] or 0)
+    totals = usage.totals(rollups)
+    return totals["total_tokens"], totals["total_cost"]
 
 
 def reserved(team, owner=None):
@@ -401,18 +401,11 @@ class MemberUsage:
 
 def member_rows(team, memberships):
     """The limits page's table: each member with their usage this month and their own meters."""
-    usage = {
-        row["owner"]: row
-        for row in rollups_this_month(team)
-        .with_usage()
-        .values("owner")
-        .annotate(used_tokens=Sum("tokens"), used_cost=Sum("cost"))
-        .order_by()
-    }
+    used = {row["conversation__owner_id"]: row for row in usage.grouped(rollups_this_month(team), "member")}
     rows = []
     for membership in memberships:
-        used = usage.get(membership.user_id, {})
-        tokens, cost = used.get("used_tokens") or 0, Decimal(used.get("used_cost") or 0)
+        row = used.get(membership.user_id, {})
+        tokens, cost = row.get("total_tokens", 0), row.get("total_cost", Decimal(0))
         own = []
         if membership.monthly_token_limit is not None:
             own.append(Meter(MEMBER, TOKENS, team, tokens, membership.monthly_token_limit))

@@ -559,32 +559,6 @@ class Price(models.Model):
 # --- Usage roll-ups -----------------------------------------------------------------
 
 
-class UsageRollupQuerySet(models.QuerySet):
-    def with_usage(self):
-        """Each row's `tokens` and `cost`, as MessageQuerySet.with_usage gives them for one message.
-
-        The cost is linear in the figures, so the sum of a group's costs is the cost of its sums.
-        """
-        money = models.DecimalField(max_digits=20, decimal_places=10)
-        per_million = models.Value(Decimal("0.000001"), output_field=money)
-        per_thousand = models.Value(Decimal("0.001"), output_field=money)
-        prompt, cached, completion = models.F("prompt_tokens"), models.F("cached_tokens"), models.F("completion_tokens")
-        cost = models.ExpressionWrapper(
-            (
-                (prompt - cached) * models.F("price__input_per_million")
-                + cached * models.F("price__cached_input_per_million")
-                + completion * models.F("price__output_per_million")
-            )
-            * per_million
-            + models.F("web_search_calls") * models.F("price__web_search_per_thousand") * per_thousand,
-            output_field=money,
-        )
-        return self.annotate(
-            tokens=models.ExpressionWrapper(prompt + completion, output_field=models.BigIntegerField()),
-            cost=Coalesce(cost, models.Value(0), output_field=money),
-        )
-
-
 class UsageRollup(models.Model):
     """The sums of a group of answers: one team, member, key, model, day and price period (for
     the usage pages), or one team, member, model, month and price period (for the budgets).
@@ -592,8 +566,8 @@ class UsageRollup(models.Model):
     Budgets and usage pages read these instead of summing a month of answers
     (chat/usage.py keeps them in step with the messages, in the same transaction).
     Days and months are in the server's time zone (TIME_ZONE), as budgets' months are.
-    The cost is not stored: it is computed from the sums and the price row, so an
-    edited rate applies as it does to the answers themselves.
+    The cost is not stored: it is computed from the sums and the price row when read
+    (chat.usage.grouped), so an edited rate applies as it does to the answers themselves.
     """
 
     class Period(models.TextChoices):
@@ -616,8 +590,6 @@ class UsageRollup(models.Model):
     reasoning_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
     web_search_calls = models.BigIntegerField(default=0)
-
-    objects = UsageRollupQuerySet.as_manager()
 
     class Meta:
         indexes = [

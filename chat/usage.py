@@ -173,44 +173,91 @@ def values_of(records, columns):
     return records.values(*plain, **renamed)
 
 
+# The figures every table, chart and CSV row shows, and the fields they sum (as a message and a roll-up name them).
+FIGURE_NAMES = {
+    "prompt": "prompt_tokens",
+    "completion": "completion_tokens",
+    "reasoning": "reasoning_tokens",
+    "cached": "cached_tokens",
+    "searches": "web_search_calls",
+}
+
+
 def sums(records):
-    """The figures every table, chart and CSV row shows, summed in the database from `with_usage()`."""
+    """The figures summed in the database: whole numbers only, fast on any database (costs come after)."""
     return {
         # A roll-up holds its count of answers; a message is one.
         "messages": Coalesce(Sum("answers"), 0) if records.model is UsageRollup else Count("pk"),
-        "prompt": Coalesce(Sum("prompt_tokens"), 0),
-        "completion": Coalesce(Sum("completion_tokens"), 0),
-        "reasoning": Coalesce(Sum("reasoning_tokens"), 0),
-        "cached": Coalesce(Sum("cached_tokens"), 0),
-        "searches": Coalesce(Sum("web_search_calls"), 0),
-        "total_tokens": Coalesce(Sum("tokens"), 0),
-        "total_cost": Coalesce(Sum("cost"), Decimal(0)),
+        **{name: Coalesce(Sum(field), 0) for name, field in FIGURE_NAMES.items()},
     }
 
 
-def grouped(records, *dimensions, per_day=False):
-    """The sums of answers or roll-ups grouped by these dimensions (and by day), one row per group.
+def with_price_period(records):
+    """Each record with `price_id`: the price in force when its answers ran (a roll-up has it already)."""
+    if records.model is UsageRollup:
+        return records
+    in_force = Price.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at"))
+    return records.annotate(price_id=Subquery(in_force.order_by("-valid_from").values("pk")[:1]))
 
-    A message's day is in the current time zone; a roll-up's is its own (the server's, see `team_records`).
+
+def cost_at(price, row):
+    """What these summed figures cost at this price (None: no price, nothing), as Price.cost_of does for one answer.
+
+    The cost is linear in the figures, so the cost of a group's sums is the sum of its answers' costs.
+    """
+    if price is None:
+        return Decimal(0)
+    return (
+        (row["prompt"] - row["cached"]) * price.input_per_million
+        + row["cached"] * price.cached_input_per_million
+        + row["completion"] * price.output_per_million
+    ) / 1_000_000 + row["searches"] * price.web_search_per_thousand / 1000
+
+
+def grouped(records, *dimensions, per_day=False):
+    """The sums of answers or roll-ups grouped by these dimensions (and by day), one row per group, in order.
+
+    The database sums per group and price period; each period's cost is added here, at its
+    price. A message's day is in the current time zone; a roll-up's is its own (the server's,
+    see `team_records`).
     """
     columns = columns_of(*dimensions)
-    usage = records.with_usage()
+    records = with_price_period(records)
     if per_day:
         if records.model is not UsageRollup:
-            usage = usage.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+            records = records.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         columns = ["day", *columns]
-    return values_of(usage, columns).annotate(**sums(records)).order_by(*columns)
+    periods = list(values_of(records, [*columns, "price_id"]).annotate(**sums(records)).order_by())
+    prices = Price.objects.in_bulk({row["price_id"] for row in periods} - {None})
+    groups = {}
+    for row in periods:
+        key = tuple(row[column] for column in columns)
+        group = groups.setdefault(key, {**{column: row[column] for column in columns}, **dict.fromkeys(
+            ["messages", *FIGURE_NAMES, "total_tokens"], 0), "total_cost": Decimal(0)})  # fmt: skip
+        for name in ["messages", *FIGURE_NAMES]:
+            group[name] += row[name]
+        group["total_tokens"] += row["prompt"] + row["completion"]
+        group["total_cost"] += cost_at(prices.get(row["price_id"]), row)
+    return [groups[key] for key in sorted(groups, key=in_order)]
+
+
+def in_order(values):
+    """A sort key for rows by these values, as a database orders them ascending (nothing first)."""
+    return tuple((value is not None, value) for value in values)
 
 
 def totals(records):
     """The sums over all the answers or roll-ups: one dict."""
-    return records.with_usage().aggregate(**sums(records))
+    rows = grouped(records)
+    return rows[0] if rows else {**dict.fromkeys(["messages", *FIGURE_NAMES, "total_tokens"], 0), "total_cost": Decimal(0)}
 
 
 def table(records, dimension):
     """One row per group of the dimension, the biggest first, each with its `label` and its `cost_text`."""
     dimension = DIMENSIONS[dimension]
-    rows = grouped(records, dimension.name).order_by("-total_tokens", "-total_cost", *columns_of(dimension.name))
+    rows = grouped(records, dimension.name)
+    columns = columns_of(dimension.name)
+    rows.sort(key=lambda row: (-row["total_tokens"], -row["total_cost"], in_order(row[column] for column in columns)))
     return [{**row, "label": dimension.label(row), "cost_text": money(row["total_cost"])} for row in rows]
 
 
