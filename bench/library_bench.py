@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 import warnings
+from datetime import datetime, time as day_time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -183,7 +185,7 @@ def insert_answers(rows):
 def build_usage(team, members, answers, rng):
     """`answers` answers in this month's days, in conversations of 100, spread over members, keys, models
     and both sides of a price change on the 15th; then the roll-ups, made by the rebuild command."""
-    from datetime import datetime, time as day_time, timedelta
+    from datetime import timedelta
     from decimal import Decimal
 
     from django.core.management import call_command
@@ -201,9 +203,9 @@ def build_usage(team, members, answers, rng):
         key.set_secret(f"sk-bench-usage-key-{n:04d}")
         key.save()
         keys.append(key)
-    first, last = usage.this_month()
+    first, _last = usage.this_month()
     start = timezone.make_aware(datetime.combine(first, day_time.min))
-    seconds = (last - first).days * 86400 + 86399
+    seconds = int((timezone.now() - start).total_seconds())  # up to now: the bench runs as at the month's end
     Price.objects.create(
         model=MODELS[0], valid_from=start + timedelta(days=14), input_per_million=Decimal("0.5"),
         cached_input_per_million=Decimal("0.005"), output_per_million=Decimal("1"),
@@ -259,7 +261,16 @@ def run(args, storage):
             library(args, owner, team, client, storage)
         team = Team.objects.create(name="Usage bench")
         Membership.objects.create(team=team, user=owner, role=Membership.Role.ADMIN)  # to see the team's usage
-        usage_and_budgets(args, team, client, storage)
+        # As at the end of the month, so that the month is full of answers and none is in the future
+        # (the pace counts the last minute's): 22:00 on its last day, in the server's time zone.
+        from django.utils import timezone
+
+        from chat import usage
+
+        end = timezone.make_aware(datetime.combine(usage.this_month()[1], day_time(22)))
+        with mock.patch("django.utils.timezone.now", return_value=end):
+            client.force_login(owner)  # a session that has not expired by then
+            usage_and_budgets(args, team, client, storage)
 
 
 def library(args, owner, team, client, storage):
