@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save, pre_delete, pre_sav
 from django.dispatch import receiver
 
 from chat import search, usage
-from chat.models import Conversation, Message, Price, UsageRollup
+from chat.models import Conversation, Message, Price
 
 INDEXED_FIELDS = {"content", "reasoning_content", "status"}
 
@@ -82,17 +82,31 @@ def uncount_deleted_conversation(sender, instance, origin, **kwargs):
         usage.uncount_conversation(instance)
 
 
-@receiver(post_save, sender=Price, dispatch_uid="usage-price-saved")
-@receiver(post_delete, sender=Price, dispatch_uid="usage-price-deleted")
-def rebuild_after_price_change(sender, instance, raw=False, **kwargs):
-    """A new, moved or deleted price changes which answers a price period holds: those models' roll-ups are made again.
+@receiver(pre_save, sender=Price, dispatch_uid="usage-price-before-save")
+def remember_price_period(sender, instance, raw, **kwargs):
+    instance._period_before = None if raw else Price.objects.filter(pk=instance.pk).values_list("model", "valid_from").first()
 
-    (A changed rate alone needs nothing: costs are computed from the price row when read.)
-    """
+
+@receiver(post_save, sender=Price, dispatch_uid="usage-price-saved")
+def rebuild_after_price_saved(sender, instance, raw, **kwargs):
+    """A new or moved price changes which answers its period and the one before hold: those months'
+    roll-ups of its model are made again. A changed rate alone needs nothing: costs are computed
+    from the price row when read. A price from a future moment finds nothing to rebuild."""
     if raw:
         return
-    models = {instance.model, *UsageRollup.objects.filter(price_id=instance.pk).values_list("model", flat=True)}
-    usage.rebuild_rollups(models=models)
+    before = instance._period_before
+    if before == (instance.model, instance.valid_from):
+        return
+    models, since = {instance.model}, instance.valid_from
+    if before is not None:
+        models.add(before[0])
+        since = min(since, before[1])
+    usage.rebuild_rollups(models=models, since=since)
+
+
+@receiver(post_delete, sender=Price, dispatch_uid="usage-price-deleted")
+def rebuild_after_price_deleted(sender, instance, **kwargs):
+    usage.rebuild_rollups(models={instance.model}, since=instance.valid_from)
 
 
 @receiver(request_finished, dispatch_uid="close-request-connections")

@@ -623,19 +623,24 @@ def lock_rollups():
             cursor.execute(f"LOCK TABLE {UsageRollup._meta.db_table} IN EXCLUSIVE MODE")
 
 
-def rebuild_rollups(models=None, apps=installed_apps):
-    """Make the roll-ups again from the answers: of these models (a price of theirs changed) or of all.
+def rebuild_rollups(models=None, since=None, apps=installed_apps):
+    """Make the roll-ups again from the answers: of these models, from the month of `since` on
+    (a price of theirs changed from then), or all of them.
 
     `apps` is the migration's when the migration that adds them builds them.
     """
     message_model, price_model = apps.get_model("chat", "Message"), apps.get_model("chat", "Price")
     rollup_model = apps.get_model("chat", "UsageRollup")
-    messages = message_model.objects.all()
+    messages, stale = message_model.objects.all(), rollup_model.objects.all()
+    if models is not None:
+        stale, messages = stale.filter(model__in=models), messages.filter(model__in=models)
+    if since is not None:  # whole months: a month's roll-up sums all its days
+        zone = timezone.get_default_timezone()
+        first = timezone.localtime(since, zone).date().replace(day=1)
+        stale = stale.filter(day__gte=first)
+        messages = messages.filter(created_at__gte=timezone.make_aware(datetime.combine(first, time.min), zone))
     with transaction.atomic():
         lock_rollups()
-        stale = rollup_model.objects.all()
-        if models is not None:
-            stale, messages = stale.filter(model__in=models), messages.filter(model__in=models)
         stale.delete()
         rows = [rollup_model(**row) for row in all_rollups(messages, price_model)]
         rollup_model.objects.bulk_create(rows, batch_size=2000)

@@ -189,7 +189,15 @@ def test_a_new_price_within_the_month_splits_the_period_and_costs_match_the_answ
     assert UsageRollup.objects.filter(period="day").values("price").distinct().count() == 2
     messages = usage.team_messages(acme, *usage.this_month())
     assert this_month_totals(acme) == usage.totals(messages)
-    Price.objects.filter(valid_from=early + timedelta(hours=1)).delete()
+    cut = Price.objects.get(valid_from=early + timedelta(hours=1))
+    cut.valid_from = early - timedelta(minutes=1)  # moved: now both answers ran at it
+    cut.save()
+    in_step()
+    assert UsageRollup.objects.filter(period="day").values("price").distinct().count() == 1
+    cut.output_per_million = Decimal("9")  # a rate alone: the same periods, costs read anew
+    cut.save()
+    assert this_month_totals(acme) == usage.totals(usage.team_messages(acme, *usage.this_month()))
+    cut.delete()
     in_step()
     assert this_month_totals(acme) == usage.totals(usage.team_messages(acme, *usage.this_month()))
 
