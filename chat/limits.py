@@ -61,9 +61,17 @@ def month_start(now=None):
 
 
 def answers(team, owner=None):
-    """The team's assistant messages, or only those of one member's conversations in it (never imported ones)."""
-    messages = usage.assistant_messages().filter(conversation__team=team)
-    return messages.filter(conversation__owner=owner) if owner is not None else messages
+    """The team's assistant messages, or only those of one member's conversations in it (never imported ones).
+
+    Every query of these is narrowed by an index on the answers' own columns (status, or a
+    recent `created_at`), so team and owner are compared as `+ 0`, which no index serves:
+    SQLite keeps no statistics, and would otherwise start from the scope's conversations and
+    read every answer they ever had (milliseconds at a million, a second when sorted).
+    """
+    messages = usage.assistant_messages().annotate(scope_team=F("conversation__team_id") + 0).filter(scope_team=team.pk)
+    if owner is not None:
+        messages = messages.annotate(scope_owner=F("conversation__owner_id") + 0).filter(scope_owner=getattr(owner, "pk", owner))
+    return messages
 
 
 def rollups_this_month(team):
@@ -101,27 +109,15 @@ def reserved(team, owner=None):
     if not streaming:
         return 0, Decimal(0)
     recent = (
-        newest_answers(team, owner, since=timezone.now() - RECENT_WINDOW)
-        .filter(prompt_tokens__isnull=False)
+        answers(team, owner)
+        .filter(created_at__gte=timezone.now() - RECENT_WINDOW, prompt_tokens__isnull=False)
+        .order_by("-created_at")
         .with_usage()
         .values_list("tokens", "cost")[:RECENT_ANSWERS]
     )
     tokens = max([RESERVE_FLOOR_TOKENS, *(t for t, _c in recent)])
     cost = max([RESERVE_FLOOR_COST, *(Decimal(c) for _t, c in recent)])
     return streaming * tokens, streaming * cost
-
-
-def newest_answers(team, owner=None, *, since):
-    """The scope's answers since then, newest first, read along the index on `created_at`.
-
-    The team and owner are compared as `+ 0`, which no index serves: SQLite keeps no
-    statistics, and would otherwise start from the team's conversations and sort every
-    answer they ever had (a second at a million) to find the newest few.
-    """
-    messages = usage.assistant_messages().annotate(scope_team=F("conversation__team_id") + 0).filter(scope_team=team.pk)
-    if owner is not None:
-        messages = messages.annotate(scope_owner=F("conversation__owner_id") + 0).filter(scope_owner=owner)
-    return messages.filter(created_at__gte=since).order_by("-created_at")
 
 
 # --- Meters --------------------------------------------------------------------------
