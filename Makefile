@@ -35,7 +35,7 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-.PHONY: run test chromium messages screenshots
+.PHONY: run test chromium messages screenshots image image-podman image-docker base-image
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input --verbosity 0
@@ -71,8 +71,8 @@ node_modules/axe-core/axe.min.js: package.json package-lock.json
 test: $(VENV)/.installed-test chromium node_modules/axe-core/axe.min.js
 	$(PY) -m pytest
 	@if $(PY) -m tests.services_reachable "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
-	  echo "Again on PostgreSQL with the Redis channel layer:"; \
-	  DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) -m pytest; \
+	  echo "Again on PostgreSQL with the Redis channel layer (the container test ran against it already):"; \
+	  DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) -m pytest --ignore=tests/test_container.py; \
 	elif [ "$$CI" = "true" ]; then \
 	  echo "CI=true: PostgreSQL and Redis must be reachable for the scale-out run." >&2; exit 1; \
 	else \
@@ -88,3 +88,41 @@ screenshots: $(VENV)/.installed-test chromium
 messages: $(VENV)/.installed
 	$(PY) manage.py makemessages --locale zh_Hans --locale zh_Hant --no-obsolete --ignore '.venv/*' --ignore 'tests/*' --ignore 'node_modules/*'
 	$(PY) manage.py compilemessages --ignore '.venv/*' --ignore 'node_modules/*'
+
+# The container image (README, "Container image"): with podman where it is installed, else
+# with docker where its engine answers, else with podman from Debian's packages.
+IMAGE ?= localhost/mimoweb:latest
+image:
+	@if command -v podman >/dev/null || ! docker info >/dev/null 2>&1; \
+	then $(MAKE) --no-print-directory image-podman; \
+	else $(MAKE) --no-print-directory image-docker; fi
+
+# No container registry need be reachable: the base image is Debian trixie's Python 3.13, made
+# here once with mmdebstrap from the mirror apt uses (PYTHON_IMAGE=python:3.13-slim: the official one).
+# podman runs with runc (crun refuses a host with both cgroup v1 and v2) and within the
+# host's rlimits (podman asks for more, which root here may not raise); --format docker
+# keeps the HEALTHCHECK. The build reaches the package index through the host's network
+# and certificate bundle, neither of which stays in the image.
+BASE_IMAGE := localhost/python-base:3.13
+PODMAN := podman --runtime runc
+PODMAN_LIMITS := --ulimit nofile=$$(ulimit -Hn):$$(ulimit -Hn) --ulimit nproc=32768:32768
+image-podman: PYTHON_IMAGE ?= $(BASE_IMAGE)
+image-podman:
+	$(call debian_package,podman,podman,make image)
+	$(call debian_package,runc,runc,make image)
+	@[ "$(PYTHON_IMAGE)" != "$(BASE_IMAGE)" ] || podman image exists $(BASE_IMAGE) || $(MAKE) --no-print-directory base-image
+	$(PODMAN) build --format docker --network host $(PODMAN_LIMITS) \
+	  -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+	  --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(IMAGE) .
+
+base-image:
+	$(call debian_package,mmdebstrap,mmdebstrap,make image)
+	set -o pipefail; mirror=$$(awk '/^URIs:/ {print $$2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null); \
+	mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates,netbase,tzdata \
+	  trixie - "deb $${mirror:-http://deb.debian.org/debian} trixie main" \
+	| $(PODMAN) import --change 'ENV LANG=C.UTF-8' \
+	  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - $(BASE_IMAGE)
+
+image-docker: PYTHON_IMAGE ?= python:3.13-slim
+image-docker:
+	docker build --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(IMAGE) .

@@ -8,6 +8,7 @@ import zoneinfo
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -548,6 +549,11 @@ class ApiKey(models.Model):
         if checked:
             pin_addresses(*checked)
         return self.decrypt_secret()
+
+    async def asecret_for_request(self):
+        """`secret_for_request` from async code, in a thread of its own: it may wait on DNS, and it must
+        not wait in the database thread, where every socket's queries would wait behind it."""
+        return await sync_to_async(self.secret_for_request, thread_sensitive=False)()
 
     def reencrypt(self):
         self.secret_encrypted = crypto.reencrypt(self.secret_encrypted)

@@ -146,21 +146,22 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.edit(content)
 
     async def send_message(self, content):
-        form = await database_sync_to_async(self.send_form)(content)
+        form = await database_sync_to_async(self.accept_form)(content)
         if not form.is_valid():
             first_error = next(iter(form.errors.values()))[0]
             self.watcher.deliver(render_notice(first_error))
             return
-        await self.save_settings(form.cleaned_data)
         if await self.start(text=form.cleaned_data["text"]):
             # Only now may the composer let go of the text: until then a refusal keeps it in the box.
             accepted = render_to_string("chat/conversation.html#send-accepted", {"accepted": True})
             self.watcher.deliver(accepted + render_notice(""))
 
-    def send_form(self, content):
-        """The composer's form, validated here: its key field asks the database which keys this member may use."""
+    def accept_form(self, content):
+        """The composer's form, validated, and its settings saved when valid: one trip to the database
+        thread (its key field asks which keys this member may use)."""
         form = SendForm(content, conversation=self.conversation)
-        form.is_valid()
+        if form.is_valid():
+            self.save_settings(form.cleaned_data)
         return form
 
     async def regenerate(self, content):
@@ -184,14 +185,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def start(self, *, text, instead_of=None):
         """Start an answer; True if it started, else the reason goes to this socket alone and False."""
-        api_key = await database_sync_to_async(self.conversation.key_for_next_turn)()
-        if api_key is None:
+        try:
+            await generation.start(self.conversation, text=text, user_time_zone=self.user.time_zone, instead_of=instead_of)
+        except generation.NoKey:
             self.watcher.deliver(render_notice(_("Your team has no MiMo key yet. Ask a team admin to add one.")))
             return False
-        try:
-            await generation.start(
-                self.conversation, text=text, api_key=api_key, user_time_zone=self.user.time_zone, instead_of=instead_of
-            )
         except generation.AlreadyStreaming:
             notice = _("MiMo is still answering. Wait for the answer or stop it first.")
             self.watcher.deliver(render_notice(notice, until_answer_ends=True))
@@ -213,7 +211,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             html = generation.render_partial("chat/conversation.html#usage-meter", context, self.watcher)
             self.watcher.deliver(html + (render_notice("") if refusal else ""))
 
-    @database_sync_to_async
     def save_settings(self, data):
         conversation = self.conversation
         conversation.model = data["model"]

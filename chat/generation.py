@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
@@ -55,6 +55,10 @@ FLUSH_INTERVAL = 1.0  # the database at most about once a second per stream
 HEARTBEAT_INTERVAL = 15.0  # a beat while MiMo is silent; stale after 45 s (Message.stale_streams)
 STOP_POLL_INTERVAL = 2.0  # how often the Stop flags other processes may set are read
 MAX_TOOL_ROUNDS = 8
+# Pauses between tries of an answer's final save that the database refused, about 15 s in all
+# (on SQLite each try may first wait out the 5 s busy timeout) ...
+FINAL_SAVE_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+SAVE_LATER_INTERVAL = 10.0  # ... then one log line, and a try this often until it is saved
 KEY_UNUSABLE = "key_unusable"  # an error kind of ours, beside chat.mimo's
 
 
@@ -115,17 +119,22 @@ class AlreadyStreaming(Exception):
     pass
 
 
-async def start(conversation, *, text, api_key, user_time_zone="", instead_of=None):
+class NoKey(Exception):
+    """The team has no key this conversation may use."""
+
+
+async def start(conversation, *, text, user_time_zone="", instead_of=None):
     """Save the user's message and an empty answer, then stream the answer in the background.
 
     `instead_of`: the message this turn is a new version of (an edited
     question, or a regenerated or retried answer); its branch gives way to
     the new one. Returns at once with the assistant message; the work goes on
-    in a task this module keeps a strong reference to.
+    in a task this module keeps a strong reference to. Raises NoKey,
+    AlreadyStreaming or limits.Refused when nothing was saved or sent.
     """
-    user_message, message, window = await create_turn(conversation, text, api_key, instead_of)
+    user_message, message, window = await create_turn(conversation, text, instead_of)
     keep_tending()
-    generation = Generation(conversation, message, api_key, user_time_zone)
+    generation = Generation(conversation, message, message.api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
     generation.announce(user_message, window)
     generation.task = asyncio.get_running_loop().create_task(generation.run())
@@ -133,19 +142,24 @@ async def start(conversation, *, text, api_key, user_time_zone="", instead_of=No
 
 
 @database_sync_to_async
-def create_turn(conversation, text, api_key, instead_of=None):
+def create_turn(conversation, text, instead_of=None):
     """The user's message (none for a regenerated answer) and the empty answer, together or not at all.
 
     Each follows the message before it on the branch: a new turn follows the
     visible branch's tip, a new version takes the parent of the one it
     replaces and becomes the visible branch. Then the window the page shows
     is returned too, since the whole list changed (None for a plain new turn).
+    The answer's key is chosen here, in the same trip to the database thread:
+    a hundred answers starting at once queue for that one thread.
     """
     now = timezone.now()
     try:
         with transaction.atomic():
             # The lock versions.switch_to takes: the branch does not change while a turn starts on it.
             Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
+            api_key = conversation.key_for_next_turn()
+            if api_key is None:
+                raise NoKey
             # Budgets and pace, before anything is saved or sent; its team lock is held to the commit.
             limits.admit(conversation)
             if instead_of is None:
@@ -209,7 +223,25 @@ def keep_tending():
     global _tender
     loop = asyncio.get_running_loop()
     if _tender is None or _tender.done() or _tender.get_loop() is not loop:
-        _tender = loop.create_task(tend_forever())
+        _tender = loop.create_task(tend_and_restart())
+
+
+async def tend_and_restart():
+    """`tend_forever`, started again a second after it fails, with one line in the log.
+
+    A refused save of progress (SQLite's lock held past its busy timeout by
+    another writer) used to end the task, and with it the saving and sweeping
+    of every stream of the process until the next socket connected. What that
+    save held is written by the next pass: every stream counts as unsaved again.
+    """
+    while True:
+        try:
+            await tend_forever()
+        except Exception as error:
+            logger.error("Saving the streams' progress failed and starts again: %s: %s", type(error).__name__, error)
+            for generation in list(_generations.values()):
+                generation.unsaved = True
+            await asyncio.sleep(FLUSH_INTERVAL)
 
 
 async def tend_forever():
@@ -258,11 +290,11 @@ def frame_interval_for(busy):
 frame_interval = FRAME_INTERVAL  # set once a second by tend_forever
 
 
-PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "heartbeat_at")
+PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at")
 
 
 def save_progress(rows):
-    """Write (content, reasoning, signature, heartbeat, message id) rows in one transaction.
+    """Write (content, reasoning, signature, first token, heartbeat, message id) rows in one transaction.
 
     Plain SQL because the ORM's own work per saved row (about 300 µs on our
     machine, against 25 µs for the statement) was most of a busy second. Only
@@ -274,8 +306,8 @@ def save_progress(rows):
     sql = f"UPDATE {quote(Message._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s AND {quote('status')} = %s"
     adapt = connection.ops.adapt_datetimefield_value
     params = [
-        (content, reasoning, signature, adapt(beat), pk, Message.Status.STREAMING)
-        for content, reasoning, signature, beat, pk in rows
+        (content, reasoning, signature, adapt(first_token), adapt(beat), pk, Message.Status.STREAMING)
+        for content, reasoning, signature, first_token, beat, pk in rows
     ]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -545,7 +577,7 @@ class Generation:
 
     async def answer(self):
         try:
-            secret = await database_sync_to_async(self.api_key.secret_for_request)()
+            secret = await self.api_key.asecret_for_request()
         except (ValidationError, PermissionError, UndecryptableSecret) as error:
             logger.warning("API key %s cannot be used: %s", self.api_key, error)
             await self.finish(Message.Status.ERROR, error_kind=KEY_UNUSABLE)
@@ -556,7 +588,7 @@ class Generation:
             accumulator = mimo.Accumulator()
             async for event in mimo.stream_turn(endpoint, request):
                 accumulator.add(event)
-                await self.apply(event)
+                self.apply(event)
             if accumulator.error is not None:
                 error = accumulator.error
                 await self.finish(
@@ -599,19 +631,19 @@ class Generation:
             web_search=mimo.WebSearch() if conversation.web_search and model.web_search else None,
         )
 
-    async def apply(self, event):
+    def apply(self, event):
         message = self.message
-        match event:
+        match event:  # the text first: most events are text
+            case mimo.TextDelta(text=text):
+                if message.first_token_at is None and not message.content and not self.new_text:
+                    self.mark_first_token()
+                self.new_text.append(text)
+                self.pending_text.append(text)  # rendered once per frame, not per token
             case mimo.ReasoningDelta(text=text):
                 self.new_reasoning.append(text)
                 self.pending_reasoning.append(text)
             case mimo.SignatureDelta(text=text):
                 message.thinking_signature = (message.thinking_signature or "") + text
-            case mimo.TextDelta(text=text):
-                if message.first_token_at is None and not message.content and not self.new_text:
-                    await self.mark_first_token()
-                self.new_text.append(text)
-                self.pending_text.append(text)  # rendered once per frame, not per token
             case mimo.ToolCallStart(index=index, id=call_id, name=name):
                 self.tool_calls[index] = ToolCall(message=message, index=index, call_id=call_id, name=name)
                 self.pending_tool_calls.add(index)
@@ -634,12 +666,15 @@ class Generation:
         self.unsaved = True
         self.schedule_frame()
 
-    async def mark_first_token(self):
-        """The answer starts: fold the thinking panel, everywhere."""
+    def mark_first_token(self):
+        """The answer starts: fold the thinking panel everywhere (or take away its "Thinking…" when MiMo
+        did not think), with a frame of the panel alone, not the whole message. The time is saved with
+        the next progress (save_progress): waiting for the database here held up a hundred answers
+        starting at once."""
         self.message.first_token_at = timezone.now()
-        await self.flush()
         self.flush_frames()
-        self.publish_snapshot()
+        self.take_text()  # the thinking so far is in the panel
+        self.publish("chat/message.html#thinking", {"message": self.message, "swap": True})
 
     def apply_usage(self, usage):
         if usage is None:
@@ -672,16 +707,9 @@ class Generation:
         self.take_text()
         self.unsaved, self.saved_at = False, now
         message.heartbeat_at = timezone.now()
-        return message.content, message.reasoning_content, message.thinking_signature, message.heartbeat_at, message.pk
-
-    async def flush(self):
-        """Save what arrived now, not with the next `save_progress`: a change of state."""
-        self.unsaved, self.saved_at = False, time.monotonic()
-        self.take_text()
-        message = self.message
-        message.heartbeat_at = timezone.now()
-        await message.asave(
-            update_fields=["content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at"]
+        return (
+            message.content, message.reasoning_content, message.thinking_signature,
+            message.first_token_at, message.heartbeat_at, message.pk,
         )
 
     async def finish(self, status, *, finish_reason="", error_kind="", error_text="", more_rounds=False):
@@ -696,7 +724,7 @@ class Generation:
         message.error_text = error_text
         message.finished_at = timezone.now()
         message.heartbeat_at = None
-        await sync_to_async(self.save_finished)()
+        await self.save_finished_until_saved()
         self.publish_snapshot()
         await self.publish_meters()
 
@@ -714,6 +742,50 @@ class Generation:
                     call.error = "The call was not finished."
                 call.save()
         Citation.objects.bulk_create([c for c in self.citations if c.pk is None])
+
+    async def save_finished_until_saved(self):
+        """`save_finished`, tried again while the database refuses it, so that an answer that streamed
+        in full never ends as an error, nor loses its usage, because the database was busy a moment.
+
+        Refused: an OperationalError or InterfaceError (SQLite's lock held past its busy
+        timeout by another writer, a lost connection; database_sync_to_async replaces a
+        broken connection before each try). After the quick tries (FINAL_SAVE_DELAYS), one
+        log line, then a try every SAVE_LATER_INTERVAL until the database takes it: the
+        text and usage wait in memory, and the answer stays this process's meanwhile, so no
+        sweep marks it interrupted and no other answer starts in its conversation.
+        """
+        delays = iter(FINAL_SAVE_DELAYS)
+        started, logged = time.monotonic(), False
+        while True:
+            try:
+                await database_sync_to_async(self.save_finished_in_one_transaction)()
+            except (OperationalError, InterfaceError) as error:
+                delay = next(delays, None)
+                if delay is None:
+                    if not logged:
+                        logger.warning(
+                            "The end of answer %s was refused by the database (%s); it is tried again every %d s",
+                            self.message.pk, error, SAVE_LATER_INTERVAL,
+                        )
+                        logged = True
+                    delay = SAVE_LATER_INTERVAL
+                await asyncio.sleep(delay)
+            else:
+                if logged:
+                    late = time.monotonic() - started
+                    logger.warning("The end of answer %s is saved, %d s late", self.message.pk, late)
+                return
+
+    def save_finished_in_one_transaction(self):
+        """`save_finished`, all or nothing: after a refusal, the rows it was creating are new again for the next try."""
+        new_rows = [row for row in [*self.tool_calls.values(), *self.citations] if row.pk is None]
+        try:
+            with transaction.atomic():
+                self.save_finished()
+        except DatabaseError:
+            for row in new_rows:
+                row.pk, row._state.adding = None, True
+            raise
 
     async def run_tools(self, complete_calls):
         for call in complete_calls:

@@ -291,8 +291,8 @@ def meters(team, membership, *, reserve=False):
 
 def member_meters(conversation):
     """What the member sees by the composer: per kind, the tighter of the team's budget and their own."""
-    team = Team.objects.get(pk=conversation.team_id)
-    membership = Membership.objects.filter(team=team, user_id=conversation.owner_id).first()
+    membership = Membership.objects.select_related("team").filter(team_id=conversation.team_id, user_id=conversation.owner_id).first()
+    team = membership.team if membership else Team.objects.get(pk=conversation.team_id)
     tightest = {}
     for meter in meters(team, membership):
         if meter.kind not in tightest or meter.ratio > tightest[meter.kind].ratio:
@@ -310,17 +310,16 @@ def member_meters(conversation):
 def admit(conversation, *, pace=True):
     """Raise Refused if the conversation's owner may not start an answer now.
 
-    Call inside the transaction that then creates the streaming answer: the
-    no-op UPDATE takes a write lock on the team's row (a row lock on
-    PostgreSQL; SQLite has no row locks, and its write lock covers the whole
+    Call inside the transaction that then creates the streaming answer: it
+    locks the team's row (on PostgreSQL; SQLite has no row locks, and the
+    write lock its transactions take at BEGIN IMMEDIATE covers the whole
     database), held to the commit, so the next send of the team counts this
     one's answer as streaming. `pace=False` for the tool rounds of an
     answer already admitted: only the budgets are checked again.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("limits.admit needs the transaction that creates the answer")
-    Team.objects.filter(pk=conversation.team_id).update(monthly_token_limit=F("monthly_token_limit"))
-    team = Team.objects.get(pk=conversation.team_id)
+    team = Team.objects.select_for_update().get(pk=conversation.team_id)
     membership = Membership.objects.filter(team=team, user_id=conversation.owner_id).first()
     if membership is None:  # removed from the team: the conversation stays theirs to read, not to continue
         raise Refused(

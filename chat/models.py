@@ -126,15 +126,25 @@ class Conversation(models.Model):
         retry answers the same question anew. A stopped answer stays in: the
         person chose to keep it.
         """
-        messages = self.messages.filter(visible=True).exclude(
-            role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
-        ).prefetch_related("tool_calls")
+        messages = list(
+            self.messages.filter(visible=True).exclude(
+                role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
+            )
+        )
+        # One plain query for the answers' finished tool calls, none before the first answer: every
+        # answer starts here, and prefetch_related's machinery cost more than its query.
+        answer_ids = [message.pk for message in messages if message.role == Message.Role.ASSISTANT]
+        calls_of = {}
+        if answer_ids:
+            finished = ToolCall.objects.filter(message_id__in=answer_ids, status__in=[ToolCall.Status.DONE, ToolCall.Status.ERROR])
+            for call in finished:
+                calls_of.setdefault(call.message_id, []).append(call)
         turns = []
         for message in messages:
             if message.role == Message.Role.USER:
                 turns.append(mimo.UserTurn(message.content))
                 continue
-            calls = [call for call in message.tool_calls.all() if call.status in (ToolCall.Status.DONE, ToolCall.Status.ERROR)]
+            calls = calls_of.get(message.pk, [])
             turns.append(
                 mimo.AssistantTurn(
                     text=message.content,
@@ -153,7 +163,8 @@ def team_default_key(team):
     """The key a conversation of the team uses when its member chose none: the team's default key if
     active, else the team's oldest active team key; None when it has none."""
     keys = ApiKey.objects.active().team_keys().filter(team=team)
-    return keys.filter(pk=team.default_key_id).first() or keys.order_by("created_at", "pk").first()
+    default = keys.filter(pk=team.default_key_id).first() if team.default_key_id else None
+    return default or keys.order_by("created_at", "pk").first()
 
 
 def get_conversation_for(user, conversation_id, *, in_trash=False):

@@ -9,7 +9,6 @@ title is only ever written over a blank one: a rename made meanwhile wins.
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.utils.text import Truncator
 
@@ -79,7 +78,7 @@ async def give_title(conversation_id, api_key):
 async def ask_mimo(api_key, model, question):
     """A title from MiMo for a conversation opened by `question`, or "" when it gives none."""
     try:
-        secret = await database_sync_to_async(api_key.secret_for_request)()
+        secret = await api_key.asecret_for_request()
     except (ValidationError, PermissionError, UndecryptableSecret):
         return ""
     endpoint = mimo.Endpoint(api_key.base_url, secret, mimo.ApiFormat(api_key.api_format))

@@ -18,14 +18,17 @@ Everything else comes back as it was, except that an answer still streaming when
 exported comes back `interrupted`: no process is streaming it here.
 """
 
+import itertools
 import json
 import math
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Prefetch, Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -441,14 +444,60 @@ def invalid(where, problem):
 
 
 def import_conversations(read_conversations, *, owner, team):
-    """Save conversations read from a file as new ones of this member in this team: all of them, or none."""
+    """Save conversations read from a file as new ones of this member in this team: all of them, or none.
+
+    In short transactions (a conversation's row, then its messages MESSAGES_PER_TRANSACTION
+    at a time), not in one: on SQLite a transaction holds the lock on the whole database,
+    and one for a 1,500-conversation import held it for 26 s, so answers that finished
+    meanwhile could not save theirs (they wait 5 s, the busy timeout, then are refused).
+    All or none is kept by hand: when a save fails, what the import saved is deleted
+    again, and the member is told nothing was imported. While it runs, the member's own
+    list may show the conversations arriving; a process killed mid-import (kill -9)
+    leaves the conversations it had saved, as an interrupted upload would.
+    """
     keys = usable_keys(owner, team)
+    turns = TakingTurns()
     saved = []
-    with transaction.atomic():
+    try:
         # The last first: each gets a later updated_at, so the list shows them in the file's order.
         for read in reversed(read_conversations):
-            saved.insert(0, save_conversation(read, owner, team, keys))
+            saved.insert(0, save_conversation(read, owner, team, keys, turns))
+    except BaseException:
+        delete_imported(saved, turns)
+        raise
     return saved
+
+
+class TakingTurns:
+    """The import's transactions, with the database's lock left free now and then for other writers.
+
+    SQLite hands its write lock to no one in turn: a writer that finds it taken
+    waits, looking again at most every 100 ms, and an import that begins its next
+    transaction as soon as it commits the last kept answers' saves waiting for
+    seconds. So once the import has held the lock for HOLD in all, it leaves it
+    free for PAUSE, longer than a waiting writer's look: the import takes about a
+    quarter longer (1,500 conversations: 6 s of pauses in 30 s), and an answer's
+    save waits a fraction of a second instead of seconds. PostgreSQL locks rows,
+    not the database: there it never pauses.
+    """
+
+    HOLD = 0.4
+    PAUSE = 0.11
+
+    def __init__(self):
+        self.held = 0.0
+        self.pauses = connection.vendor == "sqlite"
+
+    @contextmanager
+    def atomic(self):
+        started = time.monotonic()
+        with transaction.atomic():
+            yield
+        self.held += time.monotonic() - started
+        # Inside a caller's transaction the lock is not let go: no pause then.
+        if self.pauses and self.held >= self.HOLD and not connection.in_atomic_block:
+            time.sleep(self.PAUSE)
+            self.held = 0.0
 
 
 def usable_keys(owner, team):
@@ -458,17 +507,36 @@ def usable_keys(owner, team):
     return {(key.label, key.last_four): key for key in sorted(keys, key=lambda key: key.revoked_at is None)}
 
 
-def save_conversation(read, owner, team, keys):
+# A transaction of the import writes about this many messages (with their tool calls, sources and
+# search index entries): about 50 ms here, far below SQLite's 5 s busy timeout whatever the file holds.
+MESSAGES_PER_TRANSACTION = 100
+
+
+def save_conversation(read, owner, team, keys, turns):
+    """Save one conversation in short transactions; if one fails, the conversation is deleted again."""
     conversation = read.conversation
     conversation.owner, conversation.team = owner, team
     conversation.api_key = key_named(read.api_key, keys)
     created_at = conversation.created_at
-    conversation.save()
-    # auto_now_add ignores the value given: write the exported one afterwards (updated_at stays the import time).
-    Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at)
+    with turns.atomic():
+        conversation.save()
+        # auto_now_add ignores the value given: write the exported one afterwards (updated_at stays the import time).
+        Conversation.objects.filter(pk=conversation.pk).update(created_at=created_at)
     conversation.created_at = created_at
     new_ids = {}
-    for read_message in read.messages:
+    try:
+        for batch in itertools.batched(read.messages, MESSAGES_PER_TRANSACTION):
+            with turns.atomic():
+                save_messages(batch, conversation, keys, new_ids)
+    except BaseException:
+        delete_imported([conversation], turns)
+        raise
+    return conversation
+
+
+def save_messages(read_messages, conversation, keys, new_ids):
+    """Save these messages of the conversation, parents first; `new_ids` maps the file's ids to the saved ones."""
+    for read_message in read_messages:
         message = read_message.message
         message.conversation = conversation
         message.parent_id = None if read_message.parent is None else new_ids[read_message.parent]
@@ -477,9 +545,15 @@ def save_conversation(read, owner, team, keys):
         new_ids[read_message.file_id] = message.pk
         for row in read_message.tool_calls + read_message.citations:
             row.message = message
-    ToolCall.objects.bulk_create([call for read_message in read.messages for call in read_message.tool_calls])
-    Citation.objects.bulk_create([citation for read_message in read.messages for citation in read_message.citations])
-    return conversation
+    ToolCall.objects.bulk_create([call for read_message in read_messages for call in read_message.tool_calls])
+    Citation.objects.bulk_create([citation for read_message in read_messages for citation in read_message.citations])
+
+
+def delete_imported(conversations, turns):
+    """Take back what a failed import saved: each conversation in a transaction of its own, as it was saved."""
+    for conversation in conversations:
+        with turns.atomic():
+            conversation.delete()
 
 
 def key_named(api_key, keys):

@@ -13,11 +13,20 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import chat.routing  # noqa: E402
+from mimoweb import body_limits  # noqa: E402
+from mimoweb.proxies import TrustedProxiesMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # Origin validation stops other sites from opening sockets with our cookies.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(chat.routing.websocket_urlpatterns))),
-    }
+# daphne keeps a whole request body before the application sees it, so the limit on
+# bodies is applied in daphne's own requests.
+body_limits.install()
+
+# The client's address is settled first, for pages and sockets alike.
+application = TrustedProxiesMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Origin validation stops other sites from opening sockets with our cookies.
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(chat.routing.websocket_urlpatterns))),
+        }
+    )
 )

@@ -6,6 +6,7 @@ sets the variables README lists; each secret can also be read from a file named
 by the same variable with `_FILE` appended (Docker and Kubernetes secrets).
 """
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -14,6 +15,8 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+
+from mimoweb.proxies import trusted_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,6 +61,21 @@ def env_secret(name, default=""):
     return os.environ.get(name, default).strip()
 
 
+def writable_data_dir():
+    """The data folder, made if missing; a clear stop where this user may not write it
+    (a container's volume or host folder that belongs to another user)."""
+    try:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if not os.access(DATA_DIR, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as e:
+        raise ImproperlyConfigured(
+            f"MIMOWEB_DATA_DIR: this user (uid {os.getuid()}) cannot write {DATA_DIR} ({e.strerror}). "
+            "Make it writable, point MIMOWEB_DATA_DIR at a folder that is, or set SECRET_KEY, "
+            "MIMOWEB_ENCRYPTION_KEYS and DATABASE_URL, which need no data folder."
+        ) from None
+
+
 def generated_secret(path, make):
     """Read a generated secret from the data folder, creating it (mode 0600) on first use.
 
@@ -66,9 +84,9 @@ def generated_secret(path, make):
     """
     try:
         return path.read_text().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # made below, or a clear error says why not
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_data_dir()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process created it first
@@ -149,7 +167,7 @@ TEMPLATES = [
 if database_url := env_secret("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(database_url, conn_max_age=60, conn_health_checks=True)}
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    writable_data_dir()
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -170,6 +188,11 @@ else:
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
+                # SQLite's busy timeout: a write waits this many seconds for the database's one
+                # lock, then is refused ("database is locked"). Writers keep transactions far
+                # shorter (an import commits every 100 messages); a refused final save of an
+                # answer is tried again (chat/generation.py).
+                "timeout": 5,
             },
         }
     }
@@ -199,6 +222,16 @@ else:
 # the same figure to daphne.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 16 * 1024 * 1024
 
+# The most an HTTP request body may hold: for the paths in MIMOWEB_BODY_LIMITS (regular
+# expressions) their figure, for any other path MIMOWEB_BODY_LIMIT. A larger body is refused
+# (413) as it arrives, before it is kept anywhere (mimoweb/body_limits.py). Pages' forms are
+# small (Django refuses form fields over 2.5 MB anyway); only uploads need more.
+MIMOWEB_BODY_LIMIT = 4 * 1024 * 1024
+MIMOWEB_BODY_LIMITS = {
+    # An export of at most 20 MiB (MAX_IMPORT_BYTES in chat/transfer.py) and the rest of its form.
+    r"/chats/import/": 21 * 1024 * 1024,
+}
+
 
 # --- Accounts and sign-in -----------------------------------------------------
 
@@ -217,6 +250,13 @@ AUTH_PASSWORD_VALIDATORS = [
 MIMOWEB_SIGNIN_WINDOW_MINUTES = env_int("MIMOWEB_SIGNIN_WINDOW_MINUTES", 15)
 MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT = env_int("MIMOWEB_SIGNIN_FAILURES_PER_ACCOUNT", 5)
 MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS = env_int("MIMOWEB_SIGNIN_FAILURES_PER_ADDRESS", 20)
+
+# The proxies (addresses or networks) whose X-Forwarded-For names the client
+# (mimoweb/proxies.py). Empty: the address is the connection's, whatever the headers say.
+try:
+    MIMOWEB_TRUSTED_PROXIES = trusted_networks(env_list("MIMOWEB_TRUSTED_PROXIES"))
+except ValueError as e:
+    raise ImproperlyConfigured(f"MIMOWEB_TRUSTED_PROXIES: {e}.") from None
 
 
 # --- API key encryption -------------------------------------------------------

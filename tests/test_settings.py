@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -122,6 +123,14 @@ def test_missing_secret_file_is_an_error(tmp_path):
     assert "SECRET_KEY_FILE: cannot read" in error
 
 
+def test_a_data_folder_that_cannot_be_made_is_an_error_naming_what_to_set(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    error = error_with(tmp_path, MIMOWEB_DATA_DIR=str(tmp_path / "a-file" / "data"))
+    assert "MIMOWEB_DATA_DIR: this user" in error
+    assert "cannot write" in error
+    assert "SECRET_KEY, MIMOWEB_ENCRYPTION_KEYS and DATABASE_URL" in error
+
+
 def test_bad_debug_value_is_an_error(tmp_path):
     assert "DEBUG must be 1, 0, true or false" in error_with(tmp_path, DEBUG="yes")
 
@@ -144,6 +153,8 @@ def test_production_variables_pass_check_deploy_with_no_warning(tmp_path):
 
 
 def test_the_container_gives_daphne_the_websocket_limits_the_settings_give_runserver(settings):
-    command = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
-    assert f'"--websocket-max-message-size", "{settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE}"' in command
-    assert f'"--websocket-max-frame-size", "{settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE}"' in command
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    # The CMD's words, whether it is written as a JSON list or for a shell.
+    command = " ".join(re.sub(r'[\[\]",\\]', " ", dockerfile[dockerfile.index("\nCMD ") :]).split())
+    assert f"--websocket-max-message-size {settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE}" in command
+    assert f"--websocket-max-frame-size {settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE}" in command

@@ -1,9 +1,11 @@
 """Export a member's conversations as JSON or Markdown, and import a JSON export back."""
 
 import json
+import logging
 
 from django import forms
 from django.contrib import messages
+from django.db import DatabaseError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
@@ -12,6 +14,8 @@ from django.utils.translation import gettext_lazy as _, ngettext
 from accounts.http import AuthenticatedHttpRequest
 from chat import transfer
 from chat.models import Conversation, get_conversation_for
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8"}
 
@@ -50,10 +54,15 @@ def import_conversations(request: AuthenticatedHttpRequest):
     if membership is None:
         form.add_error(None, _("You are not in a team yet. Ask a team admin to add you."))
     elif request.method == "POST" and form.is_valid():
-        imported = transfer.import_conversations(form.cleaned_data["file"], owner=request.user, team=membership.team)
-        count = len(imported)
-        messages.success(request, ngettext("Imported %(count)d conversation.", "Imported %(count)d conversations.", count) % {"count": count})
-        if count == 1:
-            return redirect("conversation", conversation_id=imported[0].pk)
-        return redirect("conversation_list")
+        try:
+            imported = transfer.import_conversations(form.cleaned_data["file"], owner=request.user, team=membership.team)
+        except DatabaseError:  # what it had saved is deleted again (transfer.import_conversations)
+            logger.exception("An import by member %s failed", request.user.pk)
+            form.add_error(None, _("Nothing was imported: the database could not save the conversations. Try again in a moment."))
+        else:
+            count = len(imported)
+            messages.success(request, ngettext("Imported %(count)d conversation.", "Imported %(count)d conversations.", count) % {"count": count})
+            if count == 1:
+                return redirect("conversation", conversation_id=imported[0].pk)
+            return redirect("conversation_list")
     return render(request, "chat/transfer/import.html", {"form": form, "limit": transfer.MAX_IMPORT_BYTES})

@@ -1,7 +1,10 @@
 import socket
 import sys
+import threading
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from cryptography.fernet import Fernet
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -84,6 +87,27 @@ def test_a_key_is_not_opened_once_its_host_resolves_to_an_internal_ipv6_form(acm
     with pytest.raises(ValidationError) as error:
         key.secret_for_request()
     assert error.value.code == "internal"
+
+
+def test_a_key_is_opened_outside_the_database_thread_since_its_dns_lookup_may_be_slow(acme, monkeypatch):
+    monkeypatch.setattr(transport, "_checked_addresses", {})
+    key = ApiKey(team=acme, label="Proxy", base_url="https://mimo-proxy.example.com")
+    key.set_secret(SECRET)
+    looked_up_in = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        looked_up_in.append(threading.get_ident())
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def open_it():
+        database_thread = await database_sync_to_async(threading.get_ident)()
+        return database_thread, await key.asecret_for_request()
+
+    database_thread, secret = async_to_sync(open_it)()
+    assert secret == SECRET
+    assert looked_up_in and database_thread not in looked_up_in
 
 
 def test_revoked_key_cannot_be_opened(acme_key):

@@ -76,6 +76,25 @@ def test_thinking_then_answer_streams_into_the_page(chat, api_format):
     assert not chat.get_by_role("textbox", name="Message").input_value()
 
 
+@pytest.mark.parametrize("thinking", [True, False])
+def test_the_thinking_panel_folds_or_goes_as_soon_as_the_answer_starts(chat, thinking):
+    if not thinking:
+        chat.get_by_label("Thinking").uncheck()
+    send(chat, "Write a lot [[fake:long=3000]] [[fake:speed=40]]")
+    answer = last_answer(chat)
+    expect(answer.locator(".answer")).to_contain_text("quick brown fox")
+    expect(answer).to_have_attribute("data-status", "streaming")  # its frame, not the end's snapshot
+    panel = answer.locator("details.thinking")
+    if thinking:
+        expect(panel).not_to_have_attribute("open", "")
+        expect(panel.locator("summary")).to_contain_text("Thought for")
+        expect(panel.locator(".reasoning")).not_to_be_empty()
+    else:
+        expect(panel).to_have_count(0)
+        expect(answer).not_to_contain_text("Thinking…")
+    chat.get_by_role("button", name="Stop").click()
+
+
 def test_stop_keeps_the_partial_answer_and_offers_retry(chat):
     send(chat, "Write a lot [[fake:long=3000]] [[fake:speed=40]]")
     answer = last_answer(chat)

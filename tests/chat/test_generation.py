@@ -4,12 +4,12 @@ import asyncio
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import generation, mimo
-from chat.models import Conversation, Message
+from chat.models import Citation, Conversation, Message, ToolCall
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +41,15 @@ def test_every_stream_with_news_is_saved_in_one_statement(streams):
         saved = Message.objects.get(pk=stream.message.pk)
         assert (saved.content, saved.reasoning_content) == (f"answer {number}", f"thought {number}")
         assert saved.heartbeat_at is not None
+
+
+def test_the_first_token_time_is_saved_with_the_progress_not_on_its_own(streams):
+    stream = streams[0]
+    with CaptureQueriesContext(connection) as queries:
+        stream.mark_first_token()  # the panel folds at once; nothing waits on the database
+    assert queries.captured_queries == []
+    generation.save_progress([stream.progress(time.monotonic() + generation.HEARTBEAT_INTERVAL)])
+    assert Message.objects.get(pk=stream.message.pk).first_token_at == stream.message.first_token_at
 
 
 def test_a_stream_without_news_is_left_alone_until_its_heartbeat_is_due(streams):
@@ -130,8 +139,8 @@ async def test_text_joins_the_message_once_a_save_not_once_a_token(streams, monk
     stream.message.first_token_at = timezone.now()
     monkeypatch.setattr(stream, "schedule_frame", lambda: None)
     for piece in ["a", "b", "c"]:
-        await stream.apply(mimo.ReasoningDelta(piece))
-        await stream.apply(mimo.TextDelta(piece))
+        stream.apply(mimo.ReasoningDelta(piece))
+        stream.apply(mimo.TextDelta(piece))
     assert (stream.message.content, stream.message.reasoning_content) == ("", None)  # a string grows by copying
     content, reasoning, *_ = stream.progress(time.monotonic())
     assert (content, reasoning) == ("abc", "abc")
@@ -153,3 +162,74 @@ def drain(queue):
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
+
+
+# --- When the database refuses a save (SQLite's lock held past its busy timeout) -------
+
+
+def refused_the_first(times, save):
+    """A save that the database refuses `times` times, as SQLite does when another writer holds its lock."""
+    refusals = []
+
+    def refusing(*args, **kwargs):
+        if len(refusals) < times:
+            refusals.append(1)
+            raise OperationalError("database is locked")
+        return save(*args, **kwargs)
+
+    return refusing
+
+
+@pytest.fixture
+def no_pauses(monkeypatch):
+    monkeypatch.setattr(generation, "FINAL_SAVE_DELAYS", (0, 0), raising=False)
+    monkeypatch.setattr(generation, "SAVE_LATER_INTERVAL", 0, raising=False)
+    monkeypatch.setattr(generation, "FLUSH_INTERVAL", 0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_refused_final_save_is_tried_again_until_the_answer_is_saved_with_its_usage(streams, no_pauses, monkeypatch, caplog):
+    stream = streams[0]
+    stream.new_text = ["the whole answer"]
+    stream.apply_usage(mimo.Usage(prompt_tokens=120, completion_tokens=40))
+    # More refusals than quick tries: the answer waits in memory, with one line in the log.
+    monkeypatch.setattr(Message, "save", refused_the_first(4, Message.save))
+    await stream.finish(Message.Status.COMPLETE, finish_reason="stop")
+    saved = await Message.objects.aget(pk=stream.message.pk)
+    assert (saved.status, saved.content, saved.prompt_tokens, saved.completion_tokens) == ("complete", "the whole answer", 120, 40)
+    assert [record.levelname for record in caplog.records] == ["WARNING", "WARNING"]  # refused, then saved late
+    assert "refused by the database (database is locked)" in caplog.records[0].getMessage()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_tool_calls_and_sources_of_a_refused_final_save_are_created_by_the_next_try(streams, no_pauses, monkeypatch):
+    stream = streams[0]
+    stream.tool_calls = {0: ToolCall(message=stream.message, index=0, call_id="call_1", name="calculator", status="done")}
+    stream.citations = [Citation(message=stream.message, index=0, url="https://example.com/")]
+    # The tool call is written, then the sources are refused: the whole try is rolled back.
+    monkeypatch.setattr(Citation.objects, "bulk_create", refused_the_first(1, Citation.objects.bulk_create))
+    await stream.finish(Message.Status.COMPLETE, finish_reason="stop")
+    assert await ToolCall.objects.filter(message=stream.message).acount() == 1
+    assert await Citation.objects.filter(message=stream.message).acount() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_progress_task_starts_again_after_a_refused_save_and_says_so_in_one_line(streams, no_pauses, monkeypatch, caplog):
+    stream = streams[0]
+    monkeypatch.setitem(generation._generations, stream.watch_key, stream)
+    monkeypatch.setattr(generation, "save_progress", refused_the_first(1, generation.save_progress))
+    monkeypatch.setattr(generation, "_tender", None)
+    stream.new_text, stream.unsaved = ["what arrived"], True
+    generation.keep_tending()
+    try:
+        for _ in range(500):  # what the refused save held is written by the next pass
+            if (await Message.objects.aget(pk=stream.message.pk)).content == "what arrived":
+                break
+            await asyncio.sleep(0.01)
+        assert (await Message.objects.aget(pk=stream.message.pk)).content == "what arrived"
+        assert not generation._tender.done()
+        assert [record.getMessage() for record in caplog.records] == [
+            "Saving the streams' progress failed and starts again: OperationalError: database is locked"
+        ]
+    finally:
+        generation._tender.cancel()

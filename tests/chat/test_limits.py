@@ -81,13 +81,14 @@ def bobs_membership(bob, acme):
     return Membership.objects.get(user=bob, team=acme)
 
 
-def send(conversation, key, text="Hello"):
-    return async_to_sync(generation.create_turn)(conversation, text, key)
+def send(conversation, text="Hello"):
+    """A send as the socket makes it; the team's key (the acme_key fixture) is the one chosen."""
+    return async_to_sync(generation.create_turn)(conversation, text)
 
 
-def refusal_of(conversation, key, text="Hello"):
+def refusal_of(conversation, text="Hello"):
     with pytest.raises(limits.Refused) as refused:
-        send(conversation, key, text)
+        send(conversation, text)
     return str(refused.value)
 
 
@@ -96,7 +97,7 @@ def refusal_of(conversation, key, text="Hello"):
 
 def test_a_member_removed_from_the_team_cannot_go_on_with_its_keys(bob, alice, acme, acme_key, conversation):
     Membership.objects.get(user=bob, team=acme).remove(actor=alice)
-    refusal = refusal_of(conversation, acme_key)
+    refusal = refusal_of(conversation)
     assert refusal == "You are no longer a member of Acme, so this conversation cannot go on with its keys."
     assert not conversation.messages.exists()
 
@@ -132,7 +133,7 @@ def test_month_starts_at_midnight_of_the_first_in_the_servers_time_zone(settings
 def test_member_over_team_budget_is_refused_naming_the_limit_and_the_admin(bob, alice, acme, acme_key, conversation, history):
     set_limits(acme, monthly_token_limit=10_000)
     past_answer(history, 10_234)
-    sentence = refusal_of(conversation, acme_key)
+    sentence = refusal_of(conversation)
     assert "Acme has used up its monthly budget: 10,234 of 10,000 tokens this month." in sentence
     assert "Ask alice, a team admin of Acme, to raise it." in sentence
     assert not conversation.messages.exists()
@@ -144,7 +145,7 @@ def test_member_over_own_cost_budget_is_refused_though_the_team_has_room(
     set_limits(acme, monthly_cost_limit=Decimal("100"))
     set_limits(bobs_membership(bob, acme), monthly_cost_limit=Decimal("1.00"))
     past_answer(history, 2_000_000)  # $1.305
-    sentence = refusal_of(conversation, acme_key)
+    sentence = refusal_of(conversation)
     assert "You have used up your own monthly budget in Acme: $1.30 of $1.00 this month." in sentence
     assert "alice" in sentence
     assert not conversation.messages.exists()
@@ -154,7 +155,7 @@ def test_every_admin_of_the_team_is_named(bob, alice, acme, acme_key, conversati
     make_user("dora", acme, Membership.Role.ADMIN)
     set_limits(acme, monthly_token_limit=100)
     past_answer(history, 100)
-    assert "Ask alice or dora, the team admins of Acme, to raise it." in refusal_of(conversation, acme_key)
+    assert "Ask alice or dora, the team admins of Acme, to raise it." in refusal_of(conversation)
 
 
 def test_at_80_percent_the_member_is_warned_and_the_send_goes_ahead(bob, acme, acme_key, conversation, history):
@@ -164,7 +165,7 @@ def test_at_80_percent_the_member_is_warned_and_the_send_goes_ahead(bob, acme, a
     assert meter.is_warning and not meter.is_exhausted
     assert meter.summary == "8,500 of 10,000 tokens this month"
     assert meter.warning == "You have used 85% of your own monthly budget in Acme: 8,500 of 10,000 tokens."
-    _question, answer, _window = send(conversation, acme_key)
+    _question, answer, _window = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 
@@ -217,7 +218,7 @@ def test_answers_still_streaming_hold_room_in_the_budget(bob, acme, acme_key, co
     past_answer(history, 5_000)
     other = Conversation.objects.create(owner=bob, team=acme)
     streaming_answer(other)  # holds about one answer's worth: 5,000
-    sentence = refusal_of(conversation, acme_key)
+    sentence = refusal_of(conversation)
     assert "The monthly budget of Acme is almost used up: 5,000 of 10,000 tokens this month" in sentence
     assert "Try again when they have finished." in sentence
     assert not conversation.messages.exists()
@@ -239,7 +240,7 @@ def test_twenty_sends_at_once_against_room_for_three_admit_at_most_one_too_many(
     def send_at_once(conversation):
         barrier.wait()
         try:
-            send(conversation, acme_key)
+            send(conversation)
             return "admitted"
         except limits.Refused:
             return "refused"
@@ -265,7 +266,7 @@ def test_over_messages_per_minute_is_told_when_to_try_again(bob, acme, acme_key,
     past_answer(history, 10, created_at=now - timedelta(seconds=40))
     past_answer(history, 10, created_at=now - timedelta(seconds=10))
     past_answer(history, 10, created_at=now - timedelta(seconds=90))  # outside the minute
-    sentence = refusal_of(conversation, acme_key)
+    sentence = refusal_of(conversation)
     assert "You have sent 2 messages in the last minute, the most Acme allows." in sentence
     # Free again when the older of the two leaves the minute: in about 20 seconds.
     seconds = int(re.search(r"Try again in (\d+) seconds?\.", sentence).group(1))
@@ -277,24 +278,24 @@ def test_tool_rounds_of_an_answer_are_not_messages(bob, acme, acme_key, conversa
     set_limits(acme, messages_per_minute=2)
     first = past_answer(history, 10)
     past_answer(history, 10, parent=first)  # its second round
-    _question, answer, _window = send(conversation, acme_key)
+    _question, answer, _window = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 
 def test_over_streams_at_once_is_refused_until_one_finishes(bob, acme, acme_key, conversation, history):
     set_limits(acme, streams_at_once=1)
     running = streaming_answer(history)
-    sentence = refusal_of(conversation, acme_key)
+    sentence = refusal_of(conversation)
     assert "You have 1 answer streaming, the most Acme allows at once. Try again when it has finished." == sentence
     Message.objects.filter(pk=running.pk).update(status=Message.Status.COMPLETE)
-    _question, answer, _window = send(conversation, acme_key)
+    _question, answer, _window = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 
 def test_pace_is_per_member(bob, alice, acme, acme_key, conversation):
     set_limits(acme, streams_at_once=1)
     streaming_answer(Conversation.objects.create(owner=alice, team=acme))
-    _question, answer, _window = send(conversation, acme_key)
+    _question, answer, _window = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 

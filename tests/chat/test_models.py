@@ -40,6 +40,19 @@ def test_history_is_rebuilt_from_rows_with_reasoning_tool_calls_and_results(conv
     ]
 
 
+def test_the_history_costs_one_query_before_the_first_answer_and_two_after_whatever_the_tool_calls(
+    conversation, django_assert_num_queries
+):
+    add(conversation, "user", "What is 2+2?")
+    with django_assert_num_queries(1):
+        conversation.turns()
+    for number in range(3):
+        asked = add(conversation, "assistant", "")
+        ToolCall.objects.create(message=asked, index=0, call_id=f"call_{number}", name="calculator", status=ToolCall.Status.DONE)
+    with django_assert_num_queries(2):
+        assert len(conversation.turns()) == 7
+
+
 def test_no_reasoning_received_stays_distinct_from_empty_reasoning(conversation):
     add(conversation, "user", "hi")
     add(conversation, "assistant", "hello")

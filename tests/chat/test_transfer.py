@@ -1,9 +1,13 @@
 import json
+import time
+from contextlib import contextmanager
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import OperationalError, connection, transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from chat import transfer
@@ -379,6 +383,88 @@ def test_a_failure_while_saving_rolls_the_whole_import_back(bob, acme, conversat
     with mock.patch.object(transfer, "save_conversation", fail_the_second), pytest.raises(RuntimeError):
         transfer.import_conversations(read * 2, owner=bob, team=acme)
     assert Conversation.objects.count() == 1 and Message.objects.count() == 6
+
+
+def read_twice(conversation):
+    """Two conversations read from an export of this one (two reads: each its own unsaved rows)."""
+    data = transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=conversation.pk)))
+    return transfer.read_export(data) + transfer.read_export(data)
+
+
+@contextmanager
+def on_each_new_message(action):
+    """Call action() after each message the import saves, inside its transaction."""
+
+    def saved(sender, instance, created, **kwargs):
+        if created:
+            action()
+
+    post_save.connect(saved, sender=Message, weak=False, dispatch_uid="test-new-message")
+    try:
+        yield
+    finally:
+        post_save.disconnect(sender=Message, dispatch_uid="test-new-message")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_commits_as_it_goes_so_it_never_holds_the_database_for_long(bob, acme, conversation, monkeypatch):
+    """On SQLite a transaction locks the whole database: other members' answers wait for its end."""
+    monkeypatch.setattr(transfer, "MESSAGES_PER_TRANSACTION", 2, raising=False)
+    read = read_twice(conversation)
+    uncommitted, most_uncommitted = [], []
+
+    def count():
+        uncommitted.append(1)
+        most_uncommitted.append(len(uncommitted))
+        transaction.on_commit(uncommitted.clear)
+
+    with on_each_new_message(count):
+        transfer.import_conversations(read, owner=bob, team=acme)
+    assert max(most_uncommitted) == 2
+    assert Message.objects.count() == 18
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_on_sqlite_leaves_the_database_free_for_other_writers_now_and_then(bob, acme, conversation, monkeypatch):
+    """SQLite hands its lock to no one in turn: an import that takes it again at once keeps answers' saves waiting."""
+    monkeypatch.setattr(transfer.TakingTurns, "HOLD", 0)  # a pause after every transaction
+    pauses = []
+    monkeypatch.setattr(time, "sleep", lambda seconds: pauses.append(connection.in_atomic_block))
+    transfer.import_conversations(read_twice(conversation), owner=bob, team=acme)
+    # Two conversations, each a transaction for its row and one for its messages; PostgreSQL locks rows.
+    assert pauses == ([False] * 4 if connection.vendor == "sqlite" else [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_halfway_through_a_conversation_leaves_nothing_of_the_import(bob, acme, conversation, monkeypatch):
+    monkeypatch.setattr(transfer, "MESSAGES_PER_TRANSACTION", 2, raising=False)
+    read = read_twice(conversation)
+    saved = []
+
+    def fail_the_ninth():  # the third message of the second conversation: its first two are committed
+        saved.append(1)
+        if len(saved) == 9:
+            raise RuntimeError("disk full")
+
+    with on_each_new_message(fail_the_ninth), pytest.raises(RuntimeError):
+        transfer.import_conversations(read, owner=bob, team=acme)
+    assert Conversation.objects.count() == 1 and Message.objects.count() == 6
+    assert ToolCall.objects.count() == 2 and Citation.objects.count() == 1
+
+
+def test_a_database_failure_while_importing_says_nothing_was_imported(client, bob, conversation, caplog):
+    client.force_login(bob)
+    data = export_json(client, conversation)
+
+    def locked():
+        raise OperationalError("database is locked")
+
+    with on_each_new_message(locked):
+        response = client.post("/chats/import/", {"file": upload(data)})
+    assert response.status_code == 200
+    assert "Nothing was imported" in response.content.decode()
+    assert Conversation.objects.count() == 1
+    assert [record.message for record in caplog.records] == [f"An import by member {bob.pk} failed"]
 
 
 def test_a_member_of_no_team_cannot_import(client, db, conversation):
