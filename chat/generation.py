@@ -39,7 +39,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
-from chat import limits, mimo, render, titles, tools, usage, versions
+from chat import limits, mimo, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
@@ -734,7 +734,7 @@ class Generation:
             self.publish("chat/conversation.html#usage-meter", {"meters": meters})
 
     def save_finished(self):
-        usage.save_answer(self.message)  # with its usage roll-up, in one transaction
+        self.message.save()
         for call in self.tool_calls.values():
             if call.pk is None:
                 if call.status == ToolCall.Status.RECEIVING:

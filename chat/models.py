@@ -607,6 +607,13 @@ class UsageRollup(models.Model):
             models.Index(fields=["team", "period", "day"]),
             models.Index(fields=["owner", "period", "day"]),
         ]
+        constraints = [
+            # One row a group, so that an answer's figures are added once (None as 0: NULLs are all distinct).
+            models.UniqueConstraint(
+                "period", "team", "owner", Coalesce("api_key", 0), "model", "day", Coalesce("price", 0),
+                name="one_usage_rollup_per_group",
+            )
+        ]
 
     def __str__(self):
         return f"usage of team {self.team_id}, member {self.owner_id}, {self.model} on {self.day}"

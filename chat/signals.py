@@ -41,7 +41,7 @@ def index_saved_title(sender, instance, update_fields, raw, **kwargs):
 #
 # Each save of an answer moves its roll-up from what it added before to what it adds
 # now, in the save's transaction when there is one (the generation saves its final
-# figures in one: usage.save_answer). Writes that bypass saves change none of the
+# figures in one: Generation.save_finished_in_one_transaction). Writes that bypass saves change none of the
 # counted fields: progress (generation.save_progress), stale streams (mark_dead).
 
 
@@ -65,7 +65,8 @@ def remember_counted(sender, instance, update_fields, raw, **kwargs):
 def count_saved_message(sender, instance, raw, **kwargs):
     if raw or instance.role != Message.Role.ASSISTANT or instance._counted_before == "unchanged":
         return
-    usage.count_change(instance._counted_before, usage.counted_as_saved(instance))
+    before = instance._counted_before
+    usage.count_change(before, usage.counted_as_saved(instance, before))
 
 
 @receiver(post_delete, sender=Message, dispatch_uid="usage-message-deleted")

@@ -1,9 +1,10 @@
 """Usage and cost: the sums behind the usage pages, their CSV and the operator's monthly report, all in SQL.
 
 They are summed from roll-ups (UsageRollup: one row per team, member, key,
-model, day and price period), kept in step with the answers in the same
-transaction that saves them (the signals in chat/signals.py call `count_change`
-and `uncount_conversation`). Imported answers never count: their figures are
+model, day and price period, and per month for budgets), kept in step with the
+answers in the transaction that saves them (the signals in chat/signals.py call
+`count_change` and `uncount_conversation`; the generation saves an answer's
+final figures in one: Generation.save_finished_in_one_transaction). Imported answers never count: their figures are
 whatever the file said. The raw answers are still summed when a page's days
 are in another time zone than the roll-ups' (the server's), and by the
 `usage_rollups --check` command that compares the two.
@@ -17,8 +18,8 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from django.apps import apps as installed_apps
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Subquery, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.formats import date_format, number_format
@@ -486,46 +487,71 @@ COUNTED_FIELDS = {"role", "imported", "conversation", "api_key", "model", "creat
 
 @dataclass(frozen=True)
 class Counted:
-    """What one answer adds to the roll-ups: its day's group, and its count (1) and figures."""
+    """What one answer adds to the roll-ups: its day's group, and its count (1) and figures.
+
+    `ran` is the (model, moment) its price period was looked up for: a later count of the same answer reuses it.
+    """
 
     group: tuple
     amounts: tuple
+    ran: tuple = ()
 
 
-def counted(message, team_id, owner_id):
-    """What this message adds to the roll-ups (its conversation's team and owner given); None if it counts for nothing."""
+NOT_READ = object()  # a price period not read yet (None is a period without a price)
+
+
+def counted(message, team_id, owner_id, before=None, price_id=NOT_READ):
+    """What this message adds to the roll-ups (its conversation's team and owner given); None if it counts for nothing.
+
+    Its price period is `price_id` when the caller read it with the message; else that of
+    `before` (what it added before this save) if its model and moment did not change; else looked up.
+    """
     if message.role != Message.Role.ASSISTANT or message.imported:
         return None
-    moment = message.created_at
-    price_id = (
-        Price.objects.filter(model=message.model, valid_from__lte=moment)
-        .order_by("-valid_from")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    day = timezone.localtime(moment, timezone.get_default_timezone()).date()
+    ran = (message.model, message.created_at)
+    if price_id is NOT_READ and before is not None and before.ran == ran:
+        price_id = before.group[GROUP.index("price_id")]
+    elif price_id is NOT_READ:
+        price_id = price_in_force(message.model, message.created_at)
+    day = timezone.localtime(message.created_at, timezone.get_default_timezone()).date()
     group = (UsageRollup.Period.DAY, team_id, owner_id, message.api_key_id, message.model, day, price_id)
-    return Counted(group, (1, *(getattr(message, name) or 0 for name in FIGURES)))
+    return Counted(group, (1, *(getattr(message, name) or 0 for name in FIGURES)), ran)
+
+
+def price_in_force(model, moment):
+    """The id of the price a message of this model run at that moment costs, None if none."""
+    return Price.objects.filter(model=model, valid_from__lte=moment).order_by("-valid_from").values_list("pk", flat=True).first()
 
 
 def counted_as_stored(message_id):
-    """What the message adds as the database holds it now: read before a save changes it."""
-    stored = Message.objects.filter(pk=message_id).select_related("conversation").first()
-    return stored and counted(stored, stored.conversation.team_id, stored.conversation.owner_id)
+    """What the message adds as the database holds it now: read before a save changes it (with its price period, in one query)."""
+    in_force = Price.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at")).order_by("-valid_from")
+    stored = (
+        Message.objects.filter(pk=message_id)
+        .select_related("conversation")
+        .annotate(price_in_force=Subquery(in_force.values("pk")[:1]))
+        .first()
+    )
+    if stored is None:
+        return None
+    return counted(stored, stored.conversation.team_id, stored.conversation.owner_id, price_id=stored.price_in_force)
 
 
-def counted_as_saved(message):
+def counted_as_saved(message, before=None):
     """What the message adds as it was just saved."""
     if Message.conversation.is_cached(message):
         team_id, owner_id = message.conversation.team_id, message.conversation.owner_id
     else:
         team_id, owner_id = Conversation.objects.values_list("team_id", "owner_id").get(pk=message.conversation_id)
-    return counted(message, team_id, owner_id)
+    return counted(message, team_id, owner_id, before)
 
 
 def count_change(before, after):
     """Move the roll-ups from what a message added before (a Counted or None) to what it adds now."""
     if before == after:
+        return
+    if before is not None and after is not None and before.group == after.group:  # new figures, same group
+        add(after.group, [now - then for now, then in zip(after.amounts, before.amounts)])
         return
     if before is not None:
         add(before.group, [-amount for amount in before.amounts])
@@ -541,21 +567,22 @@ def month_group(day_group):
 
 
 def add(day_group, amounts):
-    """Add to the day's roll-up and its month's, each made if it has none yet."""
-    for group in (day_group, month_group(day_group)):
-        add_to_one(group, amounts)
+    """Add to the day's roll-up and its month's: one statement once both exist.
 
-
-def add_to_one(group, amounts):
-    """One row is changed, never all of a group's: two answers that started a group at once
-    (PostgreSQL) may each have made one, and the sums read both."""
-    where = dict(zip(GROUP, group))
-    changes = dict(zip(SUMS, amounts))
-    row = UsageRollup.objects.filter(**where).order_by("pk").values_list("pk", flat=True).first()
-    if row is None:
-        UsageRollup.objects.create(**where, **changes)
-    else:
-        UsageRollup.objects.filter(pk=row).update(**{name: F(name) + amount for name, amount in changes.items()})
+    A group has one row (UsageRollup's constraint). A day's row is never made without its
+    month's, so when one row took the update it was the month's, and the day's is made. An
+    answer that made the same row at the same moment (PostgreSQL) wins the insert; this one
+    then updates it.
+    """
+    groups = [dict(zip(GROUP, group)) for group in (day_group, month_group(day_group))]
+    changes = {name: F(name) + amount for name, amount in zip(SUMS, amounts)}
+    updated = UsageRollup.objects.filter(Q(**groups[0]) | Q(**groups[1])).update(**changes)
+    for where in groups[: len(groups) - updated]:
+        try:
+            with transaction.atomic():
+                UsageRollup.objects.create(**where, **dict(zip(SUMS, amounts)))
+        except IntegrityError:
+            UsageRollup.objects.filter(**where).update(**changes)
 
 
 def uncount_conversation(conversation):
@@ -566,12 +593,6 @@ def uncount_conversation(conversation):
     """
     for row in day_rollups(Message.objects.filter(conversation=conversation)):
         add(tuple(row[name] for name in GROUP), [-row[name] for name in SUMS])
-
-
-def save_answer(message):
-    """Save an answer's final figures, and its roll-ups with them, in one transaction (the signals add them)."""
-    with transaction.atomic():
-        message.save()
 
 
 def day_rollups(messages, price_model=Price):

@@ -84,7 +84,7 @@ def test_an_import_whose_figures_were_edited_counts_for_nothing_and_the_next_sen
     page = client.get(f"/teams/{acme.pk}/usage/")
     assert (page.context["totals"]["messages"], page.context["totals"]["total_tokens"]) == (1, 1_000)
     assert limits.used_this_month(acme)[0] == 1_000
-    _question, sent, _window = async_to_sync(generation.create_turn)(conversation, "Next question", acme_key)
+    _question, sent, _window = async_to_sync(generation.create_turn)(conversation, "Next question")
     assert sent.status == Message.Status.STREAMING  # admitted: the budget is far from used
     in_step()
 
@@ -133,8 +133,9 @@ async def test_rollups_equal_the_answers_after_answers_edits_and_regenerations(b
     assert tokens == sum(m.prompt_tokens + m.completion_tokens for m in answers)
 
 
-def test_an_answers_final_figures_are_saved_with_its_rollup_or_not_at_all(conversation, prices, monkeypatch):
+def test_an_answers_final_figures_are_saved_with_its_rollup_or_not_at_all(conversation, acme_key, prices, monkeypatch):
     streaming = Message.objects.create(conversation=conversation, role="assistant", status="streaming", model="mimo-v2.5-pro")
+    answering = generation.Generation(conversation, streaming, acme_key, "")
     streaming.prompt_tokens, streaming.completion_tokens, streaming.status = 700, 300, Message.Status.COMPLETE
 
     def broken(group, amounts):
@@ -142,9 +143,14 @@ def test_an_answers_final_figures_are_saved_with_its_rollup_or_not_at_all(conver
 
     monkeypatch.setattr(usage, "add", broken)
     with pytest.raises(RuntimeError):
-        usage.save_answer(streaming)
+        answering.save_finished_in_one_transaction()  # where the generation saves the final figures
     streaming.refresh_from_db()
     assert (streaming.prompt_tokens, streaming.status) == (None, Message.Status.STREAMING)
+    monkeypatch.undo()
+    answering.message = streaming
+    streaming.prompt_tokens, streaming.completion_tokens, streaming.status = 700, 300, Message.Status.COMPLETE
+    answering.save_finished_in_one_transaction()
+    in_step()
 
 
 def test_an_answer_changed_moved_or_deleted_moves_its_rollup(bob, acme, conversation, acme_key, prices):
