@@ -21,8 +21,6 @@ runs and at every change of state, never per token.
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,14 +37,14 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
-from chat import limits, mimo, render, titles, tools, versions
+from chat import limits, mimo, processes, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
 
 def process_id():
-    """Tells this process's frames from other processes'; computed on use, so a forked process has its own."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Tells this process's frames from other processes': its identity, which its streams record too."""
+    return processes.current()
 
 
 FRAME_INTERVAL = 0.05  # at most about 20 frames a second per stream while the process has room
@@ -132,7 +130,13 @@ async def start(conversation, *, text, user_time_zone="", instead_of=None):
     in a task this module keeps a strong reference to. Raises NoKey,
     AlreadyStreaming or limits.Refused when nothing was saved or sent.
     """
-    user_message, message, window = await create_turn(conversation, text, instead_of)
+    try:
+        user_message, message, window = await create_turn(conversation, text, instead_of)
+    except AlreadyStreaming:
+        # The answer in the way may be one that a process which is gone left streaming.
+        if not await end_orphaned_stream(conversation.pk):
+            raise
+        user_message, message, window = await create_turn(conversation, text, instead_of)
     keep_tending()
     generation = Generation(conversation, message, message.api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
@@ -182,6 +186,7 @@ def create_turn(conversation, text, instead_of=None):
                 parameters=conversation.parameters(),
                 created_at=now,
                 heartbeat_at=now,
+                process=process_id(),
             )
             if instead_of is not None:
                 versions.show_branch_of(message)
@@ -198,21 +203,100 @@ def create_turn(conversation, text, instead_of=None):
 async def stop(conversation_id):
     """Stop the conversation's generation, wherever it runs.
 
-    Here: at once. Elsewhere: through the group (fast) and a flag in the
-    database that the generation's process reads every STOP_POLL_INTERVAL (sure).
+    Here: at once. Left by a process that is gone: marked `interrupted` at once.
+    Elsewhere: through the group (fast) and a flag in the database that the
+    generation's process reads every STOP_POLL_INTERVAL (sure). With nothing
+    streaming, the page that asked is behind (the answer ended, or was marked
+    as its process restarted, while its socket was away): it is shown the
+    answer as saved.
     """
     if generation := _generations.get(str(conversation_id)):
         generation.stop()
         return
-    await Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).aupdate(
+    if await end_orphaned_stream(conversation_id):
+        return
+    asked = await Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).aupdate(
         stop_requested_at=timezone.now()
     )
-    if is_shared_layer():
+    if not asked:
+        await show_last_answer(conversation_id)
+    elif is_shared_layer():
         await get_channel_layer().group_send(group_name(conversation_id), {"type": "generation.stop"})
 
 
 def running_ids():
     return list(_generations)
+
+
+def mark_dead_at_start():
+    """Run once as a server process starts (mimoweb/asgi.py), before it serves.
+
+    Streams its dead predecessor left are marked `interrupted` at once
+    (chat/processes.py), so a restart frees their conversations at once
+    instead of when their beat goes stale. A database not reachable (or not
+    migrated) yet only leaves them to the sweeps of `tend_forever`.
+    """
+    try:
+        if marked := Message.objects.mark_dead():
+            logger.info("Marked %s answers left streaming by a process that is gone as interrupted", marked)
+    except DatabaseError as error:
+        logger.warning("Could not mark the answers a process that is gone left streaming: %s", error)
+    finally:
+        connection.close()  # this thread serves no request: its connection would sit idle for good
+
+
+async def end_orphaned_stream(conversation_id):
+    """If the conversation's stream was left by a process that is gone (Message.orphaned_streams), mark it
+    `interrupted` now, keeping what it holds, and show it so, with Retry, on every page watching.
+
+    Returns whether there was one. Without this, Stop and Send waited for the
+    heartbeat to go stale: most of a minute.
+    """
+    # Not database_sync_to_async: a view stops an answer too (async_to_sync), and that would close its connection.
+    if not await sync_to_async(mark_orphan_interrupted)(conversation_id, running_ids()):
+        return False
+    await show_last_answer(conversation_id)
+    return True
+
+
+def mark_orphan_interrupted(conversation_id, running):
+    return Message.objects.filter(conversation_id=conversation_id).mark_dead(running=running)
+
+
+async def show_last_answer(conversation_id):
+    """Show every page watching the conversation its last answer as saved, and the composer ready to send."""
+    watchers = list(_watchers.get(str(conversation_id), ()))
+    frames = await sync_to_async(render_last_answer)(conversation_id, watchers)
+    if frames is None:
+        return
+    local, remote = frames
+    for watcher, html in zip(watchers, local):
+        watcher.deliver(html)
+    if is_shared_layer():
+        # As a generation's snapshot, under a name of its own: sockets elsewhere replace what they show.
+        frame = {"type": "generation.frame", "origin": process_id(), "generation": uuid.uuid4().hex, "seq": 1}
+        await get_channel_layer().group_send(group_name(conversation_id), frame | {"snapshot": True, "html": remote})
+
+
+def render_last_answer(conversation_id, watchers):
+    """The frames of `show_last_answer`: one per watcher here, one per language for other processes; None without an answer."""
+    answers = Message.objects.select_related("api_key").filter(
+        conversation_id=conversation_id, role=Message.Role.ASSISTANT, visible=True
+    )
+    message = answers.order_by("created_at", "id").last()  # a stream is always the visible branch's newest answer
+    if message is None:
+        return None
+    versions.number_versions([message])  # its `‹ n/m ›`
+    context = message_context(
+        message, tool_calls=list(message.tool_calls.all()), citations=list(message.citations.all())
+    ) | {"composer_streaming": message.status == Message.Status.STREAMING}
+    partial = "chat/message.html#message-snapshot"
+    local = [render_partial(partial, context, watcher) for watcher in watchers]
+    remote = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            remote[code] = render_to_string(partial, context)
+    return local, remote
 
 
 _tender = None
@@ -845,7 +929,7 @@ class Generation:
                     error_text=str(refusal),
                     finished_at=now,
                 )
-            return Message.objects.create(**fields, status=Message.Status.STREAMING, heartbeat_at=now)
+            return Message.objects.create(**fields, status=Message.Status.STREAMING, heartbeat_at=now, process=process_id())
 
     # -- other processes --
 

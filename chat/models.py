@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiKey, Team, User
-from chat import mimo
+from chat import mimo, processes
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -194,10 +194,17 @@ class MessageQuerySet(models.QuerySet):
         """Streams whose generation stopped beating: its process died."""
         return self.filter(status=Message.Status.STREAMING, heartbeat_at__lt=timezone.now() - older_than)
 
+    def orphaned_streams(self):
+        """Streams whose process is gone: it stopped beating, or it is one of our pid space that no longer
+        runs (chat/processes.py), which is known at once, without waiting for its beat to go stale."""
+        ours = self.filter(status=Message.Status.STREAMING, process__startswith=f"{processes.own_pid_space()}:")
+        gone = [identity for identity in ours.values_list("process", flat=True).distinct() if processes.is_gone(identity)]
+        return self.stale_streams() | ours.filter(process__in=gone)
+
     def mark_dead(self, running=()):
-        """Stale streams become `interrupted`; what they hold stays. `running`: conversations streaming here."""
+        """Orphaned streams become `interrupted`; what they hold stays. `running`: conversations streaming here."""
         return (
-            self.stale_streams()
+            self.orphaned_streams()
             .exclude(conversation_id__in=running)
             .update(status=Message.Status.INTERRUPTED, heartbeat_at=None, finished_at=timezone.now())
         )
@@ -281,6 +288,9 @@ class Message(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Beaten by the generation while it streams; a stale beat means its process died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The server process that streams it (chat/processes.py): a restarted process knows at once
+    # that a stream of its predecessor's is dead, without waiting for its beat to go stale.
+    process = models.CharField(max_length=300, blank=True)
     # Set by a Stop from a process other than the generation's; it reads this with each beat.
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     # Tools MiMo wrote calls to inside its reasoning instead of calling them (a known quirk).

@@ -8,7 +8,7 @@ The JSON format (`FORMAT`, `VERSION`) is one object for one conversation or many
 
 Every message is there, every version of it included (`parent`, `visible`); times
 are ISO 8601 in UTC. A key is named by its label and last four characters, never
-by its secret. Not carried: a stream's heartbeat and stop request (they belong to
+by its secret. Not carried: a stream's heartbeat, process and stop request (they belong to
 a live process), pin and trash (they are the library's, not the conversation's).
 
 Importing gives new ids (parent links follow them), the importing member as owner,

@@ -13,8 +13,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import chat.routing  # noqa: E402
+from chat import generation  # noqa: E402
 from mimoweb import body_limits  # noqa: E402
 from mimoweb.proxies import TrustedProxiesMiddleware  # noqa: E402
+
+# A process that starts frees at once the answers its dead predecessor left streaming.
+generation.mark_dead_at_start()
 
 # daphne keeps a whole request body before the application sees it, so the limit on
 # bodies is applied in daphne's own requests.

@@ -290,6 +290,11 @@ MIMOWEB_ENCRYPTION_KEYS = fernet_keys(
 # the tests and the demo). Only these may also use plain http.
 MIMOWEB_UPSTREAM_ALLOWED_HOSTS = env_list("MIMOWEB_UPSTREAM_ALLOWED_HOSTS")
 
+# Names this instance's pid space (a container) when several hosts or containers share the
+# database: a restarted container then frees at once the answers its predecessor left
+# streaming (chat/processes.py). One name per container, never two running under one name.
+MIMOWEB_INSTANCE_NAME = os.environ.get("MIMOWEB_INSTANCE_NAME", "").strip()
+
 # The offline demo (`MIMOWEB_DEMO=1 make run`): the fake MiMo server on
 # loopback stands in for MiMo, so loopback must be an allowed upstream.
 MIMOWEB_DEMO = env_bool("MIMOWEB_DEMO", False)

@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 import chat.routing
 from accounts.models import ApiKey
-from chat import generation, mimo
+from chat import generation, mimo, processes
 from chat.consumers import socket_language
 from chat.models import Conversation, Message
 from tests.conftest import make_user
@@ -205,6 +206,102 @@ async def test_a_stream_whose_process_died_is_marked_interrupted_and_can_be_retr
     communicator, _connected, _code = await connect(bob, conversation.pk)
     await dead.arefresh_from_db()
     assert (dead.status, dead.content) == ("interrupted", "half")
+    await communicator.disconnect()
+
+
+@pytest.fixture
+def no_sweeps(monkeypatch):
+    """This process's sweeps (generation.tend_forever) would mark a dead stream too, at a moment the test does not choose."""
+    async def idle():
+        pass
+
+    monkeypatch.setattr(generation, "tend_forever", idle)
+
+
+@pytest.fixture
+def serving_process(no_sweeps):
+    """Another server process of this pid space, as a stream records it; `.kill()` it and it is gone."""
+    process = subprocess.Popen(["sleep", "60"])
+    process.identity = f"{processes.own_pid_space()}:{process.pid}:0badc0de"
+    yield process
+    process.kill()
+    process.wait()
+
+
+async def stream_of(conversation, process, **fields):
+    question = await Message.objects.acreate(conversation=conversation, role="user", content="Hello?")
+    return await Message.objects.acreate(
+        conversation=conversation, role="assistant", parent=question, content="Half an answer", status="streaming",
+        heartbeat_at=timezone.now(), process=process, **fields,
+    )
+
+
+async def test_stop_on_a_stream_whose_process_died_marks_it_interrupted_at_once_with_retry(
+    conversation, bob, serving_process
+):
+    orphan = await stream_of(conversation, serving_process.identity)
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await orphan.arefresh_from_db()
+    assert orphan.status == "streaming"  # its process still runs
+    serving_process.kill()
+    serving_process.wait()
+
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    html = await communicator.receive_from(timeout=5)
+    assert f'id="message-{orphan.pk}" class="message message-assistant" data-status="interrupted"' in html
+    assert 'aria-label="Retry"' in html and "Half an answer" in html
+    await orphan.arefresh_from_db()
+    assert (orphan.status, orphan.content) == ("interrupted", "Half an answer")
+    await communicator.disconnect()
+
+
+async def test_stop_on_a_stream_elsewhere_whose_beat_went_stale_marks_it_at_once(conversation, bob, no_sweeps):
+    orphan = await stream_of(conversation, "another-host/1234abcd/4026531836:7:0badc0de")
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await Message.objects.filter(pk=orphan.pk).aupdate(heartbeat_at=timezone.now() - timedelta(minutes=1))
+
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    assert 'data-status="interrupted"' in await communicator.receive_from(timeout=5)
+    await orphan.arefresh_from_db()
+    assert (orphan.status, orphan.stop_requested_at) == ("interrupted", None)
+    await communicator.disconnect()
+
+
+async def test_stop_on_a_live_stream_elsewhere_only_asks_its_process(conversation, bob):
+    running = await stream_of(conversation, "another-host/1234abcd/4026531836:7:0badc0de")
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    assert await communicator.receive_nothing(timeout=0.5)
+    await running.arefresh_from_db()
+    assert running.status == "streaming" and running.stop_requested_at is not None
+    await communicator.disconnect()
+
+
+async def test_stop_on_a_page_left_behind_shows_the_answer_as_saved(conversation, bob, no_sweeps):
+    # The page shows an answer streaming, but it was marked while the page's socket was away (its process restarted).
+    marked = await stream_of(conversation, "")
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    await Message.objects.filter(pk=marked.pk).aupdate(status="interrupted", heartbeat_at=None, finished_at=timezone.now())
+
+    await communicator.send_json_to({"action": "stop", "HEADERS": {}})
+    html = await communicator.receive_from(timeout=5)
+    assert f'id="message-{marked.pk}" class="message message-assistant" data-status="interrupted"' in html
+    assert 'aria-label="Retry"' in html and 'data-streaming="false"' in html
+    await communicator.disconnect()
+
+
+async def test_a_send_after_the_streams_process_died_is_admitted(conversation, bob, serving_process):
+    orphan = await stream_of(conversation, serving_process.identity)
+    communicator, _connected, _code = await connect(bob, conversation.pk)
+    serving_process.kill()
+    serving_process.wait()
+
+    await communicator.send_json_to(send_form("Again"))
+    await frames_until_finished(communicator)
+    await orphan.arefresh_from_db()
+    assert (orphan.status, orphan.content) == ("interrupted", "Half an answer")
+    answer = await latest_answer(conversation)
+    assert answer.status == "complete" and answer.process == processes.current()
     await communicator.disconnect()
 
 

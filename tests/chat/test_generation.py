@@ -1,6 +1,7 @@
 """What one process does for all of its streams: save their progress together, beat, hear Stops."""
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -8,7 +9,7 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat import generation, mimo
+from chat import generation, mimo, processes
 from chat.models import Citation, Conversation, Message, ToolCall
 
 pytestmark = pytest.mark.django_db
@@ -233,3 +234,28 @@ async def test_the_progress_task_starts_again_after_a_refused_save_and_says_so_i
         ]
     finally:
         generation._tender.cancel()
+
+
+@pytest.mark.django_db(transaction=True)  # it closes its connection, which a test's transaction would not survive
+def test_a_starting_process_marks_at_once_the_streams_its_dead_predecessor_left(bob, acme, caplog):
+    # The predecessor had our pid, as a container's daphne is pid 1 after every restart.
+    predecessor = f"{processes.own_pid_space()}:{os.getpid()}:0badc0de"
+    conversation = Conversation.objects.create(owner=bob, team=acme)
+    orphan = Message.objects.create(
+        conversation=conversation, role="assistant", content="half", status="streaming",
+        heartbeat_at=timezone.now(), process=predecessor,
+    )
+    generation.mark_dead_at_start()
+    orphan.refresh_from_db()
+    assert (orphan.status, orphan.content) == ("interrupted", "half")
+    assert "Marked 1 answers left streaming by a process that is gone" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_not_reachable_at_start_leaves_the_streams_to_the_sweeps(monkeypatch, caplog):
+    def refused(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(Message.objects, "mark_dead", refused)
+    generation.mark_dead_at_start()
+    assert "Could not mark the answers a process that is gone left streaming: connection refused" in caplog.text

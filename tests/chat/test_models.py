@@ -1,3 +1,4 @@
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -5,7 +6,7 @@ from django.db import IntegrityError
 from django.http import Http404
 from django.utils import timezone
 
-from chat import mimo
+from chat import mimo, processes
 from chat.generation import fit_to_context
 from chat.models import Conversation, Message, ToolCall, get_conversation_for
 
@@ -113,6 +114,26 @@ def test_streams_running_in_this_process_are_not_marked_dead(conversation):
     Message.objects.mark_dead(running=[str(conversation.pk)])
     stale.refresh_from_db()
     assert stale.status == "streaming"
+
+
+def test_streams_of_a_process_that_is_gone_become_interrupted_without_waiting_for_their_beat(conversation, bob, acme):
+    process = subprocess.Popen(["sleep", "60"])
+    process.kill()
+    process.wait()
+    space = processes.own_pid_space()
+    beat = timezone.now()
+    orphan = add(conversation, "assistant", "half", status="streaming", heartbeat_at=beat, process=f"{space}:{process.pid}:0badc0de")
+    ours = add(Conversation.objects.create(owner=bob, team=acme), "assistant", "going", status="streaming", heartbeat_at=beat, process=processes.current())
+    # A process elsewhere cannot be asked: its beat decides.
+    elsewhere = add(
+        Conversation.objects.create(owner=bob, team=acme), "assistant", "far", status="streaming", heartbeat_at=beat,
+        process=f"another-host/1234abcd/4026531836:{process.pid}:0badc0de",
+    )
+    assert Message.objects.mark_dead() == 1
+    for message in (orphan, ours, elsewhere):
+        message.refresh_from_db()
+    assert (orphan.status, orphan.content, orphan.heartbeat_at) == ("interrupted", "half", None)
+    assert (ours.status, elsewhere.status) == ("streaming", "streaming")
 
 
 def test_only_the_owner_gets_the_conversation(conversation, bob, alice, charlie):
