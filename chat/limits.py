@@ -103,9 +103,15 @@ def used_this_month(team, owner=None):
     return used_in(used_by_member(team), getattr(owner, "pk", owner))
 
 
-def reserved(team, owner=None):
-    """(tokens, cost) held for the scope's answers still streaming: RESERVE estimates each."""
-    streaming = answers(team, owner).filter(status=Message.Status.STREAMING, prompt_tokens__isnull=True).count()
+def streaming_now(team):
+    """(member's id, prompt tokens) of each of the team's answers streaming now: a handful, read once per send."""
+    return list(answers(team).filter(status=Message.Status.STREAMING).values_list("conversation__owner_id", "prompt_tokens"))
+
+
+def reserved(team, owner=None, streaming=None):
+    """(tokens, cost) held for the scope's answers still streaming (`streaming_now`): RESERVE estimates each."""
+    streaming = streaming_now(team) if streaming is None else streaming
+    streaming = sum(1 for who, prompt in streaming if prompt is None and owner in (None, who))
     if not streaming:
         return 0, Decimal(0)
     recent = (
@@ -264,8 +270,9 @@ def team_admin_names(team):
     return [admin.get_full_name() or admin.username for admin in admins]
 
 
-def meters(team, membership, *, reserve=False):
-    """Every budget set for this member in this team: the team's, then their own."""
+def meters(team, membership, *, streaming=None):
+    """Every budget set for this member in this team: the team's, then their own; with what the answers
+    `streaming` now (`streaming_now`) hold, when given."""
     found = []
     scopes = [(TEAM, team, None)]
     if membership is not None:
@@ -276,7 +283,7 @@ def meters(team, membership, *, reserve=False):
             continue
         used = used_by_member(team) if used is None else used  # once for both scopes
         tokens, cost = used_in(used, owner)
-        held_tokens, held_cost = reserved(team, owner) if reserve else (0, Decimal(0))
+        held_tokens, held_cost = reserved(team, owner, streaming) if streaming is not None else (0, Decimal(0))
         if holder.monthly_token_limit is not None:
             found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
         if holder.monthly_cost_limit is not None:
@@ -326,18 +333,19 @@ def admit(conversation, *, pace=True):
             _("You are no longer a member of %(team)s, so this conversation cannot go on with its keys.")
             % {"team": team.name}
         )
+    streaming = streaming_now(team)
     if pace:
-        check_pace(team, conversation.owner_id)
-    for meter in meters(team, membership, reserve=True):
+        check_pace(team, conversation.owner_id, streaming)
+    for meter in meters(team, membership, streaming=streaming):
         if meter.is_exhausted:
             raise Refused(meter.refusal, meter)
 
 
-def check_pace(team, owner_id):
-    """The member's answers streaming at once, and messages in the last minute, against the team's pace."""
+def check_pace(team, owner_id, streaming):
+    """The member's answers streaming at once (of `streaming_now`), and messages in the last minute, against the team's pace."""
     own = answers(team, owner_id)
     if team.streams_at_once is not None:
-        streaming = own.filter(status=Message.Status.STREAMING).count()
+        streaming = sum(1 for who, _prompt in streaming if who == owner_id)
         if streaming >= team.streams_at_once:
             raise Refused(
                 ngettext(

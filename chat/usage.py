@@ -201,18 +201,21 @@ def with_price_period(records):
     return records.annotate(price_id=Subquery(in_force.order_by("-valid_from").values("pk")[:1]))
 
 
-def cost_at(price, row):
-    """What these summed figures cost at this price (None: no price, nothing), as Price.cost_of does for one answer.
+# A price's rates, in the order `cost_at` takes them.
+RATES = ("input_per_million", "cached_input_per_million", "output_per_million", "web_search_per_thousand")
+
+
+def cost_at(rates, row):
+    """What these summed figures cost at these rates (None: no price, nothing), as Price.cost_of does for one answer.
 
     The cost is linear in the figures, so the cost of a group's sums is the sum of its answers' costs.
     """
-    if price is None:
+    if rates is None:
         return Decimal(0)
+    prompt_rate, cached_rate, output_rate, search_rate = rates
     return (
-        (row["prompt"] - row["cached"]) * price.input_per_million
-        + row["cached"] * price.cached_input_per_million
-        + row["completion"] * price.output_per_million
-    ) / 1_000_000 + row["searches"] * price.web_search_per_thousand / 1000
+        (row["prompt"] - row["cached"]) * prompt_rate + row["cached"] * cached_rate + row["completion"] * output_rate
+    ) / 1_000_000 + row["searches"] * search_rate / 1000
 
 
 def grouped(records, *dimensions, per_day=False):
@@ -228,8 +231,15 @@ def grouped(records, *dimensions, per_day=False):
         if records.model is not UsageRollup:
             records = records.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         columns = ["day", *columns]
-    periods = list(values_of(records, [*columns, "price_id"]).annotate(**sums(records)).order_by())
-    prices = Price.objects.in_bulk({row["price_id"] for row in periods} - {None})
+    # A roll-up reads its price's rates with it; answers' prices are read after, by id.
+    rate_columns = [f"price__{rate}" for rate in RATES] if records.model is UsageRollup else []
+    periods = list(values_of(records, [*columns, "price_id", *rate_columns]).annotate(**sums(records)).order_by())
+    if rate_columns:
+        rates = {row["price_id"]: tuple(row[column] for column in rate_columns) for row in periods}
+    else:
+        prices = Price.objects.in_bulk({row["price_id"] for row in periods} - {None})
+        rates = {pk: tuple(getattr(price, rate) for rate in RATES) for pk, price in prices.items()}
+    rates[None] = None
     groups = {}
     for row in periods:
         key = tuple(row[column] for column in columns)
@@ -238,7 +248,7 @@ def grouped(records, *dimensions, per_day=False):
         for name in ["messages", *FIGURE_NAMES]:
             group[name] += row[name]
         group["total_tokens"] += row["prompt"] + row["completion"]
-        group["total_cost"] += cost_at(prices.get(row["price_id"]), row)
+        group["total_cost"] += cost_at(rates[row["price_id"]], row)
     return [groups[key] for key in sorted(groups, key=in_order)]
 
 

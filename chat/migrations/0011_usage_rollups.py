@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_user_theme'),
-        ('chat', '0008_conversation_sampling'),
+        ('chat', '0010_stream_process'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
