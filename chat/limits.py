@@ -84,23 +84,20 @@ def rollups_this_month(team):
 
 
 def used_by_member(team):
-    """{member's id: (tokens, cost)} of the team's answers this month, at the price in force when each ran: one query."""
+    """{member's id: (tokens, cost)} of the team's answers this month, at the price in force when each ran: the limits page's."""
     return {
         row["conversation__owner_id"]: (row["total_tokens"], row["total_cost"])
         for row in usage.grouped(rollups_this_month(team), "member")
     }
 
 
-def used_in(used, owner=None):
-    """(tokens, cost) of the scope, the whole team or one member, from `used_by_member`."""
-    if owner is not None:
-        return used.get(owner, (0, Decimal(0)))
-    return sum((tokens for tokens, _cost in used.values()), 0), sum((cost for _tokens, cost in used.values()), Decimal(0))
-
-
 def used_this_month(team, owner=None):
     """(tokens, cost) of the scope's answers this month, at the price in force when each ran."""
-    return used_in(used_by_member(team), getattr(owner, "pk", owner))
+    rollups = rollups_this_month(team)
+    if owner is not None:
+        rollups = rollups.filter(owner=owner)
+    totals = usage.totals(rollups)
+    return totals["total_tokens"], totals["total_cost"]
 
 
 def streaming_now(team):
@@ -277,12 +274,10 @@ def meters(team, membership, *, streaming=None):
     scopes = [(TEAM, team, None)]
     if membership is not None:
         scopes.append((MEMBER, membership, membership.user_id))
-    used = None
     for whose, holder, owner in scopes:
         if holder.monthly_token_limit is None and holder.monthly_cost_limit is None:
             continue
-        used = used_by_member(team) if used is None else used  # once for both scopes
-        tokens, cost = used_in(used, owner)
+        tokens, cost = used_this_month(team, owner)
         held_tokens, held_cost = reserved(team, owner, streaming) if streaming is not None else (0, Decimal(0))
         if holder.monthly_token_limit is not None:
             found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
@@ -420,7 +415,7 @@ def member_rows(team, memberships):
     used = used_by_member(team)
     rows = []
     for membership in memberships:
-        tokens, cost = used_in(used, membership.user_id)
+        tokens, cost = used.get(membership.user_id, (0, Decimal(0)))
         own = []
         if membership.monthly_token_limit is not None:
             own.append(Meter(MEMBER, TOKENS, team, tokens, membership.monthly_token_limit))
