@@ -283,11 +283,11 @@ def meters(team, membership, *, streaming=None):
             found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
         if holder.monthly_cost_limit is not None:
             found.append(Meter(whose, COST, team, cost, holder.monthly_cost_limit, held_cost))
-    if found:
-        names = team_admin_names(team)
-        for meter in found:
-            meter.admins = names
-            meter.read_by_admin = membership is not None and membership.role == Membership.Role.ADMIN
+    # Who can raise a budget is said only of one used up (or taken by the answers streaming).
+    names = team_admin_names(team) if any(meter.is_exhausted for meter in found) else []
+    for meter in found:
+        meter.admins = names
+        meter.read_by_admin = membership is not None and membership.role == Membership.Role.ADMIN
     return found
 
 
