@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.text import get_text_list
@@ -22,17 +22,18 @@ from django.utils.translation import gettext as _, ngettext
 
 from accounts.models import Membership, Team, User
 from chat import usage
-from chat.models import Message
+from chat.models import Message, UsageRollup
 
 WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
 PACE_WINDOW = timedelta(minutes=1)
 # What an answer still streaming (no usage yet) is assumed to take: the largest of the
-# scope's last RECENT_ANSWERS answers, and never less than the floor. The largest, not the
+# scope's last RECENT_ANSWERS answers of the last RECENT_WINDOW, and never less than the floor. The largest, not the
 # average: a budget may then be refused a little early, but concurrent sends overshoot it
 # by at most about one answer. The floor covers a scope with no history, or only tiny
 # answers: a short question with a thinking answer runs one to a few thousand tokens,
 # a cent at mimo-v2.5-pro's prices.
 RECENT_ANSWERS = 20
+RECENT_WINDOW = timedelta(days=1)  # how far back they are looked for: a bounded read, however big the month
 RESERVE_FLOOR_TOKENS = 4_000
 RESERVE_FLOOR_COST = Decimal("0.01")
 BUDGET_EXHAUSTED = "budget_exhausted"  # Message.error_kind of a tool round refused for the budget
@@ -60,33 +61,61 @@ def month_start(now=None):
 
 
 def answers(team, owner=None):
-    """The team's assistant messages, or only those of one member's conversations in it.
+    """The team's assistant messages, or only those of one member's conversations in it (never imported ones).
+
+    Every query of these is narrowed by an index on the answers' own columns (status, or a
+    recent `created_at`), so team and owner are compared as `+ 0`, which no index serves:
+    SQLite keeps no statistics, and would otherwise start from the scope's conversations and
+    read every answer they ever had (milliseconds at a million, a second when sorted).
+    """
+    messages = usage.assistant_messages().annotate(scope_team=F("conversation__team_id") + 0).filter(scope_team=team.pk)
+    if owner is not None:
+        messages = messages.annotate(scope_owner=F("conversation__owner_id") + 0).filter(scope_owner=getattr(owner, "pk", owner))
+    return messages
+
+
+def rollups_this_month(team):
+    """The team's usage roll-ups of this month (chat/usage.py): a few rows per member, however many answers.
 
     Conversations in the trash count too: what they cost was spent. A purged one
     no longer counts; inexact on purpose, since a purge comes 30 days later.
     """
-    messages = usage.assistant_messages().filter(conversation__team=team)
-    return messages.filter(conversation__owner=owner) if owner is not None else messages
+    return UsageRollup.objects.filter(team=team, period=UsageRollup.Period.MONTH, day=month_start().date())
+
+
+def used_by_member(team):
+    """{member's id: (tokens, cost)} of the team's answers this month, at the price in force when each ran: the limits page's."""
+    return {
+        row["conversation__owner_id"]: (row["total_tokens"], row["total_cost"])
+        for row in usage.grouped(rollups_this_month(team), "member")
+    }
 
 
 def used_this_month(team, owner=None):
     """(tokens, cost) of the scope's answers this month, at the price in force when each ran."""
-    totals = answers(team, owner).filter(created_at__gte=month_start()).with_usage().aggregate(
-        used_tokens=Sum("tokens"), used_cost=Sum("cost")
-    )
-    return totals["used_tokens"] or 0, Decimal(totals["used_cost"] or 0)
+    rollups = rollups_this_month(team)
+    if owner is not None:
+        rollups = rollups.filter(owner=owner)
+    totals = usage.totals(rollups)
+    return totals["total_tokens"], totals["total_cost"]
 
 
-def reserved(team, owner=None):
-    """(tokens, cost) held for the scope's answers still streaming: RESERVE estimates each."""
-    streaming = answers(team, owner).filter(status=Message.Status.STREAMING, prompt_tokens__isnull=True).count()
+def streaming_now(team):
+    """(member's id, prompt tokens) of each of the team's answers streaming now: a handful, read once per send."""
+    return list(answers(team).filter(status=Message.Status.STREAMING).values_list("conversation__owner_id", "prompt_tokens"))
+
+
+def reserved(team, owner=None, streaming=None):
+    """(tokens, cost) held for the scope's answers still streaming (`streaming_now`): RESERVE estimates each."""
+    streaming = streaming_now(team) if streaming is None else streaming
+    streaming = sum(1 for who, prompt in streaming if prompt is None and owner in (None, who))
     if not streaming:
         return 0, Decimal(0)
     recent = (
         answers(team, owner)
-        .filter(prompt_tokens__isnull=False)
-        .with_usage()
+        .filter(created_at__gte=timezone.now() - RECENT_WINDOW, prompt_tokens__isnull=False)
         .order_by("-created_at")
+        .with_usage()
         .values_list("tokens", "cost")[:RECENT_ANSWERS]
     )
     tokens = max([RESERVE_FLOOR_TOKENS, *(t for t, _c in recent)])
@@ -238,8 +267,9 @@ def team_admin_names(team):
     return [admin.get_full_name() or admin.username for admin in admins]
 
 
-def meters(team, membership, *, reserve=False):
-    """Every budget set for this member in this team: the team's, then their own."""
+def meters(team, membership, *, streaming=None):
+    """Every budget set for this member in this team: the team's, then their own; with what the answers
+    `streaming` now (`streaming_now`) hold, when given."""
     found = []
     scopes = [(TEAM, team, None)]
     if membership is not None:
@@ -248,16 +278,16 @@ def meters(team, membership, *, reserve=False):
         if holder.monthly_token_limit is None and holder.monthly_cost_limit is None:
             continue
         tokens, cost = used_this_month(team, owner)
-        held_tokens, held_cost = reserved(team, owner) if reserve else (0, Decimal(0))
+        held_tokens, held_cost = reserved(team, owner, streaming) if streaming is not None else (0, Decimal(0))
         if holder.monthly_token_limit is not None:
             found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
         if holder.monthly_cost_limit is not None:
             found.append(Meter(whose, COST, team, cost, holder.monthly_cost_limit, held_cost))
-    if found:
-        names = team_admin_names(team)
-        for meter in found:
-            meter.admins = names
-            meter.read_by_admin = membership is not None and membership.role == Membership.Role.ADMIN
+    # Who can raise a budget is said only of one used up (or taken by the answers streaming).
+    names = team_admin_names(team) if any(meter.is_exhausted for meter in found) else []
+    for meter in found:
+        meter.admins = names
+        meter.read_by_admin = membership is not None and membership.role == Membership.Role.ADMIN
     return found
 
 
@@ -298,18 +328,19 @@ def admit(conversation, *, pace=True):
             _("You are no longer a member of %(team)s, so this conversation cannot go on with its keys.")
             % {"team": team.name}
         )
+    streaming = streaming_now(team)
     if pace:
-        check_pace(team, conversation.owner_id)
-    for meter in meters(team, membership, reserve=True):
+        check_pace(team, conversation.owner_id, streaming)
+    for meter in meters(team, membership, streaming=streaming):
         if meter.is_exhausted:
             raise Refused(meter.refusal, meter)
 
 
-def check_pace(team, owner_id):
-    """The member's answers streaming at once, and messages in the last minute, against the team's pace."""
+def check_pace(team, owner_id, streaming):
+    """The member's answers streaming at once (of `streaming_now`), and messages in the last minute, against the team's pace."""
     own = answers(team, owner_id)
     if team.streams_at_once is not None:
-        streaming = own.filter(status=Message.Status.STREAMING).count()
+        streaming = sum(1 for who, _prompt in streaming if who == owner_id)
         if streaming >= team.streams_at_once:
             raise Refused(
                 ngettext(
@@ -381,19 +412,10 @@ class MemberUsage:
 
 def member_rows(team, memberships):
     """The limits page's table: each member with their usage this month and their own meters."""
-    usage = {
-        row["conversation__owner"]: row
-        for row in answers(team)
-        .filter(created_at__gte=month_start())
-        .with_usage()
-        .values("conversation__owner")
-        .annotate(used_tokens=Sum("tokens"), used_cost=Sum("cost"))
-        .order_by()
-    }
+    used = used_by_member(team)
     rows = []
     for membership in memberships:
-        used = usage.get(membership.user_id, {})
-        tokens, cost = used.get("used_tokens") or 0, Decimal(used.get("used_cost") or 0)
+        tokens, cost = used.get(membership.user_id, (0, Decimal(0)))
         own = []
         if membership.monthly_token_limit is not None:
             own.append(Meter(MEMBER, TOKENS, team, tokens, membership.monthly_token_limit))

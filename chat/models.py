@@ -297,6 +297,9 @@ class Message(models.Model):
     reasoning_tool_calls = models.JSONField(default=list, blank=True)
     # How many of the oldest turns were left out to fit the model's context window.
     turns_left_out = models.PositiveIntegerField(default=0)
+    # Read from an exported file: its figures are kept as history, but it never counts
+    # toward usage, cost or budgets (a file's figures are whatever its writer typed).
+    imported = models.BooleanField(default=False)
 
     objects = MessageQuerySet.as_manager()
 
@@ -306,6 +309,8 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"]),
             models.Index(fields=["conversation", "visible", "created_at", "id"]),
             models.Index(fields=["status", "heartbeat_at"]),
+            # The budget check's newest answers and the pace's last minute, without reading the month.
+            models.Index(fields=["created_at"]),
         ]
         constraints = [
             # One answer streams per conversation, whichever process starts it.
@@ -673,6 +678,58 @@ class Price(models.Model):
             + message.completion_tokens * self.output_per_million
         )
         return tokens / 1_000_000 + (message.web_search_calls or 0) * self.web_search_per_thousand / 1000
+
+
+# --- Usage roll-ups -----------------------------------------------------------------
+
+
+class UsageRollup(models.Model):
+    """The sums of a group of answers: one team, member, key, model, day and price period (for
+    the usage pages), or one team, member, model, month and price period (for the budgets).
+
+    Budgets and usage pages read these instead of summing a month of answers
+    (chat/usage.py keeps them in step with the messages, in the same transaction).
+    Days and months are in the server's time zone (TIME_ZONE), as budgets' months are.
+    The cost is not stored: it is computed from the sums and the price row when read
+    (chat.usage.grouped), so an edited rate applies as it does to the answers themselves.
+    """
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"  # `day` is the month's first; `api_key` is None: budgets are per team and member
+
+    period = models.CharField(max_length=5, choices=Period)
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    # Deleting a key leaves its answers with none recorded; their sums follow them.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    model = models.CharField(max_length=100, blank=True)
+    day = models.DateField()  # the day, or the first of the month
+    # The price in force for these answers; None when the model had none (they cost nothing).
+    price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    answers = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    web_search_calls = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "period", "day"]),
+            models.Index(fields=["owner", "period", "day"]),
+        ]
+        constraints = [
+            # One row a group, so that an answer's figures are added once (None as 0: NULLs are all distinct).
+            models.UniqueConstraint(
+                "period", "team", "owner", Coalesce("api_key", 0), "model", "day", Coalesce("price", 0),
+                name="one_usage_rollup_per_group",
+            )
+        ]
+
+    def __str__(self):
+        return f"usage of team {self.team_id}, member {self.owner_id}, {self.model} on {self.day}"
 
 
 # --- Search ------------------------------------------------------------------------

@@ -279,7 +279,8 @@ def read_conversation(item, where):
     for number, entry in enumerate(read_list(item, "messages", where), 1):
         at = _("%(where)s, message %(number)s") % {"where": where, "number": number}
         message = ReadMessage(
-            message=Message(**read_fields(entry, Message, MESSAGE_FIELDS, at)),
+            # Not carried by a file, but set here: its figures stay as history, and never count toward usage or budgets.
+            message=Message(**read_fields(entry, Message, MESSAGE_FIELDS, at), imported=True),
             file_id=read_id(entry, "id", at),
             parent=None if entry.get("parent") is None else read_id(entry, "parent", at),
             api_key=read_key(entry, at),

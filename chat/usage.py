@@ -1,4 +1,14 @@
-"""Usage and cost: the sums behind the usage pages, their CSV and the operator's monthly report, all in SQL."""
+"""Usage and cost: the sums behind the usage pages, their CSV and the operator's monthly report, all in SQL.
+
+They are summed from roll-ups (UsageRollup: one row per team, member, key,
+model, day and price period, and per month for budgets), kept in step with the
+answers in the transaction that saves them (the signals in chat/signals.py call
+`count_change` and `uncount_conversation`; the generation saves an answer's
+final figures in one: Generation.save_finished_in_one_transaction). Imported answers never count: their figures are
+whatever the file said. The raw answers are still summed when a page's days
+are in another time zone than the roll-ups' (the server's), and by the
+`usage_rollups --check` command that compares the two.
+"""
 
 import calendar
 import csv
@@ -6,13 +16,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, Sum
+from django.apps import apps as installed_apps
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _, gettext_lazy, ngettext
 
-from chat.models import Message, Price
+from chat.models import Conversation, Message, Price, UsageRollup
 
 # The longest range a page, a CSV or a chart covers: a year, leap day included.
 MAX_DAYS = 366
@@ -22,8 +35,8 @@ MAX_DAYS = 366
 
 
 def assistant_messages():
-    """Answers are what MiMo bills: only assistant messages carry tokens."""
-    return Message.objects.filter(role=Message.Role.ASSISTANT)
+    """Answers are what MiMo bills: only assistant messages carry tokens. Imported ones were billed elsewhere."""
+    return Message.objects.filter(role=Message.Role.ASSISTANT, imported=False)
 
 
 def in_period(messages, start, end):
@@ -52,12 +65,39 @@ def member_messages(user, start, end, team=None):
     return in_period(messages, start, end)
 
 
-def month_messages(year, month, team=None):
-    """A calendar month's answers, of every team or one: the operator's report."""
-    messages = assistant_messages()
+# --- Which records: roll-ups, or the answers themselves ----------------------------------
+
+
+def rollups_fit_the_days():
+    """Whether the page's days (the current time zone) are the roll-ups' days (the server's)."""
+    return timezone.get_current_timezone_name() == settings.TIME_ZONE
+
+
+def in_days(rollups, start, end):
+    return rollups.filter(period=UsageRollup.Period.DAY, day__gte=start, day__lte=end)
+
+
+def team_records(team, start, end):
+    """What a team's usage page sums: its roll-ups, or its answers when the viewer's days are not the server's."""
+    if rollups_fit_the_days():
+        return in_days(UsageRollup.objects.filter(team=team), start, end)
+    return team_messages(team, start, end)
+
+
+def member_records(user, start, end, team=None):
+    """What a member's own usage page sums: their roll-ups (across their teams, or in one), or their answers."""
+    if not rollups_fit_the_days():
+        return member_messages(user, start, end, team=team)
+    rollups = UsageRollup.objects.filter(owner=user)
     if team is not None:
-        messages = messages.filter(conversation__team=team)
-    return in_period(messages, *month_bounds(year, month))
+        rollups = rollups.filter(team=team)
+    return in_days(rollups, start, end)
+
+
+def month_records(year, month, team=None):
+    """The operator's monthly report, whose days are the server's: the roll-ups of every team or one."""
+    rollups = UsageRollup.objects.all() if team is None else UsageRollup.objects.filter(team=team)
+    return in_days(rollups, *month_bounds(year, month))
 
 
 # --- Periods -------------------------------------------------------------------------
@@ -116,48 +156,128 @@ def columns_of(*dimensions):
     return columns
 
 
-def sums():
-    """The figures every table, chart and CSV row shows, summed in the database from `with_usage()`."""
+# The dimensions' columns (named as a message reaches them) where a roll-up has them.
+ROLLUP_COLUMNS = {
+    "conversation__owner_id": "owner_id",
+    "conversation__owner__username": "owner__username",
+    "conversation__team_id": "team_id",
+    "conversation__team__name": "team__name",
+}
+
+
+def values_of(records, columns):
+    """`records.values(*columns)`, with a roll-up's columns under the names a message's have: one row shape for both."""
+    if records.model is not UsageRollup:
+        return records.values(*columns)
+    plain = [column for column in columns if column not in ROLLUP_COLUMNS]
+    renamed = {column: F(ROLLUP_COLUMNS[column]) for column in columns if column in ROLLUP_COLUMNS}
+    return records.values(*plain, **renamed)
+
+
+# The figures every table, chart and CSV row shows, and the fields they sum (as a message and a roll-up name them).
+FIGURE_NAMES = {
+    "prompt": "prompt_tokens",
+    "completion": "completion_tokens",
+    "reasoning": "reasoning_tokens",
+    "cached": "cached_tokens",
+    "searches": "web_search_calls",
+}
+
+
+def sums(records):
+    """The figures summed in the database: whole numbers only, fast on any database (costs come after)."""
     return {
-        "messages": Count("pk"),
-        "prompt": Coalesce(Sum("prompt_tokens"), 0),
-        "completion": Coalesce(Sum("completion_tokens"), 0),
-        "reasoning": Coalesce(Sum("reasoning_tokens"), 0),
-        "cached": Coalesce(Sum("cached_tokens"), 0),
-        "searches": Coalesce(Sum("web_search_calls"), 0),
-        "total_tokens": Coalesce(Sum("tokens"), 0),
-        "total_cost": Coalesce(Sum("cost"), Decimal(0)),
+        # A roll-up holds its count of answers; a message is one.
+        "messages": Coalesce(Sum("answers"), 0) if records.model is UsageRollup else Count("pk"),
+        **{name: Coalesce(Sum(field), 0) for name, field in FIGURE_NAMES.items()},
     }
 
 
-def grouped(messages, *dimensions, per_day=False):
-    """The sums grouped by these dimensions (and by day in the current time zone), one row per group."""
+def with_price_period(records):
+    """Each record with `price_id`: the price in force when its answers ran (a roll-up has it already)."""
+    if records.model is UsageRollup:
+        return records
+    in_force = Price.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at"))
+    return records.annotate(price_id=Subquery(in_force.order_by("-valid_from").values("pk")[:1]))
+
+
+# A price's rates, in the order `cost_at` takes them.
+RATES = ("input_per_million", "cached_input_per_million", "output_per_million", "web_search_per_thousand")
+
+
+def cost_at(rates, row):
+    """What these summed figures cost at these rates (None: no price, nothing), as Price.cost_of does for one answer.
+
+    The cost is linear in the figures, so the cost of a group's sums is the sum of its answers' costs.
+    """
+    if rates is None:
+        return Decimal(0)
+    prompt_rate, cached_rate, output_rate, search_rate = rates
+    return (
+        (row["prompt"] - row["cached"]) * prompt_rate + row["cached"] * cached_rate + row["completion"] * output_rate
+    ) / 1_000_000 + row["searches"] * search_rate / 1000
+
+
+def grouped(records, *dimensions, per_day=False):
+    """The sums of answers or roll-ups grouped by these dimensions (and by day), one row per group, in order.
+
+    The database sums per group and price period; each period's cost is added here, at its
+    price. A message's day is in the current time zone; a roll-up's is its own (the server's,
+    see `team_records`).
+    """
     columns = columns_of(*dimensions)
-    messages = messages.with_usage()
+    records = with_price_period(records)
     if per_day:
-        messages = messages.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        if records.model is not UsageRollup:
+            records = records.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         columns = ["day", *columns]
-    return messages.values(*columns).annotate(**sums()).order_by(*columns)
+    # A roll-up reads its price's rates with it; answers' prices are read after, by id.
+    rate_columns = [f"price__{rate}" for rate in RATES] if records.model is UsageRollup else []
+    periods = list(values_of(records, [*columns, "price_id", *rate_columns]).annotate(**sums(records)).order_by())
+    if rate_columns:
+        rates = {row["price_id"]: tuple(row[column] for column in rate_columns) for row in periods}
+    else:
+        prices = Price.objects.in_bulk({row["price_id"] for row in periods} - {None})
+        rates = {pk: tuple(getattr(price, rate) for rate in RATES) for pk, price in prices.items()}
+    rates[None] = None
+    groups = {}
+    for row in periods:
+        key = tuple(row[column] for column in columns)
+        group = groups.setdefault(key, {**{column: row[column] for column in columns}, **dict.fromkeys(
+            ["messages", *FIGURE_NAMES, "total_tokens"], 0), "total_cost": Decimal(0)})  # fmt: skip
+        for name in ["messages", *FIGURE_NAMES]:
+            group[name] += row[name]
+        group["total_tokens"] += row["prompt"] + row["completion"]
+        group["total_cost"] += cost_at(rates[row["price_id"]], row)
+    return [groups[key] for key in sorted(groups, key=in_order)]
 
 
-def totals(messages):
-    """The sums over all the messages: one dict."""
-    return messages.with_usage().aggregate(**sums())
+def in_order(values):
+    """A sort key for rows by these values, as a database orders them ascending (nothing first)."""
+    return tuple((value is not None, value) for value in values)
 
 
-def table(messages, dimension):
+def totals(records):
+    """The sums over all the answers or roll-ups: one dict."""
+    rows = grouped(records)
+    return rows[0] if rows else {**dict.fromkeys(["messages", *FIGURE_NAMES, "total_tokens"], 0), "total_cost": Decimal(0)}
+
+
+def table(records, dimension):
     """One row per group of the dimension, the biggest first, each with its `label` and its `cost_text`."""
     dimension = DIMENSIONS[dimension]
-    rows = grouped(messages, dimension.name).order_by("-total_tokens", "-total_cost", *columns_of(dimension.name))
+    rows = grouped(records, dimension.name)
+    columns = columns_of(dimension.name)
+    rows.sort(key=lambda row: (-row["total_tokens"], -row["total_cost"], in_order(row[column] for column in columns)))
     return [{**row, "label": dimension.label(row), "cost_text": money(row["total_cost"])} for row in rows]
 
 
-def daily(messages, dimension):
-    return grouped(messages, dimension, per_day=True)
+def daily(records, dimension):
+    return grouped(records, dimension, per_day=True)
 
 
-def daily_totals(messages):
-    return grouped(messages, per_day=True)
+def daily_totals(records):
+    return grouped(records, per_day=True)
 
 
 # --- Money ---------------------------------------------------------------------------
@@ -327,10 +447,10 @@ CSV_COLUMNS = [
 ]
 
 
-def csv_rows(messages, with_team=False):
+def csv_rows(records, with_team=False):
     """One row per day × (team ×) model × member × key, as the CSV writes them."""
     dimensions = ["team", "model", "member", "key"] if with_team else ["model", "member", "key"]
-    for row in grouped(messages, *dimensions, per_day=True):
+    for row in grouped(records, *dimensions, per_day=True):
         yield {
             "day": row["day"].isoformat(),
             **({"team": row["conversation__team__name"]} if with_team else {}),
@@ -356,10 +476,217 @@ def spreadsheet_safe(value):
     return value
 
 
-def write_csv(out, messages, with_team=False):
+def write_csv(out, records, with_team=False):
     columns = ["day", *(["team"] if with_team else []), *CSV_COLUMNS]
     columns[-1] = f"cost_{CURRENCY.lower()}"
     writer = csv.writer(out)
     writer.writerow(columns)
-    for row in csv_rows(messages, with_team):
+    for row in csv_rows(records, with_team):
         writer.writerow([spreadsheet_safe(value) for value in row.values()])
+
+
+# --- Roll-ups: kept in step with the answers --------------------------------------------
+
+# What a roll-up groups by, and what it sums (as a message names them).
+GROUP = ("period", "team_id", "owner_id", "api_key_id", "model", "day", "price_id")
+SUMS = ("answers", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "web_search_calls")
+FIGURES = SUMS[1:]
+# The fields of a message that decide whether, where and how much it counts.
+COUNTED_FIELDS = {"role", "imported", "conversation", "api_key", "model", "created_at", *FIGURES}
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What one answer adds to the roll-ups: its day's group, and its count (1) and figures.
+
+    `ran` is the (model, moment) its price period was looked up for: a later count of the same answer reuses it.
+    """
+
+    group: tuple
+    amounts: tuple
+    ran: tuple = ()
+
+
+NOT_READ = object()  # a price period not read yet (None is a period without a price)
+
+
+def counted(message, team_id, owner_id, before=None, price_id=NOT_READ):
+    """What this message adds to the roll-ups (its conversation's team and owner given); None if it counts for nothing.
+
+    Its price period is `price_id` when the caller read it with the message; else that of
+    `before` (what it added before this save) if its model and moment did not change; else looked up.
+    """
+    if message.role != Message.Role.ASSISTANT or message.imported:
+        return None
+    ran = (message.model, message.created_at)
+    if price_id is NOT_READ and before is not None and before.ran == ran:
+        price_id = before.group[GROUP.index("price_id")]
+    elif price_id is NOT_READ:
+        price_id = price_in_force(message.model, message.created_at)
+    day = timezone.localtime(message.created_at, timezone.get_default_timezone()).date()
+    group = (UsageRollup.Period.DAY, team_id, owner_id, message.api_key_id, message.model, day, price_id)
+    return Counted(group, (1, *(getattr(message, name) or 0 for name in FIGURES)), ran)
+
+
+def price_in_force(model, moment):
+    """The id of the price a message of this model run at that moment costs, None if none."""
+    return Price.objects.filter(model=model, valid_from__lte=moment).order_by("-valid_from").values_list("pk", flat=True).first()
+
+
+def counted_as_stored(message_id):
+    """What the message adds as the database holds it now: read before a save changes it (with its price period, in one query)."""
+    in_force = Price.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at")).order_by("-valid_from")
+    stored = (
+        Message.objects.filter(pk=message_id)
+        .select_related("conversation")
+        .annotate(price_in_force=Subquery(in_force.values("pk")[:1]))
+        .first()
+    )
+    if stored is None:
+        return None
+    return counted(stored, stored.conversation.team_id, stored.conversation.owner_id, price_id=stored.price_in_force)
+
+
+def counted_as_saved(message, before=None):
+    """What the message adds as it was just saved."""
+    if Message.conversation.is_cached(message):
+        team_id, owner_id = message.conversation.team_id, message.conversation.owner_id
+    else:
+        team_id, owner_id = Conversation.objects.values_list("team_id", "owner_id").get(pk=message.conversation_id)
+    return counted(message, team_id, owner_id, before)
+
+
+def count_change(before, after):
+    """Move the roll-ups from what a message added before (a Counted or None) to what it adds now."""
+    if before == after:
+        return
+    if before is not None and after is not None and before.group == after.group:  # new figures, same group
+        add(after.group, [now - then for now, then in zip(after.amounts, before.amounts)])
+        return
+    if before is not None:
+        add(before.group, [-amount for amount in before.amounts])
+    if after is not None:
+        add(after.group, after.amounts)
+
+
+def month_group(day_group):
+    """The month's group a day's group adds to: what budgets read, without the key (no budget is per key)."""
+    where = dict(zip(GROUP, day_group))
+    where |= {"period": UsageRollup.Period.MONTH, "api_key_id": None, "day": where["day"].replace(day=1)}
+    return tuple(where[name] for name in GROUP)
+
+
+def add(day_group, amounts):
+    """Add to the day's roll-up and its month's: one statement once both exist.
+
+    A group has one row (UsageRollup's constraint). A day's row is never made without its
+    month's, so when one row took the update it was the month's, and the day's is made. An
+    answer that made the same row at the same moment (PostgreSQL) wins the insert; this one
+    then updates it.
+    """
+    groups = [dict(zip(GROUP, group)) for group in (day_group, month_group(day_group))]
+    changes = {name: F(name) + amount for name, amount in zip(SUMS, amounts)}
+    updated = UsageRollup.objects.filter(Q(**groups[0]) | Q(**groups[1])).update(**changes)
+    for where in groups[: len(groups) - updated]:
+        try:
+            with transaction.atomic():
+                UsageRollup.objects.create(**where, **dict(zip(SUMS, amounts)))
+        except IntegrityError:
+            UsageRollup.objects.filter(**where).update(**changes)
+
+
+def uncount_conversation(conversation):
+    """Take a conversation's answers out of the roll-ups: it is being deleted for good (a purge).
+
+    What a conversation in the trash cost still counts; once purged it no longer does, as
+    when budgets summed the answers themselves.
+    """
+    for row in day_rollups(Message.objects.filter(conversation=conversation)):
+        add(tuple(row[name] for name in GROUP), [-row[name] for name in SUMS])
+
+
+def day_rollups(messages, price_model=Price):
+    """The days' roll-ups as the answers among `messages` make them: one dict per group, named as UsageRollup's fields.
+
+    The price model is given so that the migration that first builds them can use its own.
+    """
+    in_force = price_model.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at"))
+    groups = (
+        messages.filter(role="assistant", imported=False)
+        .values(
+            "api_key_id",
+            "model",
+            team_id=F("conversation__team_id"),
+            owner_id=F("conversation__owner_id"),
+            day=TruncDate("created_at", tzinfo=timezone.get_default_timezone()),
+            price_id=Subquery(in_force.order_by("-valid_from").values("pk")[:1]),
+        )
+        # Summed under other names: a message's own fields have these.
+        .annotate(answers=Count("pk"), **{f"sum_{name}": Coalesce(Sum(name), 0) for name in FIGURES})
+        .order_by()
+    )
+    for row in groups:
+        yield {"period": UsageRollup.Period.DAY, **{name: row[name] for name in GROUP[1:]}, "answers": row["answers"]} | {
+            name: row[f"sum_{name}"] for name in FIGURES
+        }
+
+
+def all_rollups(messages, price_model=Price):
+    """The days' roll-ups and the months' they add up to."""
+    months = {}
+    for row in day_rollups(messages, price_model):
+        yield row
+        group = month_group(tuple(row[name] for name in GROUP))
+        sums = months.setdefault(group, [0] * len(SUMS))
+        for index, name in enumerate(SUMS):
+            sums[index] += row[name]
+    for group, sums in months.items():
+        yield dict(zip(GROUP, group)) | dict(zip(SUMS, sums))
+
+
+def lock_rollups():
+    """Hold off every other writer of roll-ups until the transaction ends: a rebuild must not miss one.
+
+    PostgreSQL locks the table; SQLite's first write (the rebuild's delete) takes the lock for the whole database.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {UsageRollup._meta.db_table} IN EXCLUSIVE MODE")
+
+
+def rebuild_rollups(models=None, since=None, apps=installed_apps):
+    """Make the roll-ups again from the answers: of these models, from the month of `since` on
+    (a price of theirs changed from then), or all of them.
+
+    `apps` is the migration's when the migration that adds them builds them.
+    """
+    message_model, price_model = apps.get_model("chat", "Message"), apps.get_model("chat", "Price")
+    rollup_model = apps.get_model("chat", "UsageRollup")
+    messages, stale = message_model.objects.all(), rollup_model.objects.all()
+    if models is not None:
+        stale, messages = stale.filter(model__in=models), messages.filter(model__in=models)
+    if since is not None:  # whole months: a month's roll-up sums all its days
+        zone = timezone.get_default_timezone()
+        first = timezone.localtime(since, zone).date().replace(day=1)
+        stale = stale.filter(day__gte=first)
+        messages = messages.filter(created_at__gte=timezone.make_aware(datetime.combine(first, time.min), zone))
+    with transaction.atomic():
+        lock_rollups()
+        stale.delete()
+        rows = [rollup_model(**row) for row in all_rollups(messages, price_model)]
+        rollup_model.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)
+
+
+def rollup_differences():
+    """Where the roll-ups and the answers disagree: (group, what the roll-ups say, what the answers say) each."""
+    kept = {}
+    for row in UsageRollup.objects.values(*GROUP).annotate(**{f"sum_{name}": Sum(name) for name in SUMS}).order_by():
+        kept[tuple(row[name] for name in GROUP)] = tuple(row[f"sum_{name}"] for name in SUMS)
+    raw = {tuple(row[name] for name in GROUP): tuple(row[name] for name in SUMS) for row in all_rollups(Message.objects.all())}
+    nothing = (0,) * len(SUMS)
+    return [
+        (group, kept.get(group, nothing), raw.get(group, nothing))
+        for group in sorted(kept.keys() | raw.keys(), key=str)
+        if kept.get(group, nothing) != raw.get(group, nothing)
+    ]

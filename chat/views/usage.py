@@ -22,8 +22,8 @@ def team_usage(request: AuthenticatedHttpRequest, team_id):
     team = get_team_administered_by(request.user, team_id)
     form = UsageForm(request.GET, dimensions=usage.TEAM_DIMENSIONS)
     start, end = form.period()
-    messages = usage.team_messages(team, start, end)
-    context = usage_context(form, messages, start, end, usage.TEAM_DIMENSIONS)
+    records = usage.team_records(team, start, end)
+    context = usage_context(form, records, start, end, usage.TEAM_DIMENSIONS)
     context |= {
         "heading": _("Usage in %(team)s") % {"team": team},
         "team": team,
@@ -38,7 +38,7 @@ def team_usage_csv(request: AuthenticatedHttpRequest, team_id):
     team = get_team_administered_by(request.user, team_id)
     start, end = UsageForm(request.GET, dimensions=usage.TEAM_DIMENSIONS).period()
     name = f"usage-{slugify(team.name) or team.pk}-{start}-{end}.csv"
-    return csv_response(usage.team_messages(team, start, end), name)
+    return csv_response(usage.team_records(team, start, end), name)
 
 
 def my_usage(request: AuthenticatedHttpRequest):
@@ -46,8 +46,8 @@ def my_usage(request: AuthenticatedHttpRequest):
     teams = Team.objects.filter(memberships__user=request.user)
     form = UsageForm(request.GET, dimensions=usage.MEMBER_DIMENSIONS, teams=teams)
     start, end = form.period()
-    messages = usage.member_messages(request.user, start, end, team=form.chosen_team())
-    context = usage_context(form, messages, start, end, usage.MEMBER_DIMENSIONS)
+    records = usage.member_records(request.user, start, end, team=form.chosen_team())
+    context = usage_context(form, records, start, end, usage.MEMBER_DIMENSIONS)
     context |= {
         "heading": _("My usage"),
         "page_url": reverse("my_usage"),
@@ -61,20 +61,20 @@ def my_usage_csv(request: AuthenticatedHttpRequest):
     teams = Team.objects.filter(memberships__user=request.user)
     form = UsageForm(request.GET, dimensions=usage.MEMBER_DIMENSIONS, teams=teams)
     start, end = form.period()
-    messages = usage.member_messages(request.user, start, end, team=form.chosen_team())
-    return csv_response(messages, f"my-usage-{start}-{end}.csv", with_team=True)
+    records = usage.member_records(request.user, start, end, team=form.chosen_team())
+    return csv_response(records, f"my-usage-{start}-{end}.csv", with_team=True)
 
 
-def usage_context(form, messages, start, end, dimensions):
-    """Everything both pages show for these messages: totals, one table per dimension, the two charts."""
+def usage_context(form, records, start, end, dimensions):
+    """Everything both pages show for these records: totals, one table per dimension, the two charts."""
     by = form.stack_by()
-    tables = [{"dimension": usage.DIMENSIONS[name], "rows": usage.table(messages, name)} for name in dimensions]
+    tables = [{"dimension": usage.DIMENSIONS[name], "rows": usage.table(records, name)} for name in dimensions]
     legend = usage.legend(next(t["rows"] for t in tables if t["dimension"].name == by), by)
-    rows, day_rows, days = list(usage.daily(messages, by)), list(usage.daily_totals(messages)), usage.days_of(start, end)
+    rows, day_rows, days = list(usage.daily(records, by)), list(usage.daily_totals(records)), usage.days_of(start, end)
     query = {"start": start.isoformat(), "end": end.isoformat()}
     if form.chosen_team():
         query["team"] = form.chosen_team().pk
-    totals = usage.totals(messages)
+    totals = usage.totals(records)
     return {
         "form": form,
         "start": start,
@@ -100,8 +100,8 @@ def render_usage(request: AuthenticatedHttpRequest, context):
     return render(request, PAGE, context)
 
 
-def csv_response(messages, filename, with_team=False):
+def csv_response(records, filename, with_team=False):
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = content_disposition_header(True, filename)
-    usage.write_csv(response, messages, with_team=with_team)
+    usage.write_csv(response, records, with_team=with_team)
     return response

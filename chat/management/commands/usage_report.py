@@ -28,5 +28,5 @@ class Command(BaseCommand):
             chosen = Team.objects.filter(name=team).first()
             if chosen is None:
                 raise CommandError(f"There is no team named {team!r}.")
-        messages = usage.month_messages(int(match[1]), int(match[2]), team=chosen)
-        usage.write_csv(self.stdout, messages, with_team=True)
+        records = usage.month_records(int(match[1]), int(match[2]), team=chosen)
+        usage.write_csv(self.stdout, records, with_team=True)
