@@ -111,7 +111,9 @@ def index_message(message, *, new=False):
     if new:
         SearchEntry.objects.bulk_create(entries)
         return
-    with transaction.atomic():
+    # Within the save's own transaction when it has one (an answer's end): a failure here fails the
+    # save as a whole, so no savepoint of its own (two more statements at every answer's end).
+    with transaction.atomic(savepoint=False):
         SearchEntry.objects.filter(message_id=message.pk).delete()
         SearchEntry.objects.bulk_create(entries)
 
