@@ -310,11 +310,7 @@ def render_last_answer(conversation_id, watchers):
     ) | {"composer_streaming": message.status == Message.Status.STREAMING}
     partial = "chat/message.html#message-snapshot"
     local = [render_partial(partial, context, watcher) for watcher in watchers]
-    remote = {}
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            remote[code] = render_to_string(partial, context)
-    return local, remote
+    return local, render_in_every_language(partial, context)
 
 
 _tender = None
@@ -488,6 +484,15 @@ def window_context(conversation, window):
         "window": window,
         "items": [message_context(message) for message in window.messages],
     }
+
+
+def render_in_every_language(name, context):
+    """A partial for other processes' sockets, once per language (each picks its own): {code: html}."""
+    rendered = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            rendered[code] = render_to_string(name, context)
+    return rendered
 
 
 def render_partial(name, context, watcher):
@@ -965,11 +970,8 @@ class Generation:
             while True:
                 seq, text, partial, context, snapshot = await self.remote_outbox.get()
                 try:
-                    # Once per language: the socket that receives it picks its own.
-                    html = {}
-                    for code, _name in settings.LANGUAGES:
-                        with translation.override(code):
-                            html[code] = text + render_to_string(partial, context) if partial else text
+                    rendered = render_in_every_language(partial, context) if partial else {}
+                    html = {code: text + rendered.get(code, "") for code, _name in settings.LANGUAGES}
                     await layer.group_send(
                         group,
                         {
