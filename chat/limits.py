@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.text import get_text_list
@@ -26,14 +26,14 @@ from chat.models import Message, UsageRollup
 
 WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
 PACE_WINDOW = timedelta(minutes=1)
-# What an answer still streaming (no usage yet) is assumed to take: the largest of the
-# scope's last RECENT_ANSWERS answers of the last RECENT_WINDOW, and never less than the floor. The largest, not the
-# average: a budget may then be refused a little early, but concurrent sends overshoot it
-# by at most about one answer. The floor covers a scope with no history, or only tiny
-# answers: a short question with a thinking answer runs one to a few thousand tokens,
-# a cent at mimo-v2.5-pro's prices.
-RECENT_ANSWERS = 20
-RECENT_WINDOW = timedelta(days=1)  # how far back they are looked for: a bounded read, however big the month
+# What an answer still streaming (no usage yet) is assumed to take: the scope's largest
+# answer of today and yesterday (from the roll-ups' days, so a bounded read however big the
+# month), at what the scope's tokens cost on average this month, and never less than the
+# floor. The largest, not the average: a budget may then be refused a little early, but
+# concurrent sends overshoot it by at most about one answer. The floor covers a scope with
+# no history, or only tiny answers: a short question with a thinking answer runs one to a
+# few thousand tokens, a cent at mimo-v2.5-pro's prices.
+RECENT_DAYS = 2
 RESERVE_FLOOR_TOKENS = 4_000
 RESERVE_FLOOR_COST = Decimal("0.01")
 BUDGET_EXHAUSTED = "budget_exhausted"  # Message.error_kind of a tool round refused for the budget
@@ -105,22 +105,38 @@ def streaming_now(team):
     return list(answers(team).filter(status=Message.Status.STREAMING).values_list("conversation__owner_id", "prompt_tokens"))
 
 
-def reserved(team, owner=None, streaming=None):
-    """(tokens, cost) held for the scope's answers still streaming (`streaming_now`): RESERVE estimates each."""
-    streaming = streaming_now(team) if streaming is None else streaming
-    streaming = sum(1 for who, prompt in streaming if prompt is None and owner in (None, who))
-    if not streaming:
+def largest_recent_answers(team):
+    """{member's id: the tokens of their largest answer in the team of the last RECENT_DAYS days}, from the
+    roll-ups' days: a few rows per member, however many answers."""
+    today = timezone.localdate(timezone.now(), timezone.get_default_timezone())
+    days = UsageRollup.objects.filter(team=team, period=UsageRollup.Period.DAY, day__gt=today - timedelta(days=RECENT_DAYS))
+    return {row["owner"]: row["largest"] for row in days.values("owner").annotate(largest=Max("largest_tokens")).order_by()}
+
+
+def in_scope(by_member, owner):
+    """The values of a {member's id: value} for one member, or for all of them (owner None: the team)."""
+    return [value for who, value in by_member.items() if owner in (None, who)]
+
+
+def used_in_scope(used, owner):
+    """(tokens, cost) of one member, or of the team (owner None), of what its members `used` (`used_by_member`)."""
+    spent = in_scope(used, owner)
+    return sum(tokens for tokens, _cost in spent), sum((cost for _tokens, cost in spent), Decimal(0))
+
+
+def reserved(owner, streaming, used, largest):
+    """(tokens, cost) held for the scope's answers still streaming, each as RESERVE_FLOOR_* above says.
+
+    Read from what the check read already: the team's answers `streaming` now (`streaming_now`), what
+    its members `used` this month (`used_by_member`) and their `largest` recent answers.
+    """
+    count = sum(1 for who, prompt in streaming if prompt is None and owner in (None, who))
+    if not count:
         return 0, Decimal(0)
-    recent = (
-        answers(team, owner)
-        .filter(created_at__gte=timezone.now() - RECENT_WINDOW, prompt_tokens__isnull=False)
-        .order_by("-created_at")
-        .with_usage()
-        .values_list("tokens", "cost")[:RECENT_ANSWERS]
-    )
-    tokens = max([RESERVE_FLOOR_TOKENS, *(t for t, _c in recent)])
-    cost = max([RESERVE_FLOOR_COST, *(Decimal(c) for _t, c in recent)])
-    return streaming * tokens, streaming * cost
+    tokens, cost = used_in_scope(used, owner)
+    each_tokens = max([RESERVE_FLOOR_TOKENS, *in_scope(largest, owner)])
+    each_cost = max(RESERVE_FLOOR_COST, each_tokens * cost / tokens if tokens else Decimal(0))
+    return count * each_tokens, count * each_cost
 
 
 # --- Meters --------------------------------------------------------------------------
@@ -270,15 +286,20 @@ def team_admin_names(team):
 def meters(team, membership, *, streaming=None):
     """Every budget set for this member in this team: the team's, then their own; with what the answers
     `streaming` now (`streaming_now`) hold, when given."""
-    found = []
     scopes = [(TEAM, team, None)]
     if membership is not None:
         scopes.append((MEMBER, membership, membership.user_id))
+    scopes = [scope for scope in scopes if (scope[1].monthly_token_limit, scope[1].monthly_cost_limit) != (None, None)]
+    if not scopes:
+        return []
+    # Two reads for both scopes, the second only while an answer of the team has no usage yet.
+    used = used_by_member(team)
+    streaming = streaming or []
+    largest = largest_recent_answers(team) if any(prompt is None for _who, prompt in streaming) else {}
+    found = []
     for whose, holder, owner in scopes:
-        if holder.monthly_token_limit is None and holder.monthly_cost_limit is None:
-            continue
-        tokens, cost = used_this_month(team, owner)
-        held_tokens, held_cost = reserved(team, owner, streaming) if streaming is not None else (0, Decimal(0))
+        tokens, cost = used_in_scope(used, owner)
+        held_tokens, held_cost = reserved(owner, streaming, used, largest)
         if holder.monthly_token_limit is not None:
             found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
         if holder.monthly_cost_limit is not None:

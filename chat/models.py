@@ -714,6 +714,10 @@ class UsageRollup(models.Model):
     reasoning_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
     web_search_calls = models.BigIntegerField(default=0)
+    # The group's largest answer (prompt + completion tokens): what the budget check holds for
+    # each answer still streaming (chat/limits.py). A high-water mark: it stays when the answer
+    # is deleted, which only makes the hold a little larger; a rebuild measures it again.
+    largest_tokens = models.BigIntegerField(default=0)
 
     class Meta:
         indexes = [

@@ -19,8 +19,8 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 from django.apps import apps as installed_apps
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, Greatest, TruncDate
 from django.utils import timezone
 from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _, gettext_lazy, ngettext
@@ -506,6 +506,12 @@ class Counted:
     amounts: tuple
     ran: tuple = ()
 
+    @property
+    def tokens(self):
+        """Its prompt and completion tokens: what it weighs against the group's largest answer."""
+        figures = dict(zip(SUMS, self.amounts))
+        return figures["prompt_tokens"] + figures["completion_tokens"]
+
 
 NOT_READ = object()  # a price period not read yet (None is a period without a price)
 
@@ -561,12 +567,12 @@ def count_change(before, after):
     if before == after:
         return
     if before is not None and after is not None and before.group == after.group:  # new figures, same group
-        add(after.group, [now - then for now, then in zip(after.amounts, before.amounts)])
+        add(after.group, [now - then for now, then in zip(after.amounts, before.amounts)], largest=after.tokens)
         return
     if before is not None:
         add(before.group, [-amount for amount in before.amounts])
     if after is not None:
-        add(after.group, after.amounts)
+        add(after.group, after.amounts, largest=after.tokens)
 
 
 def month_group(day_group):
@@ -576,8 +582,9 @@ def month_group(day_group):
     return tuple(where[name] for name in GROUP)
 
 
-def add(day_group, amounts):
-    """Add to the day's roll-up and its month's: one statement once both exist.
+def add(day_group, amounts, largest=0):
+    """Add to the day's roll-up and its month's: one statement once both exist; `largest` is the
+    tokens of the answer now counted, for the groups' largest answer (taking one out leaves it).
 
     A group has one row (UsageRollup's constraint). A day's row is never made without its
     month's, so when one row took the update it was the month's, and the day's is made. An
@@ -586,11 +593,13 @@ def add(day_group, amounts):
     """
     groups = [dict(zip(GROUP, group)) for group in (day_group, month_group(day_group))]
     changes = {name: F(name) + amount for name, amount in zip(SUMS, amounts)}
+    if largest:
+        changes["largest_tokens"] = Greatest("largest_tokens", largest)
     updated = UsageRollup.objects.filter(Q(**groups[0]) | Q(**groups[1])).update(**changes)
     for where in groups[: len(groups) - updated]:
         try:
             with transaction.atomic():
-                UsageRollup.objects.create(**where, **dict(zip(SUMS, amounts)))
+                UsageRollup.objects.create(**where, **dict(zip(SUMS, amounts)), largest_tokens=max(largest, 0))
         except IntegrityError:
             UsageRollup.objects.filter(**where).update(**changes)
 
@@ -622,26 +631,31 @@ def day_rollups(messages, price_model=Price):
             price_id=Subquery(in_force.order_by("-valid_from").values("pk")[:1]),
         )
         # Summed under other names: a message's own fields have these.
-        .annotate(answers=Count("pk"), **{f"sum_{name}": Coalesce(Sum(name), 0) for name in FIGURES})
+        .annotate(
+            answers=Count("pk"),
+            **{f"sum_{name}": Coalesce(Sum(name), 0) for name in FIGURES},
+            largest=Coalesce(Max(Coalesce("prompt_tokens", 0) + Coalesce("completion_tokens", 0)), 0),
+        )
         .order_by()
     )
     for row in groups:
         yield {"period": UsageRollup.Period.DAY, **{name: row[name] for name in GROUP[1:]}, "answers": row["answers"]} | {
             name: row[f"sum_{name}"] for name in FIGURES
-        }
+        } | {"largest_tokens": row["largest"]}
 
 
 def all_rollups(messages, price_model=Price):
     """The days' roll-ups and the months' they add up to."""
-    months = {}
+    months, largest = {}, {}
     for row in day_rollups(messages, price_model):
         yield row
         group = month_group(tuple(row[name] for name in GROUP))
         sums = months.setdefault(group, [0] * len(SUMS))
         for index, name in enumerate(SUMS):
             sums[index] += row[name]
+        largest[group] = max(largest.get(group, 0), row["largest_tokens"])
     for group, sums in months.items():
-        yield dict(zip(GROUP, group)) | dict(zip(SUMS, sums))
+        yield dict(zip(GROUP, group)) | dict(zip(SUMS, sums)) | {"largest_tokens": largest[group]}
 
 
 def lock_rollups():
@@ -673,13 +687,18 @@ def rebuild_rollups(models=None, since=None, apps=installed_apps):
     with transaction.atomic():
         lock_rollups()
         stale.delete()
-        rows = [rollup_model(**row) for row in all_rollups(messages, price_model)]
+        # The migration that first built them knew no `largest_tokens`: only the fields its model has.
+        fields = {field.attname for field in rollup_model._meta.concrete_fields}
+        rows = [rollup_model(**{name: value for name, value in row.items() if name in fields}) for row in all_rollups(messages, price_model)]
         rollup_model.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
 
 
 def rollup_differences():
-    """Where the roll-ups and the answers disagree: (group, what the roll-ups say, what the answers say) each."""
+    """Where the roll-ups and the answers disagree: (group, what the roll-ups say, what the answers say) each.
+
+    The sums only: a group's largest answer is a high-water mark that a deleted answer leaves as it was.
+    """
     kept = {}
     for row in UsageRollup.objects.values(*GROUP).annotate(**{f"sum_{name}": Sum(name) for name in SUMS}).order_by():
         kept[tuple(row[name] for name in GROUP)] = tuple(row[f"sum_{name}"] for name in SUMS)

@@ -47,6 +47,11 @@ def streaming_answer(conversation, **fields):
     )
 
 
+def held_for_team(team):
+    """(tokens, cost) the budget check holds for the team's answers streaming now."""
+    return limits.reserved(None, limits.streaming_now(team), limits.used_by_member(team), limits.largest_recent_answers(team))
+
+
 def set_limits(holder, **limits_):
     type(holder).objects.filter(pk=holder.pk).update(**limits_)
     holder.refresh_from_db()
@@ -226,7 +231,39 @@ def test_answers_still_streaming_hold_room_in_the_budget(bob, acme, acme_key, co
 
 def test_without_history_a_streaming_answer_holds_the_floor(acme, bob, history):
     streaming_answer(history)
-    assert limits.reserved(acme) == (limits.RESERVE_FLOOR_TOKENS, limits.RESERVE_FLOOR_COST)
+    assert held_for_team(acme) == (limits.RESERVE_FLOOR_TOKENS, limits.RESERVE_FLOOR_COST)
+
+
+def test_a_streaming_answer_holds_the_largest_answer_of_today_and_yesterday(bob, alice, acme, history):
+    past_answer(history, 7_000, created_at=timezone.now() - timedelta(days=1))
+    past_answer(history, 5_000)
+    past_answer(history, 90_000, created_at=timezone.now() - timedelta(days=3))  # too long ago
+    past_answer(Conversation.objects.create(owner=alice, team=acme), 6_000)
+    streaming_answer(history)
+    streaming_answer(Conversation.objects.create(owner=alice, team=acme))
+    assert held_for_team(acme)[0] == 2 * 7_000
+    used, largest = limits.used_by_member(acme), limits.largest_recent_answers(acme)
+    streaming = limits.streaming_now(acme)
+    assert limits.reserved(alice.pk, streaming, used, largest)[0] == 6_000  # a member's own: only theirs
+
+
+def test_a_streaming_answer_holds_the_largest_answers_tokens_at_the_scopes_cost_per_token(bob, acme, history, price):
+    past_answer(history, 2_000_000)  # $1.305
+    past_answer(history, 10_000)  # $0.006525: $1.311525 this month for 2,010,000 tokens
+    streaming_answer(history)
+    tokens, cost = held_for_team(acme)
+    assert tokens == 2_000_000
+    assert cost == Decimal("1.311525") * 2_000_000 / 2_010_000
+
+
+def test_the_largest_answer_is_kept_by_the_rollups_and_measured_again_by_a_rebuild(bob, acme, history):
+    answer = past_answer(history, 9_000)
+    past_answer(history, 3_000)
+    assert limits.largest_recent_answers(acme) == {bob.pk: 9_000}
+    answer.delete()  # a high-water mark: the hold may stay a little larger until a rebuild
+    assert limits.largest_recent_answers(acme) == {bob.pk: 9_000}
+    usage.rebuild_rollups()
+    assert limits.largest_recent_answers(acme) == {bob.pk: 3_000}
 
 
 def test_twenty_sends_at_once_against_room_for_three_admit_at_most_one_too_many(bob, acme, acme_key, history):

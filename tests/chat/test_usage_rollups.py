@@ -16,7 +16,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import ApiKey, Team
+from accounts.models import ApiKey, Membership, Team
 from chat import generation, limits, mimo, usage
 from chat.models import Conversation, Message, Price, UsageRollup
 from tests.chat.test_versions import connect, send_form, until_finished
@@ -100,7 +100,8 @@ def test_an_imported_answer_says_so_where_its_figures_are_shown(client, bob, con
 def test_imported_answers_take_no_part_in_the_reserve_or_the_pace(bob, acme, conversation, prices):
     answer(conversation, prompt=2_000_000_000, completion=0, imported=True)
     Message.objects.create(conversation=conversation, role="assistant", status="streaming", model="mimo-v2.5-pro")
-    tokens, _cost = limits.reserved(acme)
+    streaming = limits.streaming_now(acme)
+    tokens, _cost = limits.reserved(None, streaming, limits.used_by_member(acme), limits.largest_recent_answers(acme))
     assert tokens == limits.RESERVE_FLOOR_TOKENS
 
 
@@ -138,7 +139,7 @@ def test_an_answers_final_figures_are_saved_with_its_rollup_or_not_at_all(conver
     answering = generation.Generation(conversation, streaming, acme_key, "")
     streaming.prompt_tokens, streaming.completion_tokens, streaming.status = 700, 300, Message.Status.COMPLETE
 
-    def broken(group, amounts):
+    def broken(group, amounts, largest=0):
         raise RuntimeError("the roll-up could not be written")
 
     monkeypatch.setattr(usage, "add", broken)
@@ -214,8 +215,14 @@ def test_a_new_price_within_the_month_splits_the_period_and_costs_match_the_answ
 def test_the_budget_check_reads_the_rollups_not_the_answers(bob, acme, conversation, prices):
     for _ in range(3):
         answer(conversation)
+    Team.objects.filter(pk=acme.pk).update(monthly_token_limit=10**9, monthly_cost_limit=10**6)
+    Membership.objects.filter(team=acme, user=bob).update(monthly_token_limit=10**9, monthly_cost_limit=10**6)
+    acme.refresh_from_db()
+    membership = Membership.objects.get(team=acme, user=bob)
     with CaptureQueriesContext(connection) as queries:
-        assert limits.used_this_month(acme, bob)[0] == 4_500
+        found = limits.meters(acme, membership, streaming=[(bob.pk, None)])  # used, and held for one answer streaming
+    assert [meter.used for meter in found if meter.kind == limits.TOKENS] == [4_500, 4_500]
+    assert [meter.reserved for meter in found if meter.kind == limits.TOKENS] == [limits.RESERVE_FLOOR_TOKENS] * 2
     assert queries.captured_queries and all('"chat_message"' not in q["sql"] for q in queries.captured_queries)
 
 
