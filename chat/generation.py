@@ -37,6 +37,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from accounts.crypto import UndecryptableSecret
+from accounts.models import Team
 from chat import limits, mimo, processes, render, titles, tools, versions
 from chat.models import Citation, Conversation, Message, ToolCall
 
@@ -174,11 +175,13 @@ def create_turn(conversation, text, instead_of=None):
         with transaction.atomic():
             # The lock versions.switch_to takes: the branch does not change while a turn starts on it.
             Conversation.objects.select_for_update().only("pk").get(pk=conversation.pk)
-            api_key = conversation.key_for_next_turn()
+            # The budget check's lock, held to the commit; the key is chosen by the team as locked.
+            team = Team.objects.select_for_update().get(pk=conversation.team_id)
+            api_key = conversation.key_for_next_turn(team)
             if api_key is None:
                 raise NoKey
-            # Budgets and pace, before anything is saved or sent; its team lock is held to the commit.
-            limits.admit(conversation)
+            # Budgets and pace, before anything is saved or sent.
+            limits.admit(conversation, team)
             if instead_of is None:
                 parent_id = versions.branch(conversation.pk).order_by("created_at", "id").values_list("id", flat=True).last()
             else:

@@ -330,19 +330,20 @@ def member_meters(conversation):
 # --- Admission --------------------------------------------------------------------
 
 
-def admit(conversation, *, pace=True):
+def admit(conversation, team=None, *, pace=True):
     """Raise Refused if the conversation's owner may not start an answer now.
 
     Call inside the transaction that then creates the streaming answer: it
     locks the team's row (on PostgreSQL; SQLite has no row locks, and the
     write lock its transactions take at BEGIN IMMEDIATE covers the whole
     database), held to the commit, so the next send of the team counts this
-    one's answer as streaming. `pace=False` for the tool rounds of an
-    answer already admitted: only the budgets are checked again.
+    one's answer as streaming; `team` when the caller locked it already, in
+    the same transaction. `pace=False` for the tool rounds of an answer
+    already admitted: only the budgets are checked again.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("limits.admit needs the transaction that creates the answer")
-    team = Team.objects.select_for_update().get(pk=conversation.team_id)
+    team = team or Team.objects.select_for_update().get(pk=conversation.team_id)
     membership = Membership.objects.filter(team=team, user_id=conversation.owner_id).first()
     if membership is None:  # removed from the team: the conversation stays theirs to read, not to continue
         raise Refused(

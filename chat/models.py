@@ -101,11 +101,15 @@ class Conversation(models.Model):
         """When a conversation in the trash is deleted for good."""
         return self.deleted_at + timedelta(days=TRASH_DAYS) if self.deleted_at else None
 
-    def key_for_next_turn(self):
+    def key_for_next_turn(self, team=None):
         """The key chosen for this conversation while it is active and still allowed for its owner (a team
         key while members may choose, or the owner's own personal key); else the team's default key if
-        active; else the team's oldest active team key. A personal key never serves anyone else."""
-        team = Team.objects.get(pk=self.team_id)  # fresh: an admin may have changed the rules since it was loaded
+        active; else the team's oldest active team key. A personal key never serves anyone else.
+
+        `team` is the conversation's, read just now (an admin may have changed the rules since the
+        conversation was loaded); read here when not given.
+        """
+        team = team or Team.objects.get(pk=self.team_id)
         if self.api_key_id and (chosen := ApiKey.objects.usable_by(self.owner_id, team).filter(pk=self.api_key_id).first()):
             return chosen
         return team_default_key(team)
