@@ -260,10 +260,13 @@ class Fixture:
         client.force_login(self.user)
         self.session = client.cookies["sessionid"].value
 
-    def conversations(self, count):
+    def conversations(self, count, titled=False):
+        """New conversations; `titled` ones are as a conversation's later answers find them, already
+        named, so no title is asked of MiMo after the answer (a first answer's extra request)."""
         from chat.models import Conversation
 
-        return [Conversation.objects.create(owner=self.user, team=self.team).pk for _ in range(count)]
+        title = "A conversation with a title" if titled else ""
+        return [Conversation.objects.create(owner=self.user, team=self.team, title=title).pk for _ in range(count)]
 
 
 def saved_answer(conversation_id):
@@ -484,10 +487,10 @@ def expected_answer(servers, case, tokens, text):
     return skeleton(response.json()["choices"][0]["message"]["content"])
 
 
-def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0):
+def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0, titled=False):
     text = ask(servers.upstream, case, tokens, rate)
     expected = expected_answer(servers, case, tokens, text)
-    conversation_ids = fixture.conversations(streams)
+    conversation_ids = fixture.conversations(streams, titled)
     # Browsers take the app's processes in turn; each answer is made by the process its browser sent to.
     ports = servers.app_ports
     browsers = [Browser(pk, ports[i % len(ports)]) for i, pk in enumerate(conversation_ids)]
@@ -840,6 +843,10 @@ def parse_args():
         "--ramp", type=float, default=0, help="ask for the N answers one after another over this many seconds (0: at once)"
     )
     parser.add_argument("--no-reader", action="store_true", help="skip the bare reader after each run")
+    parser.add_argument(
+        "--titled", action="store_true",
+        help="conversations already titled, as for a conversation's later answers: no title asked after each answer",
+    )  # fmt: skip
     parser.add_argument("--compare-rate", type=float, default=2000, help="tokens per second for the long/short runs")
     parser.add_argument("--compare-case", nargs="+", choices=minimal.CASES, default=["prose", "code"])
     parser.add_argument("--long-tokens", type=int, default=20_000)
@@ -939,15 +946,17 @@ def measure(args, servers, fixture):
     # the HTTP pool): leave it out of the figures.
     run(servers, fixture, streams=len(servers.app_ports), rate=1000, tokens=100)
     loop = app_loop(servers)
-    print(setup_line(servers, loop))
+    titled = " Conversations already titled: no title is asked for after each answer." if args.titled else ""
+    print(setup_line(servers, loop) + titled)
 
     results = []
     for streams in args.streams:
         for case in args.case:
             progress(f"{case}: {streams} streams × {args.tokens} tokens at {args.rate:g}/s")
             result = run(
-                servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp
-            )
+                servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp,
+                titled=args.titled,
+            )  # fmt: skip
             if not args.no_reader:
                 progress(f"bare reader ({loop}): the same {streams} answers")
                 result.reader = bare_reader(servers, result, loop)
@@ -968,7 +977,10 @@ def measure(args, servers, fixture):
 
         def at(n):
             progress(f"find-max: {case}, {n} streams × {args.tokens} tokens at {args.rate:g}/s")
-            return run(servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp)
+            return run(
+                servers, fixture, streams=n, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp,
+                titled=args.titled,
+            )  # fmt: skip
 
         good, bad, runs = find_max(
             at,
