@@ -65,6 +65,7 @@ def chip(attachment):
         "size_label": filesizeformat(attachment.size),
         "width": attachment.width,
         "height": attachment.height,
+        "duration": attachment.duration,  # seconds, for audio and video
         "url": reverse("attachment", args=[attachment.pk]),
         "thumbnail_url": reverse("attachment_thumbnail", args=[attachment.pk]) if is_image else None,
         "remove_url": reverse("remove_attachment", args=[attachment.pk]),

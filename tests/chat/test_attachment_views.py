@@ -9,7 +9,7 @@ from accounts.models import Membership
 from chat import transfer
 from chat.models import Attachment, Conversation, Message, Share
 from mimoweb.body_limits import body_limit
-from tests.chat.test_attachments import attachment_storage, docx_bytes, image_bytes, stored_files  # noqa: F401
+from tests.chat.test_attachments import attachment_storage, docx_bytes, encoded_media, image_bytes, stored_files  # noqa: F401
 from tests.conftest import make_user
 
 REASON = "Checking the Q3 answers for finance"
@@ -69,6 +69,7 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
             "size_label": f"{image.size}\xa0bytes",
             "width": 40,
             "height": 30,
+            "duration": None,
             "url": f"/attachments/{image.pk}/",
             "thumbnail_url": f"/attachments/{image.pk}/thumbnail/",
             "remove_url": f"/attachments/{image.pk}/remove/",
@@ -82,6 +83,7 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
             "size_label": "7\xa0bytes",
             "width": None,
             "height": None,
+            "duration": None,
             "url": f"/attachments/{document.pk}/",
             "thumbnail_url": None,
             "remove_url": f"/attachments/{document.pk}/remove/",
@@ -110,6 +112,17 @@ def test_a_refusal_is_in_the_members_language(client, bob, conversation):
     client.force_login(bob)
     response = post_files(client, conversation, SimpleUploadedFile("empty.txt", b""))
     assert response.json()["errors"][0]["message"] == "empty.txt 是空的。"
+
+
+def test_a_recording_posted_as_recording_webm_becomes_an_mp3_with_its_duration(client, bob, conversation):
+    """The composer's record button posts the browser's WebM blob to the same route as any file."""
+    client.force_login(bob)
+    response = post_files(client, conversation, SimpleUploadedFile("recording.webm", encoded_media("webm", "libopus", seconds=2)))
+    assert response.status_code == 201
+    [chip] = response.json()["attachments"]
+    assert (chip["kind"], chip["name"], chip["content_type"]) == ("audio", "recording.mp3", "audio/mpeg")
+    assert chip["duration"] == pytest.approx(2, abs=0.05)
+    assert Attachment.objects.get().duration == chip["duration"]
 
 
 def test_an_upload_without_files_is_refused_clearly(client, bob, conversation):
