@@ -5,14 +5,16 @@ bar, as soon as the file is chosen, so the answer fills a chip in (its id, thumb
 rather than replacing one, and refusals come back as sentences beside the file they are about.
 """
 
+import re
 from pathlib import PurePath
 
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import storages
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -90,7 +92,7 @@ def attachment_file(request: AuthenticatedHttpRequest, attachment_id):
     attachment = get_attachment_for(request.user, attachment_id)
     # Documents download: a text or PDF shown by the browser at our address would be a page of ours.
     inline = attachment.kind != Attachment.Kind.DOCUMENT
-    return file_response(attachment.file_name, attachment.content_type, attachment.name, inline)
+    return file_response(request, attachment.file_name, attachment.content_type, attachment.name, inline)
 
 
 @require_GET
@@ -98,15 +100,66 @@ def thumbnail(request: AuthenticatedHttpRequest, attachment_id):
     attachment = get_attachment_for(request.user, attachment_id)
     if attachment.kind != Attachment.Kind.IMAGE:
         raise Http404
-    return file_response(attachment.thumbnail_name, "image/webp", f"{PurePath(attachment.name).stem}.webp", inline=True)
+    return file_response(request, attachment.thumbnail_name, "image/webp", f"{PurePath(attachment.name).stem}.webp", inline=True)
 
 
-def file_response(name, content_type, filename, inline):
+def file_response(request, name, content_type, filename, inline):
     """A stored file with the type stored for it (never one guessed from its name), as the page's
-    CSP and nosniff (the middleware's) cover it, cached for this person only."""
-    response = FileResponse(
-        storages["attachments"].open(name), content_type=content_type, as_attachment=not inline, filename=filename
-    )
+    CSP and nosniff (the middleware's) cover it, cached for this person only.
+
+    A request for one byte range (`Range: bytes=…`) gets just those bytes (206), so that an audio
+    or video player can seek without fetching the whole file; a range past the end gets 416.
+    Several ranges at once, or an If-Range (we give no validator it could match), get the whole file.
+    """
+    file = storages["attachments"].open(name)
+    size = file.size
+    wanted = request.headers.get("Range", "")
+    byte_range = requested_range(wanted, size) if wanted and "If-Range" not in request.headers else None
+    if byte_range == UNSATISFIABLE:
+        file.close()
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+    elif byte_range is not None:
+        start, end = byte_range
+        response = StreamingHttpResponse(file_slice(file, start, end - start + 1), status=206, content_type=content_type)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+        response["Content-Disposition"] = content_disposition_header(not inline, filename)
+    else:
+        response = FileResponse(file, content_type=content_type, as_attachment=not inline, filename=filename)
+    response["Accept-Ranges"] = "bytes"
     response["X-Content-Type-Options"] = "nosniff"
     patch_cache_control(response, private=True, max_age=CACHE_SECONDS)
     return response
+
+
+UNSATISFIABLE = "unsatisfiable"
+SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def requested_range(header, size):
+    """(first, last) byte of the one range a Range header asks for, both included; UNSATISFIABLE when
+    it starts past the end; None when the header is not one range of bytes (the whole file is sent)."""
+    match = SINGLE_RANGE.fullmatch(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        length = int(last)
+        return (max(0, size - length), size - 1) if length and size else UNSATISFIABLE
+    first, last = int(first), min(int(last), size - 1) if last else size - 1
+    if first > last:
+        return UNSATISFIABLE if first >= size else None  # "5-3" is no range at all: the whole file
+    return first, last
+
+
+def file_slice(file, start, length, chunk_size=64 * 1024):
+    """The bytes of a range, read a chunk at a time; the file is closed after."""
+    with file:
+        file.seek(start)
+        while length > 0:
+            chunk = file.read(min(chunk_size, length))
+            if not chunk:
+                break
+            length -= len(chunk)
+            yield chunk

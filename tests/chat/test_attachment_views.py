@@ -202,6 +202,60 @@ def test_owner_gets_an_image_inline_with_its_stored_type_and_safe_headers(client
     assert b"".join(response.streaming_content) == stored_bytes_of(image)
 
 
+def test_a_range_request_gets_those_bytes_alone_with_the_same_safe_headers(client, bob, sent):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers={"Range": "bytes=10-19"})
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 10-19/{image.size}"
+    assert response["Content-Length"] == "10"
+    assert b"".join(response.streaming_content) == stored_bytes_of(image)[10:20]
+    assert response["Content-Type"] == "image/png"
+    assert response["Content-Disposition"] == 'inline; filename="chart.png"'
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    assert "private" in response["Cache-Control"]
+
+
+@pytest.mark.parametrize(
+    ("header", "piece"),
+    [("bytes=20-", slice(20, None)), ("bytes=-7", slice(-7, None)), ("bytes=0-99999999", slice(0, None))],
+)
+def test_open_ended_and_suffix_ranges_are_cut_at_the_end(client, bob, sent, header, piece):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers={"Range": header})
+    expected = stored_bytes_of(image)[piece]
+    assert response.status_code == 206
+    assert b"".join(response.streaming_content) == expected
+    assert response["Content-Range"].endswith(f"-{image.size - 1}/{image.size}")
+
+
+def test_a_range_past_the_end_is_unsatisfiable(client, bob, sent):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers={"Range": f"bytes={image.size}-"})
+    assert response.status_code == 416
+    assert response["Content-Range"] == f"bytes */{image.size}"
+
+
+@pytest.mark.parametrize("headers", [{"Range": "bytes=0-1,5-6"}, {"Range": "lines=1-2"}, {"Range": "bytes=0-1", "If-Range": "x"}])
+def test_several_ranges_another_unit_or_an_if_range_get_the_whole_file(client, bob, sent, headers):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers=headers)
+    assert response.status_code == 200
+    assert response["Accept-Ranges"] == "bytes"
+    assert b"".join(response.streaming_content) == stored_bytes_of(image)
+
+
+def test_a_range_request_opens_nothing_to_another_team(client, charlie, sent):
+    image, _ = sent
+    client.force_login(charlie)
+    assert client.get(f"/attachments/{image.pk}/", headers={"Range": "bytes=0-9"}).status_code == 404
+
+
 def test_a_document_is_served_as_a_download(client, bob, sent):
     _, document = sent
     client.force_login(bob)
