@@ -27,6 +27,7 @@ from docx.table import Table
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
@@ -525,6 +526,39 @@ def store(upload, *, owner, conversation):
         save_once(attachment.thumbnail_name, ContentFile(upload.thumbnail))
     attachment.save()
     return attachment
+
+
+def storage_used(owner, team):
+    """Bytes of the member's attachments in the team, each row counted, however many share a file:
+    deduplication is mimoweb's saving, not the member's. Unsent ones and those in the trash count."""
+    used = Attachment.objects.filter(owner=owner, conversation__team=team).aggregate(total=Sum("size"))["total"]
+    return used or 0
+
+
+def check_storage_quota(membership, adding):
+    """Refuses `adding` more bytes that would take the member past their storage quota in the team.
+
+    Inexact under concurrency on purpose, as budgets' reserves are not: two uploads at the same
+    instant may both pass, going over by at most one upload (MIMOWEB_ATTACHMENT_MAX_BYTES each).
+    """
+    quota = membership.storage_quota_bytes
+    if quota is None:
+        return
+    used = storage_used(membership.user_id, membership.team_id)
+    if used + adding > quota:
+        raise Refused(
+            _(
+                "These files need %(needed)s, and only %(left)s of your %(quota)s of storage in %(team)s is left "
+                "(%(used)s used). Delete conversations with files you no longer need, or ask a team admin for more."
+            )
+            % {
+                "needed": filesizeformat(adding),
+                "left": filesizeformat(max(0, quota - used)),
+                "quota": filesizeformat(quota),
+                "team": membership.team.name,
+                "used": filesizeformat(used),
+            }
+        )
 
 
 def save_once(name, content):

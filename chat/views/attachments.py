@@ -46,6 +46,12 @@ def upload(request: AuthenticatedHttpRequest, conversation_id):
             errors.append({"name": uploaded.name, "message": str(refusal)})
     if errors:
         return refused(errors)
+    membership = conversation.team.memberships.select_related("team").filter(user=request.user).first()
+    if membership is not None:  # the team's quota binds its members (one who left has no membership)
+        try:
+            attachments.check_storage_quota(membership, sum(upload.size for upload in taken))
+        except attachments.Refused as refusal:
+            return refused([{"name": "", "message": str(refusal)}])
     stored = [attachments.store(upload, owner=request.user, conversation=conversation) for upload in taken]
     return JsonResponse({"attachments": [chip(attachment) for attachment in stored]}, status=201)
 

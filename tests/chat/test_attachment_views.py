@@ -125,6 +125,58 @@ def test_a_recording_posted_as_recording_webm_becomes_an_mp3_with_its_duration(c
     assert Attachment.objects.get().duration == chip["duration"]
 
 
+def quota(acme, bob, team_mib=None, own_mib=None):
+    acme.storage_quota_mib = team_mib
+    acme.save()
+    Membership.objects.filter(team=acme, user=bob).update(storage_quota_mib=own_mib)
+
+
+def test_an_upload_over_the_members_quota_is_refused_with_the_numbers_and_nothing_is_stored(
+    client, bob, acme, conversation, attachment_storage  # noqa: F811
+):
+    quota(acme, bob, team_mib=1)
+    client.force_login(bob)
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", b"a" * 700 * 1024)).status_code == 201
+    response = post_files(client, conversation, SimpleUploadedFile("b.txt", b"b" * 400 * 1024))
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "name": "",
+                "message": "These files need 400.0\xa0KB, and only 324.0\xa0KB of your 1.0\xa0MB of storage in Acme is left "
+                "(700.0\xa0KB used). Delete conversations with files you no longer need, or ask a team admin for more.",
+            }
+        ]
+    }
+    assert Attachment.objects.count() == 1 and len(stored_files(attachment_storage)) == 1
+
+
+def test_the_quota_counts_every_row_though_the_same_file_is_stored_once(client, bob, acme, conversation):
+    quota(acme, bob, team_mib=1)
+    client.force_login(bob)
+    same = b"s" * 600 * 1024
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", same)).status_code == 201
+    assert post_files(client, conversation, SimpleUploadedFile("again.txt", same)).status_code == 400
+
+
+def test_a_members_own_quota_replaces_the_teams(client, bob, alice, acme, conversation):
+    quota(acme, bob, team_mib=1, own_mib=2)
+    client.force_login(bob)
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", b"a" * 1500 * 1024)).status_code == 201
+    quota(acme, bob, team_mib=100, own_mib=1)
+    assert post_files(client, conversation, SimpleUploadedFile("b.txt", b"b")).status_code == 400
+
+
+def test_files_in_another_team_do_not_count(client, bob, acme, globex, conversation):
+    quota(acme, bob, team_mib=1)
+    elsewhere = Conversation.objects.create(owner=bob, team=globex)
+    Attachment.objects.create(
+        owner=bob, conversation=elsewhere, kind="document", name="x.txt", content_type="text/plain", size=5 * 1024 * 1024, sha256="e" * 64
+    )
+    client.force_login(bob)
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", b"a" * 1000)).status_code == 201
+
+
 def test_an_upload_without_files_is_refused_clearly(client, bob, conversation):
     client.force_login(bob)
     response = client.post(f"/chats/{conversation.pk}/attachments/")
