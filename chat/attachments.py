@@ -476,6 +476,57 @@ def docx_text(uploaded, name):
         raise Refused(_("%(name)s could not be read as a Word document: it may be damaged.") % {"name": name}) from None
 
 
+# --- Files coming back from an export (chat/transfer.py) --------------------------------------
+
+# The type each kind of file is stored with, as read_upload gives it; an export naming another is refused.
+STORED_TYPES = {
+    Kind.IMAGE: {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP", "image/bmp": "BMP"},
+    Kind.AUDIO: {content_type for kind, content_type in MEDIA_TYPES.values() if kind == Kind.AUDIO} - {"audio/webm"},
+    Kind.VIDEO: {content_type for kind, content_type in MEDIA_TYPES.values() if kind == Kind.VIDEO},
+    Kind.DOCUMENT: {PDF: pdf_text, DOCX: docx_text, TEXT: plain_text},
+}
+
+
+def read_restored(kind, name, content_type, data):
+    """An exported file coming back, proven as an upload is but kept byte for byte: an image was
+    cleaned and scaled when it was first uploaded, and a recording converted, so they are not again.
+    Its pixel size, duration, text and thumbnail are read from the file, not taken from the export."""
+    content = ContentFile(data, name=name)
+    upload = Upload(kind, name, content_type, content, hashlib.sha256(data).hexdigest(), len(data))
+    if content_type not in STORED_TYPES.get(kind, ()):
+        raise Refused(_("%(name)s is not a kind of file mimoweb takes.") % {"name": name})
+    if kind == Kind.IMAGE:
+        expected = STORED_TYPES[kind][content_type]
+        try:
+            with Image.open(io.BytesIO(data), formats=[expected]) as image:
+                check_pixels(image, name)
+                image.load()
+                upload.width, upload.height, upload.thumbnail = image.width, image.height, thumbnail(image)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise too_many_pixels(name) from None
+        except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            raise not_what_it_claims(name, expected) from None
+    elif kind in (Kind.AUDIO, Kind.VIDEO):
+        if not has_signature(content_type, data[:64]):
+            raise not_what_it_claims(name, PurePath(name).suffix.lstrip(".").upper() or content_type)
+        upload.duration = media_facts(content, name).duration
+    else:
+        upload.text = STORED_TYPES[kind][content_type](content, name).strip()
+        if not upload.text:
+            raise Refused(_("%(name)s holds no text to read.") % {"name": name})
+    return upload
+
+
+def suffix_for(content_type):
+    """The name suffix of a stored type, for a file written out under its sha256 (an export's)."""
+    if content_type == TEXT:
+        return ".txt"
+    if format := STORED_TYPES[Kind.IMAGE].get(content_type):
+        return next(suffix for suffix, its_format in IMAGE_FORMATS.items() if its_format == format)
+    suffixes = {stored: suffix for suffix, (kind, stored) in MEDIA_TYPES.items()}
+    return suffixes.get(content_type) or {PDF: ".pdf", DOCX: ".docx"}.get(content_type, "")
+
+
 # --- Sending --------------------------------------------------------------------------------
 
 
@@ -506,11 +557,13 @@ def data_url(attachment):
 # --- Storing and deleting --------------------------------------------------------------------
 
 
-def store(upload, *, owner, conversation):
-    """The Attachment row for an accepted upload, its file stored unless the same content already is."""
+def store(upload, *, owner, conversation, message=None, created_at=None):
+    """The Attachment row for an accepted upload, its file stored unless the same content already is.
+    `message` and `created_at`: those of an imported one (chat/transfer.py)."""
     attachment = Attachment(
         owner=owner,
         conversation=conversation,
+        message=message,
         kind=upload.kind,
         name=upload.name,
         content_type=upload.content_type,
@@ -521,6 +574,8 @@ def store(upload, *, owner, conversation):
         duration=upload.duration,
         text=upload.text,
     )
+    if created_at is not None:
+        attachment.created_at = created_at
     save_once(attachment.file_name, upload.content)
     if upload.thumbnail is not None:
         save_once(attachment.thumbnail_name, ContentFile(upload.thumbnail))
