@@ -7,6 +7,7 @@ import json
 import math
 import struct
 import zlib
+from datetime import timedelta
 
 import av
 import docx
@@ -14,11 +15,13 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.utils import timezone
 from PIL import ExifTags, Image
 
 from chat import attachments, mimo
 from chat.attachments import Refused, read_upload
-from chat.models import Attachment, Conversation
+from chat.models import TRASH_DAYS, Attachment, Conversation, Message
 
 
 @pytest.fixture(autouse=True)
@@ -417,6 +420,62 @@ def test_stored_attachments_reach_the_fake_as_mimo_reads_them(fake_url, bob, con
         return "".join(event.text for event in events if isinstance(event, mimo.TextDelta))
 
     assert async_to_sync(answer)().startswith("I see 1 image (40×30), 1 audio clip, 1 document (notes.md).")
+
+
+# --- Trash and purge ------------------------------------------------------------------------------
+
+
+def sent_with_files(conversation, *files):
+    message = Message.objects.create(conversation=conversation, role="user", content="See these")
+    for name, content in files:
+        attachment = attachments.store(read_upload(upload(name, content)), owner=conversation.owner, conversation=conversation)
+        Attachment.objects.filter(pk=attachment.pk).update(message=message)
+    return message
+
+
+def expire(conversation):
+    conversation.move_to_trash()
+    Conversation.objects.filter(pk=conversation.pk).update(deleted_at=timezone.now() - timedelta(days=TRASH_DAYS, minutes=1))
+
+
+def test_the_trash_keeps_the_files_for_a_restore(attachment_storage, conversation, django_capture_on_commit_callbacks):
+    sent_with_files(conversation, ("chart.png", image_bytes()), ("voice.wav", encoded_media("wav", "pcm_s16le", seconds=0.2)))
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation.move_to_trash()
+    assert len(stored_files(attachment_storage)) == 3  # the image, its thumbnail, the sound
+
+
+def test_a_purge_deletes_the_files_of_the_conversations_it_deletes(attachment_storage, conversation, django_capture_on_commit_callbacks):
+    sent_with_files(conversation, ("chart.png", image_bytes()), ("report.pdf", pdf_with_text("Revenue")))
+    expire(conversation)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_trash", stdout=io.StringIO())
+    assert not Attachment.objects.exists()
+    assert stored_files(attachment_storage) == []
+
+
+def test_a_purged_file_stays_while_another_conversation_still_names_it(
+    attachment_storage, bob, acme, conversation, django_capture_on_commit_callbacks
+):
+    sent_with_files(conversation, ("chart.png", image_bytes()), ("notes.md", b"# Only here"))
+    other = Conversation.objects.create(owner=bob, team=acme)
+    sent_with_files(other, ("same-chart.png", image_bytes()))
+    expire(conversation)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_trash", stdout=io.StringIO())
+    [kept] = Attachment.objects.all()
+    assert stored_files(attachment_storage) == sorted([kept.file_name, kept.thumbnail_name])
+
+
+def test_opening_the_trash_purges_the_files_of_what_is_past_its_time(
+    client, attachment_storage, bob, conversation, django_capture_on_commit_callbacks
+):
+    sent_with_files(conversation, ("notes.md", b"# Notes"))
+    expire(conversation)
+    client.force_login(bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.get("/chats/trash/").status_code == 200
+    assert stored_files(attachment_storage) == []
 
 
 # --- Settings -----------------------------------------------------------------------------------
