@@ -757,6 +757,7 @@ class SearchEntry(models.Model):
         TITLE = "title", _("title")
         MESSAGE = "message", _("message")
         REASONING = "reasoning", _("thinking")
+        ATTACHMENT = "attachment", _("attached file")  # the text of a message's attached documents
 
     # Indexed with `kind` below: a conversation's title is looked up among its many entries.
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+", db_index=False)

@@ -53,7 +53,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from accounts.models import ApiKey
-from chat import attachments, mimo
+from chat import attachments, mimo, search
 from chat.mimo.wire import TEMPERATURE_RANGE, TOP_P_RANGE
 from chat.models import Attachment, Citation, Conversation, Message, ToolCall
 
@@ -738,6 +738,8 @@ def save_messages(read_messages, conversation, keys, new_ids):
     for read_message in read_messages:
         for attachment in read_message.attachments:
             save_attachment(attachment, read_message.message, conversation)
+        if read_message.attachments:
+            search.index_attachments(read_message.message)
 
 
 def save_attachment(read, message, conversation):

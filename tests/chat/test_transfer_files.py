@@ -10,7 +10,7 @@ import pytest
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from chat import attachments, transfer
+from chat import attachments, search, transfer
 from chat.models import Attachment, Conversation, Message
 from tests.chat.test_attachments import (  # noqa: F401
     attachment_storage,
@@ -283,3 +283,12 @@ def test_a_failed_import_takes_its_stored_files_back(
     assert len(calls) == 3
     assert Attachment.objects.count() == 0
     assert stored_files(attachment_storage) == []
+
+
+def test_an_imported_documents_text_is_found_by_search_at_once(client, bob, conversation):
+    client.force_login(bob)
+    import_file(client, export_zip(client, conversation))
+    imported = Conversation.objects.exclude(pk=conversation.pk).get()
+    form = search.SearchForm(bob, {"q": "quarterly revenue"})
+    assert form.is_valid()
+    assert [hit["conversation_id"] for hit in form.hits()] == [imported.pk]  # the original's was linked by no sending code
