@@ -306,7 +306,7 @@ class TeamLimitsForm(forms.ModelForm):
         fields = ["monthly_token_limit", "monthly_cost_limit", "messages_per_minute", "streams_at_once", "storage_quota_mib"]
         help_texts = {
             "storage_quota_mib": _(
-                "What each member's attached files may take in all, unless the member has a quota of their own below."
+                "What each member’s attached files may take in all, unless the member has a quota of their own below."
             ),
             "monthly_token_limit": _("Prompt and answer tokens of everyone in the team, this calendar month."),
             "monthly_cost_limit": _("At the price in force when each answer ran."),
