@@ -342,9 +342,10 @@ def media_facts(uploaded, name):
             for packet in container.demux(streams):
                 if packet.pts is not None and packet.time_base is not None:
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-                if packet.stream.index not in decoded and packet.size:
-                    if packet.decode():  # a stream is proven by its first frame; the rest is only read
-                        decoded.add(packet.stream.index)
+                # A stream is proven by its first frame; the rest is only read. A decoder may hold its
+                # first frames back until the end (the empty packet that flushes it), so that decodes too.
+                if packet.stream.index not in decoded and packet.decode():
+                    decoded.add(packet.stream.index)
             if len(decoded) < len(streams):
                 raise cannot_decode(name)
             duration = container.duration / av.time_base if container.duration else end

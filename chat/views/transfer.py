@@ -44,7 +44,7 @@ def download(conversations, kind, name):
         archive = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # on disk past that: files can be large
         transfer.write_archive(archive, f"conversations.{kind}", body, files)
         archive.seek(0)
-        return FileResponse(archive, as_attachment=True, filename=f"{name}.zip", content_type="application/zip")
+        return FileResponse(archive, as_attachment=True, filename=f"{name}.{kind}.zip", content_type="application/zip")
     response = HttpResponse(body, content_type=CONTENT_TYPES[kind])
     response["Content-Disposition"] = content_disposition_header(True, f"{name}.{kind}")
     return response

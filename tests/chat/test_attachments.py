@@ -277,6 +277,12 @@ def test_audio_and_video_are_taken_as_uploaded_with_their_duration(name):
     assert taken.duration == pytest.approx(2, abs=0.1)
 
 
+def test_a_video_whose_decoder_gives_its_frames_only_at_the_end_is_taken():
+    """H.264 holds a two-frame clip's pictures back until the decoder is flushed."""
+    taken = read_upload(upload("clip.mp4", encoded_media("mp4", None, "libx264", seconds=0.2)))
+    assert (taken.kind, taken.duration) == ("video", pytest.approx(0.2, abs=0.05))
+
+
 def test_a_webm_recording_of_a_tone_is_converted_to_mp3_with_its_duration():
     recorded = encoded_media("webm", "libopus", seconds=3)
     taken = read_upload(upload("recording.webm", recorded))

@@ -48,7 +48,7 @@ def export_zip(client, conversation, kind="json"):
     response = client.get(f"/chats/{conversation.pk}/export.{kind}")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
-    assert response["Content-Disposition"] == 'attachment; filename="Files.zip"'
+    assert response["Content-Disposition"] == f'attachment; filename="Files.{kind}.zip"'
     return b"".join(response.streaming_content)
 
 
