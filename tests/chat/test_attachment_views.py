@@ -1,6 +1,9 @@
 """Uploading, removing and fetching attachments over HTTP: who may, and how the files are served."""
 
+import warnings
+
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
@@ -306,6 +309,24 @@ def test_a_range_request_opens_nothing_to_another_team(client, charlie, sent):
     image, _ = sent
     client.force_login(charlie)
     assert client.get(f"/attachments/{image.pk}/", headers={"Range": "bytes=0-9"}).status_code == 404
+
+
+def test_under_asgi_a_file_is_sent_a_chunk_at_a_time_never_read_whole_first(client, bob, conversation):
+    """Django's ASGI handler reads a plain iterator whole (with a warning) before sending; not this one."""
+    client.force_login(bob)
+    text = ("All work and no play. " * 20_000).encode()  # 440 KB: seven chunks of 64 KiB
+    [chip] = post_files(client, conversation, SimpleUploadedFile("long.txt", text)).json()["attachments"]
+
+    async def sent_as_asgi_sends(response):
+        return [chunk async for chunk in response]
+
+    for headers, expected in (({}, text), ({"Range": "bytes=100000-"}, text[100000:])):
+        response = client.get(chip["url"], headers=headers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            chunks = async_to_sync(sent_as_asgi_sends)(response)
+        assert len(chunks) > 5 and b"".join(chunks) == expected
+        assert response["Content-Length"] == str(len(expected))
 
 
 def test_a_document_is_served_as_a_download(client, bob, sent):
