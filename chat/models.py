@@ -583,7 +583,7 @@ class Attachment(models.Model):
     # Images: their size in pixels, as stored (scaled down to what MiMo takes).
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
-    # Audio and video, in seconds; null until they are read (they are not converted yet).
+    # Audio and video, in seconds, as FFmpeg read it (chat/attachments.py media_facts).
     duration = models.FloatField(null=True, blank=True)
     # Documents: the text MiMo is sent, as extracted.
     text = models.TextField(blank=True)
