@@ -407,7 +407,9 @@ def read_archived_file(archive, entries, attachment):
     except (zipfile.BadZipFile, OSError, EOFError):  # a CRC or length that does not match
         raise ValidationError(_("The file of %(name)s is damaged in the zip."), params={"name": name})
     if hashlib.sha256(data).hexdigest() != attachment.fields["sha256"]:
-        raise ValidationError(_("The file of %(name)s is not the one the export names: its sha256 differs."), params={"name": name})
+        raise ValidationError(
+            _("The file of %(name)s is not the one the export names: its sha256 differs."), params={"name": name}
+        )
     try:
         attachment.upload = attachments.read_restored(attachment.fields["kind"], name, attachment.fields["content_type"], data)
     except attachments.Refused as refusal:
@@ -418,9 +420,7 @@ def read_archived_file(archive, entries, attachment):
 
 def attachment_bytes(read_conversations):
     """What the attachments of an import add to the member's storage (chat/attachments.py check_storage_quota)."""
-    return sum(
-        attachment.size for conversation in read_conversations for message in conversation.messages for attachment in message.attachments
-    )
+    return sum(attachment.size for read in read_conversations for message in read.messages for attachment in message.attachments)
 
 
 def read_export(data):
@@ -747,7 +747,8 @@ def save_attachment(read, message, conversation):
     upload = read.upload
     upload.content = ContentFile(read.archive.read(read.file))
     try:
-        attachments.store(upload, owner=conversation.owner, conversation=conversation, message=message, created_at=read.fields["created_at"])
+        owner, created_at = conversation.owner, read.fields["created_at"]
+        attachments.store(upload, owner=owner, conversation=conversation, message=message, created_at=created_at)
     finally:
         upload.content = None
 
