@@ -122,6 +122,9 @@ class Team(models.Model):
     streams_at_once = models.PositiveSmallIntegerField(
         _("answers streaming at once, per member"), null=True, blank=True
     )
+    # Storage for each member's attachments in the team, unless a member has a quota of their own
+    # (Membership.storage_quota_mib). Empty means no limit.
+    storage_quota_mib = models.PositiveIntegerField(_("storage for attachments, per member (MiB)"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="teams")
 
@@ -155,6 +158,8 @@ class Membership(models.Model):
     monthly_cost_limit = models.DecimalField(
         _("cost a month (USD)"), max_digits=12, decimal_places=2, null=True, blank=True
     )
+    # This member's storage for attachments in the team, in place of the team's; empty: the team's.
+    storage_quota_mib = models.PositiveIntegerField(_("storage (MiB)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("membership")
@@ -163,6 +168,13 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def storage_quota_bytes(self):
+        """How much this member's attachments in the team may hold: their own quota, else the
+        team's for each member; None for no limit."""
+        mib = self.storage_quota_mib if self.storage_quota_mib is not None else self.team.storage_quota_mib
+        return None if mib is None else mib * 1024 * 1024
 
     def change_role(self, role):
         """Give this member another role; the team's last admin stays one."""

@@ -1,8 +1,9 @@
 """Reading an uploaded file into an Attachment: proving it is what its name says, cleaning it, storing it once.
 
 Its name's suffix says what a file claims to be, and its content must prove it: Pillow opens an
-image (and refuses a decompression bomb), a signature proves audio and video, pypdf and
-python-docx read a PDF's and a Word document's text, and a text file must be UTF-8. The type
+image (and refuses a decompression bomb), a signature and FFmpeg (PyAV) prove audio and video
+and read their duration, pypdf and python-docx read a PDF's and a Word document's text, and a
+text file must be UTF-8. A browser's WebM recording is converted to MP3, which MiMo takes. The type
 the browser sent is not trusted: it guesses it from the name too. Images are re-encoded, which
 drops their metadata (EXIF, GPS, XMP, comments), and scaled down to what MiMo reads.
 
@@ -19,12 +20,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
+import av
 import docx
 import pypdf
 from docx.table import Table
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
@@ -44,6 +47,7 @@ MEDIA_TYPES = {
     ".flac": (Kind.AUDIO, "audio/flac"),
     ".m4a": (Kind.AUDIO, "audio/mp4"),
     ".ogg": (Kind.AUDIO, "audio/ogg"),
+    ".webm": (Kind.AUDIO, "audio/webm"),  # recorded by a browser; converted to MP3 (read_media)
     ".mp4": (Kind.VIDEO, "video/mp4"),
     ".mov": (Kind.VIDEO, "video/quicktime"),
     ".avi": (Kind.VIDEO, "video/x-msvideo"),
@@ -86,6 +90,7 @@ class Upload:
     size: int
     width: int | None = None
     height: int | None = None
+    duration: float | None = None
     text: str = ""
     thumbnail: bytes | None = None
 
@@ -104,6 +109,7 @@ def read_upload(uploaded):
     if suffix in IMAGE_FORMATS:
         upload = read_image(uploaded, name, IMAGE_FORMATS[suffix])
     elif suffix in MEDIA_TYPES:
+        check_inline_size(name, uploaded.size, MEDIA_TYPES[suffix][1])  # before FFmpeg reads all of it
         upload = read_media(uploaded, name, *MEDIA_TYPES[suffix])
     elif suffix == ".pdf":
         upload = read_document(uploaded, name, PDF, pdf_text)
@@ -115,17 +121,22 @@ def read_upload(uploaded):
         raise Refused(
             _(
                 "%(name)s is not a kind of file mimoweb takes. It takes images (JPEG, PNG, GIF, WebP, BMP), "
-                "audio (MP3, WAV, FLAC, M4A, OGG), video (MP4, MOV, AVI, WMV) and documents "
+                "audio (MP3, WAV, FLAC, M4A, OGG, WebM), video (MP4, MOV, AVI, WMV) and documents "
                 "(text, Markdown, CSV, JSON, source code, PDF, DOCX)."
             )
             % {"name": name}
         )
-    if upload.kind != Kind.DOCUMENT and inline_size(upload.size, upload.content_type) > mimo.INLINE_MEDIA_BYTES:
+    if upload.kind != Kind.DOCUMENT:
+        check_inline_size(name, upload.size, upload.content_type)
+    return upload
+
+
+def check_inline_size(name, size, content_type):
+    if inline_size(size, content_type) > mimo.INLINE_MEDIA_BYTES:
         raise Refused(
             _("%(name)s is larger than MiMo takes in a message: %(limit)s once encoded.")
             % {"name": name, "limit": filesizeformat(mimo.INLINE_MEDIA_BYTES)}
         )
-    return upload
 
 
 def not_what_it_claims(name, what):
@@ -223,21 +234,63 @@ def thumbnail(image):
 
 
 # --- Audio and video ---------------------------------------------------------------------
+#
+# Recording a voice message: the composer posts what the browser's MediaRecorder made to the same
+# upload route as any file (`POST /chats/<id>/attachments/`, field `file`), named for its type:
+# `recording.webm` (Chrome, Edge: WebM/Opus), `recording.ogg` (Firefox: Ogg/Opus) or
+# `recording.m4a` / `recording.mp4` (Safari: MP4/AAC). MiMo takes OGG and M4A as they are; WebM it
+# does not take, so a WebM holding only sound is converted to MP3 here and stored as
+# `recording.mp3`. An MP4 holding only sound is audio (M4A), not a video. The chip the upload
+# answers says what was stored: kind "audio", its type and its duration in seconds.
 
 
 def read_media(uploaded, name, kind, content_type):
-    """Audio or video whose first bytes are its format's signature; stored as uploaded (no conversion yet)."""
+    """Audio or video whose first bytes are its format's signature and which FFmpeg (PyAV) decodes,
+    with its duration; a WebM recording converted to MP3, which MiMo takes."""
     uploaded.seek(0)
     head = uploaded.read(64)
     if not has_signature(content_type, head):
         raise not_what_it_claims(name, PurePath(name).suffix.lstrip(".").upper())
-    return Upload(kind=kind, name=name, content_type=content_type, content=uploaded, sha256=sha256_of(uploaded), size=uploaded.size)
+    facts = media_facts(uploaded, name)
+    if content_type == "audio/webm":
+        if facts.has_video:
+            raise Refused(
+                _("%(name)s holds video. mimoweb takes WebM for sound only: attach a video as MP4, MOV, AVI or WMV.")
+                % {"name": name}
+            )
+        data, duration = audio_as_mp3(uploaded, name)
+        return Upload(
+            kind=Kind.AUDIO,
+            name=f"{PurePath(name).stem}.mp3",
+            content_type="audio/mpeg",
+            content=ContentFile(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            duration=duration,
+        )
+    if kind == Kind.VIDEO and not facts.has_video:
+        if content_type != "video/mp4" or not facts.has_audio:
+            raise Refused(_("%(name)s holds no picture to watch.") % {"name": name})
+        kind, content_type = Kind.AUDIO, "audio/mp4"  # sound alone in an MP4, as Safari records it: an M4A
+    if kind == Kind.AUDIO and not facts.has_audio:
+        raise Refused(_("%(name)s holds no sound to listen to.") % {"name": name})
+    return Upload(
+        kind=kind,
+        name=name,
+        content_type=content_type,
+        content=uploaded,
+        sha256=sha256_of(uploaded),
+        size=uploaded.size,
+        duration=facts.duration,
+    )
 
 
 # The ASF header object's GUID, with which every WMV (and WMA) file begins.
 ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 # The top-level atoms an old QuickTime file may begin with, before the ftyp box existed.
 QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"ftyp"}
+# WebM (and Matroska) begins with an EBML header.
+EBML = bytes.fromhex("1a45dfa3")
 
 
 def has_signature(content_type, head):
@@ -250,6 +303,8 @@ def has_signature(content_type, head):
             return head[:4] == b"fLaC"
         case "audio/ogg":
             return head[:4] == b"OggS"
+        case "audio/webm":
+            return head[:4] == EBML
         case "audio/mp4" | "video/mp4":
             return head[4:8] == b"ftyp"
         case "video/quicktime":
@@ -259,6 +314,89 @@ def has_signature(content_type, head):
         case "video/x-ms-wmv":
             return head[:16] == ASF
     return False
+
+
+@dataclass
+class MediaFacts:
+    duration: float  # seconds
+    has_audio: bool
+    has_video: bool
+
+
+# What PyAV raises for a file FFmpeg cannot read: its own errors (some of which are also OSError
+# or ValueError), and what a damaged container makes it raise while demuxing.
+MEDIA_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError, IndexError)
+
+
+def media_facts(uploaded, name):
+    """The duration and streams of audio or video, proven by FFmpeg: its first frames decode, and
+    every packet of it can be read. Refused when FFmpeg cannot, or when it lasts no time at all."""
+    uploaded.seek(0)
+    try:
+        with av.open(uploaded, mode="r") as container:
+            streams = [stream for stream in container.streams if stream.type in ("audio", "video")]
+            if not streams:
+                raise cannot_decode(name)
+            decoded = set()
+            end = 0.0
+            for packet in container.demux(streams):
+                if packet.pts is not None and packet.time_base is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                # A stream is proven by its first frame; the rest is only read. A decoder may hold its
+                # first frames back until the end (the empty packet that flushes it), so that decodes too.
+                if packet.stream.index not in decoded and packet.decode():
+                    decoded.add(packet.stream.index)
+            if len(decoded) < len(streams):
+                raise cannot_decode(name)
+            duration = container.duration / av.time_base if container.duration else end
+            kinds = {stream.type for stream in streams}
+    except Refused:
+        raise
+    except MEDIA_ERRORS:
+        raise cannot_decode(name) from None
+    finally:
+        uploaded.seek(0)
+    if duration <= 0:
+        raise cannot_decode(name)
+    return MediaFacts(duration=round(duration, 3), has_audio="audio" in kinds, has_video="video" in kinds)
+
+
+def cannot_decode(name):
+    return Refused(_("%(name)s could not be played back: it may be damaged, or in a format mimoweb cannot read.") % {"name": name})
+
+
+# The sample rates an MP3 can have; a recording at another is resampled to 48 kHz.
+MP3_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000}
+MP3_BITS_PER_SECOND_PER_CHANNEL = 64_000  # a voice is clear at this; a minute of mono is 480 KB
+
+
+def audio_as_mp3(uploaded, name):
+    """(MP3 bytes, duration in seconds) of the first sound of an audio file, for a format MiMo does not take.
+
+    Mono stays mono and anything else becomes stereo; the duration is counted from the samples
+    written, since a browser's WebM recording does not say how long it is.
+    """
+    uploaded.seek(0)
+    out = io.BytesIO()
+    try:
+        with av.open(uploaded, mode="r") as source, av.open(out, mode="w", format="mp3") as mp3:
+            sound = source.streams.audio[0]
+            layout = "mono" if sound.codec_context.layout.nb_channels == 1 else "stereo"
+            rate = sound.rate if sound.rate in MP3_RATES else 48000
+            encoded = mp3.add_stream("libmp3lame", rate=rate, layout=layout)
+            encoded.bit_rate = MP3_BITS_PER_SECOND_PER_CHANNEL * (1 if layout == "mono" else 2)
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+            samples = 0
+            for frame in [*source.decode(sound), None]:  # None: flush the resampler, then the encoder
+                for resampled in resampler.resample(frame):
+                    samples += resampled.samples
+                    mp3.mux(encoded.encode(resampled))
+            mp3.mux(encoded.encode(None))
+    except MEDIA_ERRORS:
+        raise cannot_decode(name) from None
+    if not samples:
+        raise cannot_decode(name)
+    return out.getvalue(), round(samples / rate, 3)
 
 
 def sha256_of(uploaded):
@@ -339,6 +477,57 @@ def docx_text(uploaded, name):
         raise Refused(_("%(name)s could not be read as a Word document: it may be damaged.") % {"name": name}) from None
 
 
+# --- Files coming back from an export (chat/transfer.py) --------------------------------------
+
+# The type each kind of file is stored with, as read_upload gives it; an export naming another is refused.
+STORED_TYPES = {
+    Kind.IMAGE: {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP", "image/bmp": "BMP"},
+    Kind.AUDIO: {content_type for kind, content_type in MEDIA_TYPES.values() if kind == Kind.AUDIO} - {"audio/webm"},
+    Kind.VIDEO: {content_type for kind, content_type in MEDIA_TYPES.values() if kind == Kind.VIDEO},
+    Kind.DOCUMENT: {PDF: pdf_text, DOCX: docx_text, TEXT: plain_text},
+}
+
+
+def read_restored(kind, name, content_type, data):
+    """An exported file coming back, proven as an upload is but kept byte for byte: an image was
+    cleaned and scaled when it was first uploaded, and a recording converted, so they are not again.
+    Its pixel size, duration, text and thumbnail are read from the file, not taken from the export."""
+    content = ContentFile(data, name=name)
+    upload = Upload(kind, name, content_type, content, hashlib.sha256(data).hexdigest(), len(data))
+    if content_type not in STORED_TYPES.get(kind, ()):
+        raise Refused(_("%(name)s is not a kind of file mimoweb takes.") % {"name": name})
+    if kind == Kind.IMAGE:
+        expected = STORED_TYPES[kind][content_type]
+        try:
+            with Image.open(io.BytesIO(data), formats=[expected]) as image:
+                check_pixels(image, name)
+                image.load()
+                upload.width, upload.height, upload.thumbnail = image.width, image.height, thumbnail(image)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise too_many_pixels(name) from None
+        except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            raise not_what_it_claims(name, expected) from None
+    elif kind in (Kind.AUDIO, Kind.VIDEO):
+        if not has_signature(content_type, data[:64]):
+            raise not_what_it_claims(name, PurePath(name).suffix.lstrip(".").upper() or content_type)
+        upload.duration = media_facts(content, name).duration
+    else:
+        upload.text = STORED_TYPES[kind][content_type](content, name).strip()
+        if not upload.text:
+            raise Refused(_("%(name)s holds no text to read.") % {"name": name})
+    return upload
+
+
+def suffix_for(content_type):
+    """The name suffix of a stored type, for a file written out under its sha256 (an export's)."""
+    if content_type == TEXT:
+        return ".txt"
+    if format := STORED_TYPES[Kind.IMAGE].get(content_type):
+        return next(suffix for suffix, its_format in IMAGE_FORMATS.items() if its_format == format)
+    suffixes = {stored: suffix for suffix, (kind, stored) in MEDIA_TYPES.items()}
+    return suffixes.get(content_type) or {PDF: ".pdf", DOCX: ".docx"}.get(content_type, "")
+
+
 # --- Sending --------------------------------------------------------------------------------
 
 
@@ -369,11 +558,13 @@ def data_url(attachment):
 # --- Storing and deleting --------------------------------------------------------------------
 
 
-def store(upload, *, owner, conversation):
-    """The Attachment row for an accepted upload, its file stored unless the same content already is."""
+def store(upload, *, owner, conversation, message=None, created_at=None):
+    """The Attachment row for an accepted upload, its file stored unless the same content already is.
+    `message` and `created_at`: those of an imported one (chat/transfer.py)."""
     attachment = Attachment(
         owner=owner,
         conversation=conversation,
+        message=message,
         kind=upload.kind,
         name=upload.name,
         content_type=upload.content_type,
@@ -381,13 +572,49 @@ def store(upload, *, owner, conversation):
         sha256=upload.sha256,
         width=upload.width,
         height=upload.height,
+        duration=upload.duration,
         text=upload.text,
     )
+    if created_at is not None:
+        attachment.created_at = created_at
     save_once(attachment.file_name, upload.content)
     if upload.thumbnail is not None:
         save_once(attachment.thumbnail_name, ContentFile(upload.thumbnail))
     attachment.save()
     return attachment
+
+
+def storage_used(owner, team):
+    """Bytes of the member's attachments in the team, each row counted, however many share a file:
+    deduplication is mimoweb's saving, not the member's. Unsent ones and those in the trash count."""
+    used = Attachment.objects.filter(owner=owner, conversation__team=team).aggregate(total=Sum("size"))["total"]
+    return used or 0
+
+
+def check_storage_quota(membership, adding):
+    """Refuses `adding` more bytes that would take the member past their storage quota in the team.
+
+    Inexact under concurrency on purpose, as budgets' reserves are not: two uploads at the same
+    instant may both pass, going over by at most one upload (MIMOWEB_ATTACHMENT_MAX_BYTES each).
+    """
+    quota = membership.storage_quota_bytes
+    if quota is None:
+        return
+    used = storage_used(membership.user_id, membership.team_id)
+    if used + adding > quota:
+        raise Refused(
+            _(
+                "These files need %(needed)s, and only %(left)s of your %(quota)s of storage in %(team)s is left "
+                "(%(used)s used). Delete conversations with files you no longer need, or ask a team admin for more."
+            )
+            % {
+                "needed": filesizeformat(adding),
+                "left": filesizeformat(max(0, quota - used)),
+                "quota": filesizeformat(quota),
+                "team": membership.team.name,
+                "used": filesizeformat(used),
+            }
+        )
 
 
 def save_once(name, content):

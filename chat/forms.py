@@ -303,8 +303,11 @@ class TeamLimitsForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = ["monthly_token_limit", "monthly_cost_limit", "messages_per_minute", "streams_at_once"]
+        fields = ["monthly_token_limit", "monthly_cost_limit", "messages_per_minute", "streams_at_once", "storage_quota_mib"]
         help_texts = {
+            "storage_quota_mib": _(
+                "What each member’s attached files may take in all, unless the member has a quota of their own below."
+            ),
             "monthly_token_limit": _("Prompt and answer tokens of everyone in the team, this calendar month."),
             "monthly_cost_limit": _("At the price in force when each answer ran."),
             "messages_per_minute": _("Each member; MiMo allows the whole account 100 requests a minute per model."),
@@ -322,7 +325,7 @@ class MemberLimitsForm(forms.ModelForm):
 
     class Meta:
         model = Membership
-        fields = ["monthly_token_limit", "monthly_cost_limit"]
+        fields = ["monthly_token_limit", "monthly_cost_limit", "storage_quota_mib"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

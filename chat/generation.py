@@ -798,6 +798,9 @@ class Generation:
         message.completion_tokens = usage.completion_tokens
         message.reasoning_tokens = usage.reasoning_tokens
         message.cached_tokens = usage.cached_tokens
+        message.image_tokens = usage.image_tokens
+        message.audio_tokens = usage.audio_tokens
+        message.video_tokens = usage.video_tokens
         message.web_search_calls = usage.web_search_calls
         message.web_search_pages = usage.web_search_pages
 

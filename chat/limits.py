@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Sum
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.text import get_text_list
@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _, ngettext
 
 from accounts.models import Membership, Team, User
 from chat import usage
-from chat.models import Message, UsageRollup
+from chat.models import Attachment, Message, UsageRollup
 
 WARNING_RATIO = Decimal("0.8")  # the member is warned from 80 % of a budget on
 PACE_WINDOW = timedelta(minutes=1)
@@ -425,6 +425,7 @@ class MemberUsage:
     tokens: int
     cost: Decimal
     meters: list[Meter]
+    storage: int = 0  # bytes of their attachments in the team (chat.attachments.storage_used)
     form: object = None  # the view's form for the member's own limits
 
     @property
@@ -433,8 +434,9 @@ class MemberUsage:
 
 
 def member_rows(team, memberships):
-    """The limits page's table: each member with their usage this month and their own meters."""
+    """The limits page's table: each member with their usage this month, their own meters, and their storage."""
     used = used_by_member(team)
+    stored = storage_by_member(team)
     rows = []
     for membership in memberships:
         tokens, cost = used.get(membership.user_id, (0, Decimal(0)))
@@ -443,8 +445,14 @@ def member_rows(team, memberships):
             own.append(Meter(MEMBER, TOKENS, team, tokens, membership.monthly_token_limit))
         if membership.monthly_cost_limit is not None:
             own.append(Meter(MEMBER, COST, team, cost, membership.monthly_cost_limit))
-        rows.append(MemberUsage(membership, tokens, cost, own))
+        rows.append(MemberUsage(membership, tokens, cost, own, storage=stored.get(membership.user_id, 0)))
     return rows
+
+
+def storage_by_member(team):
+    """{member's id: bytes of their attachments in the team}, every row counted, in one query."""
+    rows = Attachment.objects.filter(conversation__team=team).values("owner_id").annotate(total=Sum("size"))
+    return {row["owner_id"]: row["total"] for row in rows}
 
 
 def team_usage(team):

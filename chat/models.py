@@ -285,6 +285,11 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     cached_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Of the prompt, the tokens of its images, audio and video, when MiMo reports them (OpenAI format).
+    # Shown with the message only: they are inside prompt_tokens, which usage, cost and budgets count.
+    image_tokens = models.PositiveIntegerField(null=True, blank=True)
+    audio_tokens = models.PositiveIntegerField(null=True, blank=True)
+    video_tokens = models.PositiveIntegerField(null=True, blank=True)
     web_search_calls = models.PositiveIntegerField(null=True, blank=True)
     web_search_pages = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -349,6 +354,12 @@ class Message(models.Model):
         """Completion tokens (thinking included) over the whole duration."""
         seconds = (self.finished_at - self.created_at).total_seconds() if self.finished_at else 0
         return round(self.completion_tokens / seconds, 1) if self.completion_tokens and seconds > 0 else None
+
+    @property
+    def media_tokens(self):
+        """(kind, tokens) of the prompt's media MiMo reported, those above zero: for the message's details."""
+        counts = [(_("image"), self.image_tokens), (_("audio"), self.audio_tokens), (_("video"), self.video_tokens)]
+        return [(kind, tokens) for kind, tokens in counts if tokens]
 
     @property
     def key_last_four(self):
@@ -576,7 +587,7 @@ class Attachment(models.Model):
     # Images: their size in pixels, as stored (scaled down to what MiMo takes).
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
-    # Audio and video, in seconds; null until they are read (they are not converted yet).
+    # Audio and video, in seconds, as FFmpeg read it (chat/attachments.py media_facts).
     duration = models.FloatField(null=True, blank=True)
     # Documents: the text MiMo is sent, as extracted.
     text = models.TextField(blank=True)
@@ -754,6 +765,7 @@ class SearchEntry(models.Model):
         TITLE = "title", _("title")
         MESSAGE = "message", _("message")
         REASONING = "reasoning", _("thinking")
+        ATTACHMENT = "attachment", _("attached file")  # the text of a message's attached documents
 
     # Indexed with `kind` below: a conversation's title is looked up among its many entries.
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+", db_index=False)

@@ -1,4 +1,4 @@
-"""Search across a member's own chats: titles, messages and MiMo's thinking.
+"""Search across a member's own chats: titles, messages, MiMo's thinking and the text of attached documents.
 
 The database does the searching, with its own full-text index: FTS5 on SQLite,
 `to_tsvector` and a GIN index on PostgreSQL (migration 0005). This module
@@ -33,7 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from chat.models import Conversation, Message, SearchEntry, ToolCall
+from chat.models import Attachment, Conversation, Message, SearchEntry, ToolCall
 
 # Chinese, Japanese kana and CJK compatibility characters: one word each. (Korean puts spaces between words.)
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
@@ -113,9 +113,37 @@ def index_message(message, *, new=False):
         return
     # Within the save's own transaction when it has one (an answer's end): a failure here fails the
     # save as a whole, so no savepoint of its own (two more statements at every answer's end).
+    # Its attached files' entries stay: the files did not change.
     with transaction.atomic(savepoint=False):
-        SearchEntry.objects.filter(message_id=message.pk).delete()
+        SearchEntry.objects.filter(message_id=message.pk, kind__in=MESSAGE_KINDS).delete()
         SearchEntry.objects.bulk_create(entries)
+
+
+MESSAGE_KINDS = [SearchEntry.Kind.MESSAGE, SearchEntry.Kind.REASONING]
+
+
+def attached_text(attachments):
+    """The text of a message's attached documents as one, in the order they were attached: what
+    their entries index, and what a snippet of theirs is cut from."""
+    return "\n\n".join(attachment.text for attachment in attachments if attachment.text)
+
+
+def index_attachments(message):
+    """Replace the entries of the text of a message's attached documents.
+
+    Not from index_message: a message is saved before its files are linked to it, and looking
+    for files at every save would cost every answer a query. The sending code may call this once
+    it has linked them; `index_missing` indexes any it did not before a member searches.
+    """
+    text = attached_text(Attachment.objects.filter(message=message).order_by("created_at", "pk"))
+    with transaction.atomic():
+        SearchEntry.objects.filter(message_id=message.pk, kind=SearchEntry.Kind.ATTACHMENT).delete()
+        SearchEntry.objects.bulk_create(
+            entries_for(
+                SearchEntry, text, kind=SearchEntry.Kind.ATTACHMENT, message_id=message.pk,
+                conversation_id=message.conversation_id, written_at=message.created_at,
+            )
+        )
 
 
 def index_title(conversation):
@@ -134,6 +162,7 @@ def index_conversation(conversation):
     index_title(conversation)
     for message in conversation.messages.exclude(status=Message.Status.STREAMING):
         index_message(message)
+        index_attachments(message)
 
 
 def index_missing(user):
@@ -141,13 +170,20 @@ def index_missing(user):
 
     Two writes are bulk updates on purpose: answers whose process died are marked
     `interrupted` (Message.mark_dead), and a new conversation's title is written only
-    over a blank one (chat/titles.py). Both are few, and found through indexes.
+    over a blank one (chat/titles.py). Both are few, and found through indexes. So are
+    messages whose attached documents are not indexed yet (see index_attachments).
     """
     cut_short = Message.objects.filter(status=Message.Status.INTERRUPTED, conversation__owner=user).exclude(
         Exists(SearchEntry.objects.filter(message=OuterRef("pk")))
     )
     for message in cut_short:
         index_message(message)
+    documents = Attachment.objects.filter(message=OuterRef("pk")).exclude(text="")
+    with_unindexed_files = Message.objects.filter(Exists(documents), conversation__owner=user).exclude(
+        Exists(SearchEntry.objects.filter(message=OuterRef("pk"), kind=SearchEntry.Kind.ATTACHMENT))
+    )
+    for message in with_unindexed_files:
+        index_attachments(message)
     untitled = SearchEntry.objects.filter(conversation=OuterRef("pk"), kind=SearchEntry.Kind.TITLE)
     for conversation in Conversation.objects.filter(owner=user).exclude(title="").exclude(Exists(untitled)):
         index_title(conversation)
@@ -178,6 +214,9 @@ def rebuild_index(models=None):
     for row in finished.iterator():
         add(entries_for_message(entry_model, *row))
     entry_model.objects.bulk_create(batch)
+    if models is None:  # the command's; migration 0005's schema has no attachments
+        for message in Message.objects.filter(Exists(Attachment.objects.filter(message=OuterRef("pk")).exclude(text=""))):
+            index_attachments(message)
 
 
 # --- Queries ---------------------------------------------------------------------------
@@ -313,6 +352,8 @@ def original_text(entry):
         return entry.conversation.title
     if entry.kind == SearchEntry.Kind.REASONING:
         return entry.message.reasoning_content or ""
+    if entry.kind == SearchEntry.Kind.ATTACHMENT:
+        return attached_text(entry.message.attachments.all())
     return entry.message.content
 
 

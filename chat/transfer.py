@@ -11,6 +11,13 @@ are ISO 8601 in UTC. A key is named by its label and last four characters, never
 by its secret. Not carried: a stream's heartbeat, process and stop request (they belong to
 a live process), pin and trash (they are the library's, not the conversation's).
 
+A conversation with attached files is exported as a zip (`archive`): the JSON above as
+`conversations.json` (or the Markdown as `conversations.md`) and each file once, under its
+sha256, as `files/<sha256>.<suffix>`; each message lists its attachments, naming its file. An
+import reads either a plain JSON file (an export without files, older ones included) or such a
+zip, whose files come back byte for byte: their sha256 is checked, and each is proven to be
+what it says as an upload is (chat/attachments.py `read_restored`).
+
 Importing gives new ids (parent links follow them), the importing member as owner,
 their team, and two fields of its own: `updated_at` is the import time, so the
 conversation comes first in the list, and `exported_at` is the next export's.
@@ -18,16 +25,24 @@ Everything else comes back as it was, except that an answer still streaming when
 exported comes back `interrupted`: no process is streaming it here.
 """
 
+import hashlib
 import itertools
 import json
 import math
 import re
+import shutil
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
+from functools import partial
+from pathlib import PurePath
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import connection, models, transaction
 from django.db.models import Prefetch, Q
 from django.template.defaultfilters import filesizeformat
@@ -38,9 +53,9 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from accounts.models import ApiKey
-from chat import mimo
+from chat import attachments, mimo, search
 from chat.mimo.wire import TEMPERATURE_RANGE, TOP_P_RANGE
-from chat.models import Citation, Conversation, Message, ToolCall
+from chat.models import Attachment, Citation, Conversation, Message, ToolCall
 
 FORMAT = "mimoweb.conversations"
 VERSION = 1
@@ -54,17 +69,19 @@ CONVERSATION_FIELDS = [
 MESSAGE_FIELDS = [
     "visible", "role", "content", "reasoning_content", "thinking_signature", "status", "finish_reason",
     "error_kind", "error_text", "model", "parameters", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-    "cached_tokens", "web_search_calls", "web_search_pages", "created_at", "first_token_at", "finished_at",
-    "reasoning_tool_calls", "turns_left_out", "api_key_version",
+    "cached_tokens", "image_tokens", "audio_tokens", "video_tokens", "web_search_calls", "web_search_pages",
+    "created_at", "first_token_at", "finished_at", "reasoning_tool_calls", "turns_left_out", "api_key_version",
 ]  # fmt: skip
 # Fields that came after the first exports of this format: an export made before them still imports.
-ADDED_LATER = {"api_key_version", "temperature", "top_p", "max_output_tokens"}
+ADDED_LATER = {"api_key_version", "temperature", "top_p", "max_output_tokens", "image_tokens", "audio_tokens", "video_tokens"}
 # The sampling settings, within MiMo's documented ranges (chat/forms.py checks them for each model at each send).
 SETTING_RANGES = {
     "temperature": TEMPERATURE_RANGE,
     "top_p": TOP_P_RANGE,
     "max_output_tokens": (1, mimo.MOST_OUTPUT_TOKENS),
 }
+# What an export says of each attached file; the rest (pixel size, duration, text) is read from the file itself.
+ATTACHMENT_FIELDS = ["kind", "name", "content_type", "sha256", "created_at"]
 TOOL_CALL_FIELDS = ["index", "call_id", "name", "arguments_raw", "arguments", "result", "status", "error", "duration_ms"]
 CITATION_FIELDS = ["index", "url", "title", "summary", "site_name", "publish_time"]
 
@@ -74,7 +91,7 @@ CITATION_FIELDS = ["index", "url", "title", "summary", "site_name", "publish_tim
 
 def exportable(conversations):
     """The conversations out of the trash, with everything an export reads, in a fixed number of queries."""
-    messages = Message.objects.select_related("api_key").prefetch_related("tool_calls", "citations")
+    messages = Message.objects.select_related("api_key").prefetch_related("tool_calls", "citations", "attachments")
     return (
         conversations.filter(deleted_at__isnull=True)
         .select_related("api_key")
@@ -110,7 +127,44 @@ def message_data(message):
         "api_key": key_data(message.api_key),
         "tool_calls": [{name: dumped(call, name) for name in TOOL_CALL_FIELDS} for call in message.tool_calls.all()],
         "citations": [{name: dumped(c, name) for name in CITATION_FIELDS} for c in message.citations.all()],
+        "attachments": [attachment_data(attachment) for attachment in message.attachments.all()],
     }
+
+
+def attachment_data(attachment):
+    """An attached file as an export names it: its `id` for a share's page, its `file` in the zip."""
+    return {
+        "id": str(attachment.pk),
+        **{name: dumped(attachment, name) for name in ATTACHMENT_FIELDS},
+        "size": attachment.size,
+        "file": archived_name(attachment),
+    }
+
+
+def archived_name(attachment):
+    return f"files/{attachment.sha256}{attachments.suffix_for(attachment.content_type)}"
+
+
+def attachments_of(conversations):
+    """The attachments of the exported messages (prefetched by `exportable`), each file once."""
+    found = {}
+    for conversation in conversations:
+        for message in conversation.messages.all():
+            for attachment in message.attachments.all():
+                found.setdefault(archived_name(attachment), attachment)
+    return list(found.values())
+
+
+def write_archive(out, document_name, document, files):
+    """A zip of the export (`document`, JSON or Markdown text) and the files it names, each copied
+    from storage a chunk at a time. Media are stored as they are: they are compressed already."""
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(document_name, document)
+        for attachment in files:
+            entry = zipfile.ZipInfo(archived_name(attachment), date_time=timezone.localtime().timetuple()[:6])
+            entry.compress_type = zipfile.ZIP_DEFLATED if attachment.kind == Attachment.Kind.DOCUMENT else zipfile.ZIP_STORED
+            with storages["attachments"].open(attachment.file_name) as source, archive.open(entry, "w") as target:
+                shutil.copyfileobj(source, target, 1024 * 1024)
 
 
 def key_data(api_key):
@@ -175,7 +229,8 @@ def sampling_facts(conversation):
 def message_markdown(message):
     parts = [f"## {capfirst(message.get_role_display())}"]
     if message.role == Message.Role.USER:
-        return "\n\n".join(parts + [message.content])
+        files = [attachment_markdown(attachment) for attachment in message.attachments.all()]
+        return "\n\n".join(parts + [message.content] + (["\n".join(files)] if files else []))
     if message.reasoning_content:
         parts.append(f"<details>\n<summary>{_('Thinking')}</summary>\n\n{quoted(message.reasoning_content)}\n\n</details>")
     if message.content:
@@ -189,6 +244,13 @@ def message_markdown(message):
     if explanation := message.explanation():
         parts.append(f"*{explanation}*")
     return "\n\n".join(parts)
+
+
+def attachment_markdown(attachment):
+    """A file as a link to its copy in the zip beside the Markdown; an image is shown."""
+    label = f"{link_text(attachment.name)} ({filesizeformat(attachment.size)})"
+    link = f"[{label}](<{archived_name(attachment)}>)"
+    return f"- !{link}" if attachment.kind == Attachment.Kind.IMAGE else f"- {link}"
 
 
 def tool_call_markdown(call):
@@ -233,6 +295,18 @@ class ReadMessage:
     api_key: dict | None
     tool_calls: list[ToolCall] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
+    attachments: list["ReadAttachment"] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ReadAttachment:
+    """An attached file named by an export: what it says of it, then (from a zip) the file proven."""
+
+    fields: dict  # ATTACHMENT_FIELDS, checked
+    size: int
+    file: str  # its name in the zip
+    upload: attachments.Upload | None = None  # read from the zip (read_archive), content not kept
+    archive: zipfile.ZipFile | None = None
 
 
 @dataclass
@@ -243,7 +317,12 @@ class ReadConversation:
 
 
 def read_upload(upload):
-    """The conversations in an uploaded export, checked through; ValidationError says what is wrong."""
+    """The conversations in an uploaded export (a JSON file, or a zip with files), checked through;
+    ValidationError says what is wrong."""
+    if zipfile.is_zipfile(upload):
+        upload.seek(0)
+        return read_archive(upload)
+    upload.seek(0)
     if upload.size > MAX_IMPORT_BYTES:
         raise ValidationError(
             _("This file is %(size)s; an export can be at most %(limit)s."),
@@ -252,8 +331,96 @@ def read_upload(upload):
     try:
         data = json.loads(upload.read())
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
-        raise ValidationError(_("This file is not JSON. Choose a .json file exported from mimoweb."))
-    return read_export(data)
+        raise ValidationError(_("This file is not JSON. Choose a .json or .zip file exported from mimoweb."))
+    read = read_export(data)
+    if any(message.attachments for conversation in read for message in conversation.messages):
+        raise ValidationError(_("This export names attached files, which it does not hold. Import the .zip file it came in."))
+    return read
+
+
+# A zip export: at most this much in all, this many files, this much once unpacked (a zip bomb
+# declares little and unpacks to much: what each entry says it holds is checked before it is
+# read, and reading stops there).
+MAX_IMPORT_ARCHIVE_BYTES = 128 * 1024 * 1024  # daphne holds a request's body in memory: see mimoweb/body_limits.py
+MAX_ARCHIVE_ENTRIES = 10_000
+MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+
+
+def read_archive(upload):
+    """The conversations in a zip export, every attached file in it read, its sha256 checked and
+    its content proven (chat/attachments.py read_restored); nothing is stored yet."""
+    if upload.size > MAX_IMPORT_ARCHIVE_BYTES:
+        raise ValidationError(
+            _("This file is %(size)s; an export can be at most %(limit)s."),
+            params={"size": filesizeformat(upload.size), "limit": filesizeformat(MAX_IMPORT_ARCHIVE_BYTES)},
+        )
+    try:
+        archive = zipfile.ZipFile(upload)
+        entries = {entry.filename: entry for entry in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ValidationError(_("This zip file is damaged."))
+    check_entries(entries)
+    if "conversations.json" not in entries:
+        raise ValidationError(_("This zip holds no conversations.json: it is not an export from mimoweb."))
+    if entries["conversations.json"].file_size > MAX_IMPORT_BYTES:
+        raise ValidationError(
+            _("Its conversations.json is larger than %(limit)s."), params={"limit": filesizeformat(MAX_IMPORT_BYTES)}
+        )
+    try:
+        data = json.loads(archive.read("conversations.json"))
+    except (ValueError, RecursionError):
+        raise ValidationError(_("Its conversations.json is not JSON."))
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise ValidationError(_("This zip file is damaged."))
+    read = read_export(data)
+    for conversation in read:
+        for message in conversation.messages:
+            for attachment in message.attachments:
+                read_archived_file(archive, entries, attachment)
+    return read
+
+
+def check_entries(entries):
+    """Refuses a zip no mimoweb export looks like: too many entries, too much unpacked, or a name
+    that climbs out of a folder or starts at the root (nothing is ever written by its name, but
+    such a zip was made to harm whatever unpacks it)."""
+    if len(entries) > MAX_ARCHIVE_ENTRIES:
+        raise ValidationError(_("This zip holds more than %(count)s files."), params={"count": MAX_ARCHIVE_ENTRIES})
+    if sum(entry.file_size for entry in entries.values()) > MAX_UNPACKED_BYTES:
+        raise ValidationError(
+            _("This zip unpacks to more than %(limit)s."), params={"limit": filesizeformat(MAX_UNPACKED_BYTES)}
+        )
+    for name in entries:
+        if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/") or ":" in name:
+            raise ValidationError(_("This zip holds a file named “%(name)s”, which no export holds."), params={"name": name})
+
+
+def read_archived_file(archive, entries, attachment):
+    name = attachment.fields["name"]
+    entry = entries.get(attachment.file)
+    if entry is None:
+        raise ValidationError(_("The file of %(name)s is missing from the zip."), params={"name": name})
+    if entry.file_size != attachment.size or entry.file_size > settings.MIMOWEB_ATTACHMENT_MAX_BYTES:
+        raise ValidationError(_("The file of %(name)s is not the size the export says."), params={"name": name})
+    try:
+        data = archive.read(entry)
+    except (zipfile.BadZipFile, OSError, EOFError):  # a CRC or length that does not match
+        raise ValidationError(_("The file of %(name)s is damaged in the zip."), params={"name": name})
+    if hashlib.sha256(data).hexdigest() != attachment.fields["sha256"]:
+        raise ValidationError(
+            _("The file of %(name)s is not the one the export names: its sha256 differs."), params={"name": name}
+        )
+    try:
+        attachment.upload = attachments.read_restored(attachment.fields["kind"], name, attachment.fields["content_type"], data)
+    except attachments.Refused as refusal:
+        raise ValidationError(str(refusal))
+    attachment.upload.content = None  # read again from the zip when it is stored: not all held at once
+    attachment.archive = archive
+
+
+def attachment_bytes(read_conversations):
+    """What the attachments of an import add to the member's storage (chat/attachments.py check_storage_quota)."""
+    return sum(attachment.size for read in read_conversations for message in read.messages for attachment in message.attachments)
 
 
 def read_export(data):
@@ -293,9 +460,25 @@ def read_conversation(item, where):
         for n, citation in enumerate(read_list(entry, "citations", at), 1):
             citation_at = _("%(where)s, source %(number)s") % {"where": at, "number": n}
             message.citations.append(Citation(**read_fields(citation, Citation, CITATION_FIELDS, citation_at)))
+        for n, attached in enumerate(entry.get("attachments") or [], 1):  # none in exports made before files
+            attachment_at = _("%(where)s, file %(number)s") % {"where": at, "number": n}
+            message.attachments.append(read_attachment(attached, attachment_at))
         check_unique_indexes(message, at)
         messages.append(message)
     return ReadConversation(conversation, read_key(item, where), parents_first(messages, where))
+
+
+def read_attachment(item, where):
+    fields = read_fields(item, Attachment, ATTACHMENT_FIELDS, where)
+    if not re.fullmatch(r"[0-9a-f]{64}", fields["sha256"]):
+        raise invalid(where, _("“sha256” must be 64 hexadecimal digits."))
+    if PurePath(fields["name"]).name != fields["name"] or "\\" in fields["name"]:
+        raise invalid(where, _("“name” must be a file name, not a path."))
+    size = read_id(item, "size", where)
+    file = item.get("file")
+    if not isinstance(file, str):
+        raise invalid(where, _("“file” must be text."))
+    return ReadAttachment(fields=fields, size=size, file=file)
 
 
 def read_list(item, name, where):
@@ -464,6 +647,11 @@ def import_conversations(read_conversations, *, owner, team):
             saved.insert(0, save_conversation(read, owner, team, keys, turns))
     except BaseException:
         delete_imported(saved, turns)
+        # Files stored for rows that were never saved: a file goes with the last row naming it (and
+        # the rows deleted above take theirs once committed), these had none.
+        shas = {a.fields["sha256"] for read in read_conversations for m in read.messages for a in m.attachments}
+        for sha256 in shas:
+            transaction.on_commit(partial(attachments.delete_unused_files, sha256))
         raise
     return saved
 
@@ -547,6 +735,22 @@ def save_messages(read_messages, conversation, keys, new_ids):
             row.message = message
     ToolCall.objects.bulk_create([call for read_message in read_messages for call in read_message.tool_calls])
     Citation.objects.bulk_create([citation for read_message in read_messages for citation in read_message.citations])
+    for read_message in read_messages:
+        for attachment in read_message.attachments:
+            save_attachment(attachment, read_message.message, conversation)
+        if read_message.attachments:
+            search.index_attachments(read_message.message)
+
+
+def save_attachment(read, message, conversation):
+    """An imported file stored (once per content, as uploads are) with its row, on the new message."""
+    upload = read.upload
+    upload.content = ContentFile(read.archive.read(read.file))
+    try:
+        owner, created_at = conversation.owner, read.fields["created_at"]
+        attachments.store(upload, owner=owner, conversation=conversation, message=message, created_at=created_at)
+    finally:
+        upload.content = None
 
 
 def delete_imported(conversations, turns):

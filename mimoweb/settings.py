@@ -229,8 +229,9 @@ DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 16 * 1024 
 # small (Django refuses form fields over 2.5 MB anyway); only uploads need more.
 MIMOWEB_BODY_LIMIT = 4 * 1024 * 1024
 MIMOWEB_BODY_LIMITS = {
-    # An export of at most 20 MiB (MAX_IMPORT_BYTES in chat/transfer.py) and the rest of its form.
-    r"/chats/import/": 21 * 1024 * 1024,
+    # An export of at most 128 MiB (a zip with files, MAX_IMPORT_ARCHIVE_BYTES in chat/transfer.py;
+    # a JSON file alone, MAX_IMPORT_BYTES, is at most 20 MiB) and the rest of its form.
+    r"/chats/import/": 129 * 1024 * 1024,
     # (Attachments' uploads: see Attachments below.)
 }
 

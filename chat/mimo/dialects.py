@@ -176,9 +176,17 @@ def openai_usage(usage: dict[str, Any]) -> Usage:
         completion_tokens=usage.get("completion_tokens") or 0,
         reasoning_tokens=completion_details.get("reasoning_tokens"),
         cached_tokens=prompt_details.get("cached_tokens") or 0,
+        image_tokens=a_count(prompt_details.get("image_tokens")),
+        audio_tokens=a_count(prompt_details.get("audio_tokens")),
+        video_tokens=a_count(prompt_details.get("video_tokens")),
         web_search_calls=web_search.get("tool_usage") or 0,
         web_search_pages=web_search.get("page_usage") or 0,
     )
+
+
+def a_count(value):
+    """A token count MiMo reported, or None when it reported none (or something that is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def citations_from(annotations: list[dict[str, Any]]) -> Citations:

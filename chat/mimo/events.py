@@ -84,6 +84,11 @@ class Usage:
     cached_tokens: int = 0
     web_search_calls: int = 0
     web_search_pages: int = 0
+    # Of the prompt, the tokens of its images, audio and video (OpenAI format's prompt_tokens_details);
+    # None when MiMo does not say, as in Anthropic format.
+    image_tokens: int | None = None
+    audio_tokens: int | None = None
+    video_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,8 @@ class Plan:
     citations: list[dict[str, str]] = field(default_factory=list)
     finish: str = "stop"
     prompt_tokens: int = 1
+    # What MiMo reports of the prompt's media in OpenAI format (prompt_tokens_details), when it received some.
+    media_tokens: dict[str, int] = field(default_factory=dict)
     # Effects that only a stream can show.
     silence: float = 0.0
     keepalive: float = 1.0
@@ -456,6 +458,8 @@ class FakeMimo:
             pings="pings" in directives,
             speed=_float(directives.get("speed", ""), self.tokens_per_second),
         )
+        if not anthropic:
+            plan.media_tokens = _media_tokens(body["messages"])
         _write_answer(plan, body, anthropic, directives, digest)
         if "slow-start" in directives:
             plan.silence = _float(directives["slow-start"], 10.0)
@@ -727,6 +731,34 @@ def _media_kinds(messages: list[dict[str, Any]], anthropic: bool, bad) -> set[st
     return kinds
 
 
+# The fake's own token counts for media (mimo-api.md §5.3): an image is a 32-px square a token
+# (16-px patches merged 2×2) once its pixels are clamped to MiMo's range; a clip counts as ten
+# seconds of audio (≈ 6.25 tokens a second); a video as a flat amount. Tests check they arrive.
+FAKE_AUDIO_TOKENS = 63
+FAKE_VIDEO_TOKENS = 256
+
+
+def _media_tokens(messages: list[dict[str, Any]]) -> dict[str, int]:
+    """image_tokens, audio_tokens and video_tokens of the user messages' media, as MiMo reports
+    them in prompt_tokens_details; nothing when they carry none (MiMo then reports only cached tokens)."""
+    counts = {"image_tokens": 0, "audio_tokens": 0, "video_tokens": 0}
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") != "user" or not isinstance(content, list):
+            continue
+        for part in content:
+            match part.get("type"):
+                case "image_url":
+                    width, _, height = _pixel_size(part).partition("×")
+                    pixels = int(width) * int(height) if height else 8192
+                    counts["image_tokens"] += min(max(pixels, 8192), 8_388_608) // (32 * 32)
+                case "input_audio":
+                    counts["audio_tokens"] += FAKE_AUDIO_TOKENS
+                case "video_url":
+                    counts["video_tokens"] += FAKE_VIDEO_TOKENS
+    return counts if any(counts.values()) else {}
+
+
 def _openai_media(part: dict[str, Any], bad) -> str | None:
     match part.get("type"):
         case "text":
@@ -889,7 +921,7 @@ def _openai_usage(plan: Plan) -> dict[str, Any]:
         "completion_tokens": plan.completion_tokens,
         "total_tokens": plan.prompt_tokens + plan.completion_tokens,
         "completion_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, **plan.media_tokens},
     }
     if plan.citations:
         usage["web_search_usage"] = {"tool_usage": 1, "page_usage": len(plan.citations)}

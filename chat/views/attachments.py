@@ -5,14 +5,17 @@ bar, as soon as the file is chosen, so the answer fills a chip in (its id, thumb
 rather than replacing one, and refusals come back as sentences beside the file they are about.
 """
 
+import re
 from pathlib import PurePath
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import storages
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -44,6 +47,12 @@ def upload(request: AuthenticatedHttpRequest, conversation_id):
             errors.append({"name": uploaded.name, "message": str(refusal)})
     if errors:
         return refused(errors)
+    membership = conversation.team.memberships.select_related("team").filter(user=request.user).first()
+    if membership is not None:  # the team's quota binds its members (one who left has no membership)
+        try:
+            attachments.check_storage_quota(membership, sum(upload.size for upload in taken))
+        except attachments.Refused as refusal:
+            return refused([{"name": "", "message": str(refusal)}])
     stored = [attachments.store(upload, owner=request.user, conversation=conversation) for upload in taken]
     return JsonResponse({"attachments": [chip(attachment) for attachment in stored]}, status=201)
 
@@ -65,6 +74,7 @@ def chip(attachment):
         "size_label": filesizeformat(attachment.size),
         "width": attachment.width,
         "height": attachment.height,
+        "duration": attachment.duration,  # seconds, for audio and video
         "url": reverse("attachment", args=[attachment.pk]),
         "thumbnail_url": reverse("attachment_thumbnail", args=[attachment.pk]) if is_image else None,
         "remove_url": reverse("remove_attachment", args=[attachment.pk]),
@@ -89,7 +99,7 @@ def attachment_file(request: AuthenticatedHttpRequest, attachment_id):
     attachment = get_attachment_for(request.user, attachment_id)
     # Documents download: a text or PDF shown by the browser at our address would be a page of ours.
     inline = attachment.kind != Attachment.Kind.DOCUMENT
-    return file_response(attachment.file_name, attachment.content_type, attachment.name, inline)
+    return file_response(request, attachment.file_name, attachment.content_type, attachment.name, inline)
 
 
 @require_GET
@@ -97,15 +107,80 @@ def thumbnail(request: AuthenticatedHttpRequest, attachment_id):
     attachment = get_attachment_for(request.user, attachment_id)
     if attachment.kind != Attachment.Kind.IMAGE:
         raise Http404
-    return file_response(attachment.thumbnail_name, "image/webp", f"{PurePath(attachment.name).stem}.webp", inline=True)
+    return file_response(request, attachment.thumbnail_name, "image/webp", f"{PurePath(attachment.name).stem}.webp", inline=True)
 
 
-def file_response(name, content_type, filename, inline):
+def file_response(request, name, content_type, filename, inline):
     """A stored file with the type stored for it (never one guessed from its name), as the page's
-    CSP and nosniff (the middleware's) cover it, cached for this person only."""
-    response = FileResponse(
-        storages["attachments"].open(name), content_type=content_type, as_attachment=not inline, filename=filename
-    )
+    CSP and nosniff (the middleware's) cover it, cached for this person only.
+
+    A request for one byte range (`Range: bytes=…`) gets just those bytes (206), so that an audio
+    or video player can seek without fetching the whole file; a range past the end gets 416.
+    Several ranges at once, or an If-Range (we give no validator it could match), get the whole file.
+    """
+    file = storages["attachments"].open(name)
+    size = file.size
+    wanted = request.headers.get("Range", "")
+    byte_range = requested_range(wanted, size) if wanted and "If-Range" not in request.headers else None
+    if byte_range == UNSATISFIABLE:
+        file.close()
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+    else:
+        start, end = byte_range or (0, size - 1)
+        response = StoredFileResponse(file_slice(file, start, end - start + 1), content_type=content_type)
+        response["Content-Length"] = str(end - start + 1)
+        response["Content-Disposition"] = content_disposition_header(not inline, filename)
+        if byte_range is not None:
+            response.status_code = 206
+            response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response["Accept-Ranges"] = "bytes"
     response["X-Content-Type-Options"] = "nosniff"
     patch_cache_control(response, private=True, max_age=CACHE_SECONDS)
     return response
+
+
+class StoredFileResponse(StreamingHttpResponse):
+    """A file sent a chunk at a time under ASGI (daphne) too.
+
+    Given a plain iterator, as FileResponse is, Django's ASGI handler reads all of it into memory
+    before it sends a byte: a 32 MiB video watched by ten people would be 320 MB held. Here each
+    chunk is read in a worker thread as the last one is sent. The test client iterates it as usual.
+    """
+
+    async def __aiter__(self):
+        chunks = iter(self.streaming_content)
+        while (chunk := await sync_to_async(next, thread_sensitive=False)(chunks, None)) is not None:
+            yield chunk
+
+
+UNSATISFIABLE = "unsatisfiable"
+SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def requested_range(header, size):
+    """(first, last) byte of the one range a Range header asks for, both included; UNSATISFIABLE when
+    it starts past the end; None when the header is not one range of bytes (the whole file is sent)."""
+    match = SINGLE_RANGE.fullmatch(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        length = int(last)
+        return (max(0, size - length), size - 1) if length and size else UNSATISFIABLE
+    first, last = int(first), min(int(last), size - 1) if last else size - 1
+    if first > last:
+        return UNSATISFIABLE if first >= size else None  # "5-3" is no range at all: the whole file
+    return first, last
+
+
+def file_slice(file, start, length, chunk_size=64 * 1024):
+    """The bytes of a range, read a chunk at a time; the file is closed after."""
+    with file:
+        file.seek(start)
+        while length > 0:
+            chunk = file.read(min(chunk_size, length))
+            if not chunk:
+                break
+            length -= len(chunk)
+            yield chunk

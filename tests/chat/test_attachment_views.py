@@ -1,6 +1,9 @@
 """Uploading, removing and fetching attachments over HTTP: who may, and how the files are served."""
 
+import warnings
+
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
@@ -9,7 +12,7 @@ from accounts.models import Membership
 from chat import transfer
 from chat.models import Attachment, Conversation, Message, Share
 from mimoweb.body_limits import body_limit
-from tests.chat.test_attachments import attachment_storage, docx_bytes, image_bytes, stored_files  # noqa: F401
+from tests.chat.test_attachments import attachment_storage, docx_bytes, encoded_media, image_bytes, stored_files  # noqa: F401
 from tests.conftest import make_user
 
 REASON = "Checking the Q3 answers for finance"
@@ -69,6 +72,7 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
             "size_label": f"{image.size}\xa0bytes",
             "width": 40,
             "height": 30,
+            "duration": None,
             "url": f"/attachments/{image.pk}/",
             "thumbnail_url": f"/attachments/{image.pk}/thumbnail/",
             "remove_url": f"/attachments/{image.pk}/remove/",
@@ -82,6 +86,7 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
             "size_label": "7\xa0bytes",
             "width": None,
             "height": None,
+            "duration": None,
             "url": f"/attachments/{document.pk}/",
             "thumbnail_url": None,
             "remove_url": f"/attachments/{document.pk}/remove/",
@@ -110,6 +115,69 @@ def test_a_refusal_is_in_the_members_language(client, bob, conversation):
     client.force_login(bob)
     response = post_files(client, conversation, SimpleUploadedFile("empty.txt", b""))
     assert response.json()["errors"][0]["message"] == "empty.txt 是空的。"
+
+
+def test_a_recording_posted_as_recording_webm_becomes_an_mp3_with_its_duration(client, bob, conversation):
+    """The composer's record button posts the browser's WebM blob to the same route as any file."""
+    client.force_login(bob)
+    response = post_files(client, conversation, SimpleUploadedFile("recording.webm", encoded_media("webm", "libopus", seconds=2)))
+    assert response.status_code == 201
+    [chip] = response.json()["attachments"]
+    assert (chip["kind"], chip["name"], chip["content_type"]) == ("audio", "recording.mp3", "audio/mpeg")
+    assert chip["duration"] == pytest.approx(2, abs=0.05)
+    assert Attachment.objects.get().duration == chip["duration"]
+
+
+def quota(acme, bob, team_mib=None, own_mib=None):
+    acme.storage_quota_mib = team_mib
+    acme.save()
+    Membership.objects.filter(team=acme, user=bob).update(storage_quota_mib=own_mib)
+
+
+def test_an_upload_over_the_members_quota_is_refused_with_the_numbers_and_nothing_is_stored(
+    client, bob, acme, conversation, attachment_storage  # noqa: F811
+):
+    quota(acme, bob, team_mib=1)
+    client.force_login(bob)
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", b"a" * 700 * 1024)).status_code == 201
+    response = post_files(client, conversation, SimpleUploadedFile("b.txt", b"b" * 400 * 1024))
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "name": "",
+                "message": "These files need 400.0\xa0KB, and only 324.0\xa0KB of your 1.0\xa0MB of storage in Acme is left "
+                "(700.0\xa0KB used). Delete conversations with files you no longer need, or ask a team admin for more.",
+            }
+        ]
+    }
+    assert Attachment.objects.count() == 1 and len(stored_files(attachment_storage)) == 1
+
+
+def test_the_quota_counts_every_row_though_the_same_file_is_stored_once(client, bob, acme, conversation):
+    quota(acme, bob, team_mib=1)
+    client.force_login(bob)
+    same = b"s" * 600 * 1024
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", same)).status_code == 201
+    assert post_files(client, conversation, SimpleUploadedFile("again.txt", same)).status_code == 400
+
+
+def test_a_members_own_quota_replaces_the_teams(client, bob, alice, acme, conversation):
+    quota(acme, bob, team_mib=1, own_mib=2)
+    client.force_login(bob)
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", b"a" * 1500 * 1024)).status_code == 201
+    quota(acme, bob, team_mib=100, own_mib=1)
+    assert post_files(client, conversation, SimpleUploadedFile("b.txt", b"b")).status_code == 400
+
+
+def test_files_in_another_team_do_not_count(client, bob, acme, globex, conversation):
+    quota(acme, bob, team_mib=1)
+    elsewhere = Conversation.objects.create(owner=bob, team=globex)
+    Attachment.objects.create(
+        owner=bob, conversation=elsewhere, kind="document", name="x.txt", content_type="text/plain", size=5 * 1024 * 1024, sha256="e" * 64
+    )
+    client.force_login(bob)
+    assert post_files(client, conversation, SimpleUploadedFile("a.txt", b"a" * 1000)).status_code == 201
 
 
 def test_an_upload_without_files_is_refused_clearly(client, bob, conversation):
@@ -187,6 +255,78 @@ def test_owner_gets_an_image_inline_with_its_stored_type_and_safe_headers(client
     assert "default-src 'self'" in response["Content-Security-Policy"]
     assert "private" in response["Cache-Control"]
     assert b"".join(response.streaming_content) == stored_bytes_of(image)
+
+
+def test_a_range_request_gets_those_bytes_alone_with_the_same_safe_headers(client, bob, sent):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers={"Range": "bytes=10-19"})
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 10-19/{image.size}"
+    assert response["Content-Length"] == "10"
+    assert b"".join(response.streaming_content) == stored_bytes_of(image)[10:20]
+    assert response["Content-Type"] == "image/png"
+    assert response["Content-Disposition"] == 'inline; filename="chart.png"'
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    assert "private" in response["Cache-Control"]
+
+
+@pytest.mark.parametrize(
+    ("header", "piece"),
+    [("bytes=20-", slice(20, None)), ("bytes=-7", slice(-7, None)), ("bytes=0-99999999", slice(0, None))],
+)
+def test_open_ended_and_suffix_ranges_are_cut_at_the_end(client, bob, sent, header, piece):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers={"Range": header})
+    expected = stored_bytes_of(image)[piece]
+    assert response.status_code == 206
+    assert b"".join(response.streaming_content) == expected
+    assert response["Content-Range"].endswith(f"-{image.size - 1}/{image.size}")
+
+
+def test_a_range_past_the_end_is_unsatisfiable(client, bob, sent):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers={"Range": f"bytes={image.size}-"})
+    assert response.status_code == 416
+    assert response["Content-Range"] == f"bytes */{image.size}"
+
+
+@pytest.mark.parametrize("headers", [{"Range": "bytes=0-1,5-6"}, {"Range": "lines=1-2"}, {"Range": "bytes=0-1", "If-Range": "x"}])
+def test_several_ranges_another_unit_or_an_if_range_get_the_whole_file(client, bob, sent, headers):
+    image, _ = sent
+    client.force_login(bob)
+    response = client.get(f"/attachments/{image.pk}/", headers=headers)
+    assert response.status_code == 200
+    assert response["Accept-Ranges"] == "bytes"
+    assert b"".join(response.streaming_content) == stored_bytes_of(image)
+
+
+def test_a_range_request_opens_nothing_to_another_team(client, charlie, sent):
+    image, _ = sent
+    client.force_login(charlie)
+    assert client.get(f"/attachments/{image.pk}/", headers={"Range": "bytes=0-9"}).status_code == 404
+
+
+def test_under_asgi_a_file_is_sent_a_chunk_at_a_time_never_read_whole_first(client, bob, conversation):
+    """Django's ASGI handler reads a plain iterator whole (with a warning) before sending; not this one."""
+    client.force_login(bob)
+    text = ("All work and no play. " * 20_000).encode()  # 440 KB: seven chunks of 64 KiB
+    [chip] = post_files(client, conversation, SimpleUploadedFile("long.txt", text)).json()["attachments"]
+
+    async def sent_as_asgi_sends(response):
+        return [chunk async for chunk in response]
+
+    for headers, expected in (({}, text), ({"Range": "bytes=100000-"}, text[100000:])):
+        response = client.get(chip["url"], headers=headers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            chunks = async_to_sync(sent_as_asgi_sends)(response)
+        assert len(chunks) > 5 and b"".join(chunks) == expected
+        assert response["Content-Length"] == str(len(expected))
 
 
 def test_a_document_is_served_as_a_download(client, bob, sent):

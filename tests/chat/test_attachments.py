@@ -1,21 +1,27 @@
 """Reading uploads into attachments (chat/attachments.py): what is taken, what is refused, how it is stored."""
 
+import array
 import hashlib
-import json
 import io
+import json
+import math
 import struct
 import zlib
+from datetime import timedelta
 
+import av
 import docx
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.utils import timezone
 from PIL import ExifTags, Image
 
 from chat import attachments, mimo
 from chat.attachments import Refused, read_upload
-from chat.models import Attachment, Conversation
+from chat.models import TRASH_DAYS, Attachment, Conversation, Message
 
 
 @pytest.fixture(autouse=True)
@@ -212,25 +218,116 @@ def test_media_over_mimos_inline_limit_is_refused_even_under_a_larger_size_limit
 # --- Audio and video ------------------------------------------------------------------------------
 
 
+def encoded_media(container_format, audio_codec=None, video_codec=None, seconds=1.0, rate=48000):
+    """A real file FFmpeg (PyAV) encodes here: a 440 Hz mono tone and/or a 64×48 picture changing at 10 fps."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=container_format) as container:
+        # Every stream is added before the first packet is written: that writes the header.
+        sound = container.add_stream(audio_codec, rate=rate, layout="mono") if audio_codec else None
+        if video_codec:
+            picture = container.add_stream(video_codec, rate=10)
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+            for n in range(round(seconds * 10)):
+                frame = av.VideoFrame(64, 48, "yuv420p")
+                for plane in frame.planes:
+                    plane.update(bytes([n * 20 % 256]) * plane.buffer_size)
+                frame.pts = n
+                container.mux(picture.encode(frame))
+            container.mux(picture.encode(None))
+        if sound:
+            total = round(seconds * rate)
+            for start in range(0, total, 1024):
+                count = min(1024, total - start)
+                tone = array.array("h", (round(8000 * math.sin(2 * math.pi * 440 * (start + i) / rate)) for i in range(count)))
+                frame = av.AudioFrame(format="s16", layout="mono", samples=count)
+                frame.planes[0].update(tone.tobytes())
+                frame.rate, frame.pts = rate, start
+                container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+    return out.getvalue()
+
+
+def decoded_seconds(data):
+    """How long the sound in these bytes lasts, counted from its decoded samples."""
+    with av.open(io.BytesIO(data)) as container:
+        sound = container.streams.audio[0]
+        return sum(frame.samples for frame in container.decode(sound)) / sound.rate
+
+
+MEDIA_FILES = {
+    "voice.mp3": (("mp3", "libmp3lame"), "audio", "audio/mpeg"),
+    "voice.wav": (("wav", "pcm_s16le"), "audio", "audio/wav"),
+    "voice.flac": (("flac", "flac"), "audio", "audio/flac"),
+    "voice.m4a": (("ipod", "aac"), "audio", "audio/mp4"),
+    "voice.ogg": (("ogg", "libopus"), "audio", "audio/ogg"),
+    "clip.mp4": (("mp4", "aac", "libx264"), "video", "video/mp4"),
+    "clip.mov": (("mov", None, "mpeg4"), "video", "video/quicktime"),
+    "clip.avi": (("avi", None, "mpeg4"), "video", "video/x-msvideo"),
+    "clip.wmv": (("asf", None, "wmv2"), "video", "video/x-ms-wmv"),
+}
+
+
+@pytest.mark.parametrize("name", MEDIA_FILES)
+def test_audio_and_video_are_taken_as_uploaded_with_their_duration(name):
+    encoding, kind, content_type = MEDIA_FILES[name]
+    content = encoded_media(*encoding, seconds=2)
+    taken = read_upload(upload(name, content))
+    assert (taken.kind, taken.content_type, taken.size, taken.name) == (kind, content_type, len(content), name)
+    assert taken.sha256 == hashlib.sha256(content).hexdigest()
+    assert taken.duration == pytest.approx(2, abs=0.1)
+
+
+def test_a_video_whose_decoder_gives_its_frames_only_at_the_end_is_taken():
+    """H.264 holds a two-frame clip's pictures back until the decoder is flushed."""
+    taken = read_upload(upload("clip.mp4", encoded_media("mp4", None, "libx264", seconds=0.2)))
+    assert (taken.kind, taken.duration) == ("video", pytest.approx(0.2, abs=0.05))
+
+
+def test_a_webm_recording_of_a_tone_is_converted_to_mp3_with_its_duration():
+    recorded = encoded_media("webm", "libopus", seconds=3)
+    taken = read_upload(upload("recording.webm", recorded))
+    assert (taken.kind, taken.name, taken.content_type) == ("audio", "recording.mp3", "audio/mpeg")
+    mp3 = stored_bytes(taken)
+    assert attachments.has_signature("audio/mpeg", mp3[:64])
+    assert (taken.size, taken.sha256) == (len(mp3), hashlib.sha256(mp3).hexdigest())
+    assert taken.duration == pytest.approx(3, abs=0.05)
+    assert decoded_seconds(mp3) == pytest.approx(3, abs=0.1)  # all of the sound, not its first frames
+
+
+def test_a_webm_holding_video_is_refused():
+    assert refusal("recording.webm", encoded_media("webm", "libopus", "libvpx")) == (
+        "recording.webm holds video. mimoweb takes WebM for sound only: attach a video as MP4, MOV, AVI or WMV."
+    )
+
+
+def test_an_mp4_holding_only_sound_is_audio_as_safari_records_it():
+    taken = read_upload(upload("recording.mp4", encoded_media("mp4", "aac", seconds=1)))
+    assert (taken.kind, taken.content_type) == ("audio", "audio/mp4")
+    assert taken.duration == pytest.approx(1, abs=0.1)
+
+
+def test_a_video_file_holding_only_sound_but_an_mp4_is_refused():
+    assert refusal("clip.mov", encoded_media("mov", "aac")) == "clip.mov holds no picture to watch."
+
+
 @pytest.mark.parametrize(
-    ("name", "head", "kind", "content_type"),
+    ("name", "content"),
     [
-        ("voice.mp3", b"ID3\x04\0\0\0\0\0\0", "audio", "audio/mpeg"),
-        ("voice.wav", b"RIFF\x24\0\0\0WAVEfmt ", "audio", "audio/wav"),
-        ("voice.flac", b"fLaC\0\0\0\x22", "audio", "audio/flac"),
-        ("voice.m4a", b"\0\0\0\x20ftypM4A ", "audio", "audio/mp4"),
-        ("voice.ogg", b"OggS\0\x02", "audio", "audio/ogg"),
-        ("clip.mp4", b"\0\0\0\x18ftypmp42", "video", "video/mp4"),
-        ("clip.mov", b"\0\0\0\x14ftypqt  ", "video", "video/quicktime"),
-        ("clip.avi", b"RIFF\x24\0\0\0AVI LIST", "video", "video/x-msvideo"),
-        ("clip.wmv", attachments.ASF + b"\0" * 8, "video", "video/x-ms-wmv"),
+        ("voice.mp3", b"ID3\x04\0\0\0\0\0\0" + bytes(range(256)) * 40),  # a tag, then no MPEG frame at all
+        ("voice.wav", b"RIFF\x24\0\0\0WAVEfmt " + b"\xff" * 100),
+        ("recording.webm", attachments.EBML + b"\x9f" * 500),
+        ("clip.mp4", b"\0\0\0\x18ftypmp42" + b"\0" * 100),
     ],
 )
-def test_audio_and_video_are_taken_by_their_signature(name, head, kind, content_type):
-    content = head + b"\0" * 100
-    taken = read_upload(upload(name, content))
-    assert (taken.kind, taken.content_type, taken.size) == (kind, content_type, len(content))
-    assert taken.sha256 == hashlib.sha256(content).hexdigest()
+def test_audio_or_video_ffmpeg_cannot_decode_is_refused(name, content):
+    assert refusal(name, content) == (
+        f"{name} could not be played back: it may be damaged, or in a format mimoweb cannot read."
+    )
+
+
+def test_a_media_file_cut_short_is_refused():
+    whole = encoded_media("mp4", "aac", "libx264")
+    assert "could not be played back" in refusal("clip.mp4", whole[: len(whole) // 3])
 
 
 def test_audio_whose_content_is_another_format_is_refused():
@@ -312,7 +409,7 @@ def test_stored_attachments_reach_the_fake_as_mimo_reads_them(fake_url, bob, con
     files = [
         upload("chart.png", image_bytes((40, 30))),
         upload("notes.md", b"# Notes"),
-        upload("voice.wav", b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 64),
+        upload("voice.wav", encoded_media("wav", "pcm_s16le", seconds=0.2)),
     ]
     stored = [attachments.store(read_upload(file), owner=bob, conversation=conversation) for file in files]
     turn = attachments.user_turn("What are these?", stored)
@@ -329,6 +426,62 @@ def test_stored_attachments_reach_the_fake_as_mimo_reads_them(fake_url, bob, con
         return "".join(event.text for event in events if isinstance(event, mimo.TextDelta))
 
     assert async_to_sync(answer)().startswith("I see 1 image (40×30), 1 audio clip, 1 document (notes.md).")
+
+
+# --- Trash and purge ------------------------------------------------------------------------------
+
+
+def sent_with_files(conversation, *files):
+    message = Message.objects.create(conversation=conversation, role="user", content="See these")
+    for name, content in files:
+        attachment = attachments.store(read_upload(upload(name, content)), owner=conversation.owner, conversation=conversation)
+        Attachment.objects.filter(pk=attachment.pk).update(message=message)
+    return message
+
+
+def expire(conversation):
+    conversation.move_to_trash()
+    Conversation.objects.filter(pk=conversation.pk).update(deleted_at=timezone.now() - timedelta(days=TRASH_DAYS, minutes=1))
+
+
+def test_the_trash_keeps_the_files_for_a_restore(attachment_storage, conversation, django_capture_on_commit_callbacks):
+    sent_with_files(conversation, ("chart.png", image_bytes()), ("voice.wav", encoded_media("wav", "pcm_s16le", seconds=0.2)))
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation.move_to_trash()
+    assert len(stored_files(attachment_storage)) == 3  # the image, its thumbnail, the sound
+
+
+def test_a_purge_deletes_the_files_of_the_conversations_it_deletes(attachment_storage, conversation, django_capture_on_commit_callbacks):
+    sent_with_files(conversation, ("chart.png", image_bytes()), ("report.pdf", pdf_with_text("Revenue")))
+    expire(conversation)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_trash", stdout=io.StringIO())
+    assert not Attachment.objects.exists()
+    assert stored_files(attachment_storage) == []
+
+
+def test_a_purged_file_stays_while_another_conversation_still_names_it(
+    attachment_storage, bob, acme, conversation, django_capture_on_commit_callbacks
+):
+    sent_with_files(conversation, ("chart.png", image_bytes()), ("notes.md", b"# Only here"))
+    other = Conversation.objects.create(owner=bob, team=acme)
+    sent_with_files(other, ("same-chart.png", image_bytes()))
+    expire(conversation)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_trash", stdout=io.StringIO())
+    [kept] = Attachment.objects.all()
+    assert stored_files(attachment_storage) == sorted([kept.file_name, kept.thumbnail_name])
+
+
+def test_opening_the_trash_purges_the_files_of_what_is_past_its_time(
+    client, attachment_storage, bob, conversation, django_capture_on_commit_callbacks
+):
+    sent_with_files(conversation, ("notes.md", b"# Notes"))
+    expire(conversation)
+    client.force_login(bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.get("/chats/trash/").status_code == 200
+    assert stored_files(attachment_storage) == []
 
 
 # --- Settings -----------------------------------------------------------------------------------

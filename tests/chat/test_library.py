@@ -425,6 +425,19 @@ def test_details_show_tokens_cost_timings_model_and_parameters(client, bob, answ
     assert "100.0" in text  # 500 tokens in 5 s
 
 
+def test_details_show_the_media_tokens_mimo_reported(client, bob, answer):
+    Message.objects.filter(pk=answer.pk).update(image_tokens=1024, audio_tokens=63, video_tokens=0)
+    client.force_login(bob)
+    details = client.get(f"/chats/{answer.conversation_id}/messages/{answer.pk}/details/", **HTMX).text
+    assert "Media tokens" in details and "1024 image · 63 audio" in " ".join(details.split())
+    assert "video" not in details
+
+
+def test_details_show_no_media_tokens_when_there_were_none(client, bob, answer):
+    client.force_login(bob)
+    assert "Media tokens" not in client.get(f"/chats/{answer.conversation_id}/messages/{answer.pk}/details/").text
+
+
 def test_details_say_unknown_cost_without_a_price(client, bob, answer):
     Message.objects.filter(pk=answer.pk).update(model="mimo-unpriced")
     client.force_login(bob)

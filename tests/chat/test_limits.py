@@ -17,7 +17,7 @@ from django.utils import timezone
 import chat.routing
 from accounts.models import ApiKey, Membership, Team
 from chat import generation, limits, mimo, usage
-from chat.models import Conversation, Message, Price
+from chat.models import Attachment, Conversation, Message, Price
 from tests.conftest import make_user
 
 # Transactional: create_turn runs in database_sync_to_async, which closes the connection a
@@ -456,9 +456,41 @@ def test_admin_saves_team_and_member_limits(client, alice, bob, acme):
     assert (membership.monthly_token_limit, membership.monthly_cost_limit) == (20_000, None)
 
 
+def test_admin_sets_a_storage_quota_for_the_team_and_another_for_a_member(client, alice, bob, acme):
+    client.force_login(alice)
+    membership = bobs_membership(bob, acme)
+    alices = Membership.objects.get(user=alice, team=acme)
+    response = client.post(
+        f"/teams/{acme.pk}/limits/",
+        {"team-storage_quota_mib": "100", f"member-{membership.pk}-storage_quota_mib": "500", f"member-{alices.pk}-storage_quota_mib": ""},
+    )
+    assert response.status_code == 302
+    acme.refresh_from_db()
+    membership.refresh_from_db()
+    alices.refresh_from_db()
+    assert (acme.storage_quota_mib, membership.storage_quota_mib, alices.storage_quota_mib) == (100, 500, None)
+    assert (membership.storage_quota_bytes, alices.storage_quota_bytes) == (500 * 1024 * 1024, 100 * 1024 * 1024)
+
+
+def test_the_limits_page_shows_each_members_storage_beside_their_quota(client, alice, bob, acme, conversation):
+    set_limits(bobs_membership(bob, acme), storage_quota_mib=20)
+    for size in (3 * 1024 * 1024, 2 * 1024 * 1024):  # two rows of one file: each counts for the member
+        Attachment.objects.create(
+            owner=bob, conversation=conversation, kind="document", name="a.txt", content_type="text/plain", size=size, sha256="a" * 64
+        )
+    client.force_login(alice)
+    html = client.get(f"/teams/{acme.pk}/limits/").content.decode()
+    assert "5.0\xa0MB" in html
+    assert f'name="member-{bobs_membership(bob, acme).pk}-storage_quota_mib"' in html and 'value="20"' in html
+    assert 'name="team-storage_quota_mib"' in html
+
+
 @pytest.mark.parametrize(
     "field, value, error",
     [
+        ("team-storage_quota_mib", "-1", "Ensure this value is greater than or equal to 0."),
+        ("team-storage_quota_mib", "1.5", "Enter a whole number."),
+        ("member-storage", "many", "Enter a whole number."),
         ("team-monthly_token_limit", "-5", "Ensure this value is greater than or equal to 0."),
         ("team-monthly_cost_limit", "-0.01", "Ensure this value is greater than or equal to 0."),
         ("team-monthly_cost_limit", "lots", "Enter a number."),
@@ -472,7 +504,8 @@ def test_bad_input_is_explained_and_nothing_is_changed(client, alice, bob, acme,
     membership = bobs_membership(bob, acme)
     client.force_login(alice)
     data = {"team-monthly_token_limit": "2000", f"member-{membership.pk}-monthly_token_limit": "300"}
-    data[f"member-{membership.pk}-monthly_token_limit" if field == "member" else field] = value
+    names = {"member": f"member-{membership.pk}-monthly_token_limit", "member-storage": f"member-{membership.pk}-storage_quota_mib"}
+    data[names.get(field, field)] = value
     response = client.post(f"/teams/{acme.pk}/limits/", data)
     assert response.status_code == 200
     html = response.content.decode()
@@ -481,6 +514,7 @@ def test_bad_input_is_explained_and_nothing_is_changed(client, alice, bob, acme,
     membership.refresh_from_db()
     assert (acme.monthly_token_limit, acme.messages_per_minute, acme.streams_at_once) == (1_000, None, None)
     assert membership.monthly_token_limit is None
+    assert (acme.storage_quota_mib, membership.storage_quota_mib) == (None, None)
 
 
 @pytest.fixture

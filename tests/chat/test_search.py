@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import search
-from chat.models import Conversation, Message, SearchEntry, ToolCall
+from chat.models import Attachment, Conversation, Message, SearchEntry, ToolCall
 from chat.search import WORD, QueryError, fold, fts5_query, parse_query, snippet, tsquery, word_spans
 
 WEATHER = "今天天气很好，我们去公园散步吧。"
@@ -43,6 +43,65 @@ def found_ids(client, user, q, **filters):
 
 
 # --- What is found -----------------------------------------------------------------
+
+
+def sent_with_document(conversation, content, *documents):
+    """A question with documents attached, linked after it is saved (as sending does), by an update."""
+    question = say(conversation, content, role="user")
+    for name, text in documents:
+        Attachment.objects.create(
+            owner=conversation.owner, conversation=conversation, message=question, kind="document",
+            name=name, content_type="text/plain; charset=utf-8", size=len(text.encode()), sha256="0" * 64, text=text,
+        )
+    return question
+
+
+@pytest.mark.parametrize("query", ["quarterly revenue", "收入", "季度收入增长"])
+def test_a_document_is_found_by_its_text_in_english_and_chinese(client, bob, conversation, query):
+    question = sent_with_document(
+        conversation, "What does this say?", ("report.txt", "Quarterly revenue rose."), ("报告.txt", "第三季度收入增长了百分之十。")
+    )
+    assert found_ids(client, bob, query) == []  # linked by an update: not indexed yet
+    search.index_missing(bob)  # the page does this before it searches
+    assert found_ids(client, bob, query) == [question.pk]
+
+
+def test_a_document_result_shows_a_snippet_of_its_text_and_says_it_is_a_file(client, bob, conversation):
+    sent_with_document(conversation, "Read it", ("notes.txt", "Nothing here."), ("report.txt", "The <b>pipeline</b> grew fast."))
+    page = find(client, bob, q="pipeline")
+    assert "Attached file" in page
+    assert "&lt;b&gt;<mark>pipeline</mark>&lt;/b&gt; grew fast" in page
+
+
+def test_indexing_a_messages_files_once_they_are_linked_finds_them_at_once(client, bob, conversation):
+    question = sent_with_document(conversation, "Read it", ("plan.md", "Migrate the warehouse"))
+    search.index_attachments(question)
+    assert found_ids(client, bob, "warehouse") == [question.pk]
+
+
+def test_editing_the_message_keeps_its_documents_found(client, bob, conversation):
+    question = sent_with_document(conversation, "Read it", ("plan.md", "Migrate the warehouse"))
+    search.index_attachments(question)
+    question.content = "Read it, please"
+    question.save()
+    assert found_ids(client, bob, "warehouse") == [question.pk]
+    assert found_ids(client, bob, "please") == [question.pk]
+
+
+def test_nobody_else_finds_a_members_documents(client, alice, charlie, bob, conversation):
+    sent_with_document(conversation, "Read it", ("plan.md", "Migrate the warehouse"))
+    for other in (alice, charlie):
+        search.index_missing(other)
+        assert found_ids(client, other, "warehouse") == []
+    search.index_missing(bob)
+    assert len(found_ids(client, bob, "warehouse")) == 1
+
+
+def test_rebuilding_the_index_finds_documents_too(client, bob, conversation):
+    question = sent_with_document(conversation, "Read it", ("plan.md", "Migrate the warehouse"))
+    call_command("rebuild_search_index", stdout=StringIO())
+    assert found_ids(client, bob, "warehouse") == [question.pk]
+
 
 
 def test_an_english_word_finds_the_message_highlighted_with_a_link_to_it(client, bob, conversation):

@@ -136,6 +136,23 @@ async def test_the_fake_says_what_each_format_brought_it(endpoint):
         assert text.startswith("I see 1 image (64×48), 1 document (notes.txt).")
 
 
+def test_the_fake_reports_the_media_tokens_of_what_it_received(fake_url):
+    content = [
+        {"type": "image_url", "image_url": {"url": png_data_url(320, 320)}},
+        {"type": "input_audio", "input_audio": {"data": WAV}},
+        {"type": "video_url", "video_url": {"url": MP4}},
+        {"type": "text", "text": "What is this?"},
+    ]
+    details = post(fake_url, "/v1/chat/completions", user_body(content)).json()["usage"]["prompt_tokens_details"]
+    # 320 × 320 = 102,400 pixels: 100 squares of 32 px.
+    assert details == {"cached_tokens": 0, "image_tokens": 100, "audio_tokens": 63, "video_tokens": 256}
+
+
+def test_the_fake_reports_no_media_tokens_for_text_alone(fake_url):
+    usage = post(fake_url, "/v1/chat/completions", user_body("Hello")).json()["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0}
+
+
 @pytest.mark.parametrize(
     ("part", "kind"),
     [

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from chat.mimo import (
     Accumulator,
     ApiFormat,
@@ -80,6 +82,20 @@ def test_openai_reasoning_comes_before_text_and_usage_chunk_has_empty_choices():
         Finish(FinishReason.STOP, "stop"),
         Usage(20, 300, 250, 5, 1, 5),
     ]
+
+
+def test_openai_usage_carries_the_prompts_media_tokens_when_mimo_reports_them():
+    details = {"cached_tokens": 0, "image_tokens": 1024, "audio_tokens": 63, "video_tokens": 0}
+    usage = {**USAGE, "prompt_tokens_details": details}
+    events = decode(ApiFormat.OPENAI, openai_chunk(finish="stop"), openai_chunk(usage=usage, choices=False), DONE)
+    assert (events[-1].image_tokens, events[-1].audio_tokens, events[-1].video_tokens) == (1024, 63, 0)
+
+
+@pytest.mark.parametrize("details", [{}, {"image_tokens": "many", "audio_tokens": -1, "video_tokens": True}])
+def test_media_tokens_mimo_does_not_report_or_garbles_are_none(details):
+    usage = {**USAGE, "prompt_tokens_details": details}
+    events = decode(ApiFormat.OPENAI, openai_chunk(finish="stop"), openai_chunk(usage=usage, choices=False), DONE)
+    assert (events[-1].image_tokens, events[-1].audio_tokens, events[-1].video_tokens) == (None, None, None)
 
 
 def test_tool_call_arguments_split_over_chunks_are_joined():
