@@ -141,3 +141,15 @@ def test_the_review_page_names_the_answers_settings_in_words(page, live_url, bob
 
 def share_snapshot(conversation):
     return transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=conversation.pk)))
+
+
+def test_an_answer_that_failed_before_any_text_shows_its_sentence_at_the_top_of_the_card(chat):
+    chat.set_viewport_size({"width": 390, "height": 844})
+    send(chat, "Hello [[fake:error=402]]")
+    answer = last_answer(chat)
+    expect(answer).to_have_attribute("data-status", "error", timeout=20_000)
+    sentence = answer.locator(".explanation")
+    expect(sentence).to_contain_text("run out of credit")
+    # The card's border and padding, and nothing else, above the sentence: no empty text or tool boxes.
+    inset = answer.evaluate("a => a.clientTop + parseFloat(getComputedStyle(a).paddingTop)")
+    assert sentence.bounding_box()["y"] - answer.bounding_box()["y"] <= inset + 1
