@@ -202,6 +202,17 @@ def test_ctrl_k_goes_to_search_and_ctrl_shift_o_starts_a_new_chat(shell, bob, pa
     assert bob.conversations.count() == 2
 
 
+def test_on_a_mac_cmd_k_and_cmd_shift_o_do_the_same(shell, bob, paris):
+    page = shell(bob, f"/chats/{paris.pk}/")
+    page.locator("h1").click()
+    page.keyboard.press("Meta+k")
+    expect(sidebar(page).get_by_role("searchbox", name="Search your chats")).to_be_focused()
+    page.locator("h1").click()
+    page.keyboard.press("Meta+Shift+O")
+    expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
+    assert bob.conversations.count() == 2
+
+
 # --- The look ---------------------------------------------------------------------------------
 
 
