@@ -218,7 +218,7 @@ def test_web_search_follows_the_key_and_the_model_chosen(page, live_url, bob, ac
     expect(search).to_be_enabled()
 
 
-def test_sampling_parameters_reach_mimo_and_a_bad_one_is_refused_with_the_text_kept(chat, fake_records):
+def test_the_system_prompt_and_sampling_reach_mimo_and_a_bad_value_is_refused_with_the_text_kept(chat, fake_records):
     chat.get_by_role("button", name="Settings").click()
     chat.get_by_label("Temperature").fill("2")
     chat.keyboard.press("Escape")
@@ -230,6 +230,7 @@ def test_sampling_parameters_reach_mimo_and_a_bad_one_is_refused_with_the_text_k
     chat.get_by_label("Temperature").fill("0.4")
     chat.get_by_label("Top p").fill("0.8")
     chat.get_by_label("Maximum output tokens").fill("2048")
+    chat.get_by_label("System prompt").fill("Answer in French.")
     chat.keyboard.press("Escape")
     chat.get_by_label("Thinking").uncheck()
     box(chat).press("Enter")
@@ -238,9 +239,11 @@ def test_sampling_parameters_reach_mimo_and_a_bad_one_is_refused_with_the_text_k
     body = fake_records.all()[-1]["body"]
     assert (body["temperature"], body["top_p"], body["max_completion_tokens"]) == (0.4, 0.8, 2048)
     assert body["thinking"] == {"type": "disabled"}
+    assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
     chat.reload()  # kept with the conversation
     chat.get_by_role("button", name="Settings").click()
     expect(chat.get_by_label("Temperature")).to_have_value("0.4")
+    expect(chat.get_by_label("System prompt")).to_have_value("Answer in French.")
 
 
 def test_the_model_menu_says_what_each_model_takes_and_the_switches_follow_the_model_chosen(chat):
