@@ -15,13 +15,14 @@ last word may be the start of a longer one, so typing "pyth" finds "python".
 Every term must be found. Nothing the member types is ever FTS syntax: quotes,
 `*`, `-`, `NEAR`, `:` and brackets are separators or plain words.
 
-Snippets are cut from the original text in Python, not by either database, so
-they look the same on both and everything but the `<mark>`s is escaped by the
-template.
+Snippets are cut in Python, not by either database, so they look the same on
+both: from the text as Markdown shows it (no `**`, backticks or link syntax), and
+everything but the `<mark>`s is escaped by the template.
 """
 
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
@@ -343,8 +344,11 @@ def results(hits, terms):
     found = []
     for hit in hits:
         entry = entries[hit["entry_id"]]
-        found.append(Result(entry, snippet(original_text(entry), terms, entry.start)))
+        text, offsets = plain_text(original_text(entry))
+        # The entry's start is an offset into the Markdown: its place in the plain text is the first character from there on.
+        found.append(Result(entry, snippet(text, terms, bisect_left(offsets, entry.start))))
     return found
+
 
 
 def original_text(entry):
@@ -402,3 +406,91 @@ def snippet(text, terms, start=0):
     if right < len(text):
         pieces.append(("…", False))
     return [(re.sub(r"\s+", " ", piece), matched) for piece, matched in pieces if piece]
+
+
+# --- Markdown read as plain text, for snippets ------------------------------------------
+#
+# A snippet is a line of text, not a rendered answer: `**bold**`, backticks, `# ` and link
+# syntax would show as written. What is left is the words, still escaped by the template.
+# Each step keeps, with every character it leaves, that character's offset in the original
+# text, so an entry's start (an offset into the Markdown) still finds its place.
+
+FENCE = re.compile(r"^ {0,3}(?:```|~~~)")
+# Lines that are all syntax: the rule under a table's head, a thematic break.
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+THEMATIC_BREAK = re.compile(r"^ {0,3}([-*_])(?:\s*\1){2,}\s*$")
+# What starts a line: a quote's `>`s, a heading's `#`s, a bullet and a task's box (a list's numbers stay).
+LINE_START = re.compile(r"^ {0,3}(?:>[ \t]?)*(?:#{1,6}(?:[ \t]+|$)|[-*+][ \t]+(?:\[[ xX]\][ \t]+)?)?", re.M)
+HEADING_END = re.compile(r"[ \t]+#+[ \t]*$", re.M)
+INLINE_CODE = re.compile(r"(`+)(.+?)\1")
+# [text](url), ![alt](url), [text][reference]: the text stays.
+LINK = re.compile(r"!?\[([^\]\n]*)\](?:\([^)\n]*\)|\[[^\]\n]*\])")
+AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+# Paired markers around text that starts and ends with a non-space: **strong**, *em*, ~~struck~~ (inside a word
+# too, as in 中文**加粗**); __strong__ and _em_ only outside one (snake_case stays). A backslash makes a marker text.
+STARS = re.compile(r"(?<![*~\\])(\*\*\*|\*\*|\*|~~)(?=[^\s*~])(.+?)(?<=[^\s*~\\])\1(?![*~])")
+UNDERSCORES = re.compile(r"(?<![\w\\])(__|_)(?=[^\s_])(.+?)(?<=[^\s_\\])\1(?!\w)")
+ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+WHOLE_LINE = re.compile(r".+")
+
+
+def keep_groups(pattern, text, offsets, keep=()):
+    """`text` with each match of `pattern` replaced by its groups numbered in `keep`, and the offsets of what is left."""
+    kept, kept_offsets, position = [], [], 0
+    for match in pattern.finditer(text):
+        kept.append(text[position : match.start()])
+        kept_offsets += offsets[position : match.start()]
+        for group in keep:
+            start, end = match.span(group)
+            kept.append(text[start:end])
+            kept_offsets += offsets[start:end]
+        position = match.end()
+    kept.append(text[position:])
+    kept_offsets += offsets[position:]
+    return "".join(kept), kept_offsets
+
+
+def plain_inline(text, offsets):
+    """A line without its inline syntax; the text of a code span stays as it is written."""
+    kept, kept_offsets, position = "", [], 0
+    for code in [*INLINE_CODE.finditer(text), None]:
+        end = code.start() if code else len(text)
+        words, word_offsets = text[position:end], offsets[position:end]
+        words, word_offsets = keep_groups(LINK, words, word_offsets, keep=[1])
+        words, word_offsets = keep_groups(AUTOLINK, words, word_offsets, keep=[1])
+        for _nesting in range(2):  # *emphasis* inside **strong**
+            words, word_offsets = keep_groups(STARS, words, word_offsets, keep=[2])
+            words, word_offsets = keep_groups(UNDERSCORES, words, word_offsets, keep=[2])
+        words, word_offsets = keep_groups(ESCAPED, words, word_offsets, keep=[1])
+        kept += words
+        kept_offsets += word_offsets
+        if code:
+            kept += code.group(2)
+            kept_offsets += offsets[code.start(2) : code.end(2)]
+            position = code.end()
+    return kept, kept_offsets
+
+
+def plain_text(markdown):
+    """The text that Markdown shows, and the offset in `markdown` of each of its characters."""
+    kept, kept_offsets, in_code_block, position = "", [], False, 0
+    for line in markdown.splitlines(keepends=True):
+        offsets = list(range(position, position + len(line)))
+        position += len(line)
+        if FENCE.match(line):  # the fence and its language go; the code between fences stays as written
+            in_code_block = not in_code_block
+            line, offsets = keep_groups(WHOLE_LINE, line, offsets)
+        elif in_code_block:
+            pass
+        elif TABLE_RULE.match(line) or THEMATIC_BREAK.match(line):
+            line, offsets = keep_groups(WHOLE_LINE, line, offsets)
+        else:
+            if line.lstrip(" >").startswith("#"):
+                line, offsets = keep_groups(HEADING_END, line, offsets)
+            line, offsets = keep_groups(LINE_START, line, offsets)
+            if line.lstrip().startswith("|"):  # a table's row: its cells side by side
+                line = line.replace("|", " ")
+            line, offsets = plain_inline(line, offsets)
+        kept += line
+        kept_offsets += offsets
+    return kept, kept_offsets

@@ -160,3 +160,28 @@ def test_the_keys_page_has_well_formed_facts_headings_in_order_and_allowed_roles
     expect(page.get_by_role("article", name="Acme production")).to_be_visible()
     found = axe_violations(page, ["definition-list", "heading-order", "aria-allowed-role"])
     assert found == [], "\n".join(line for _impact, line in found)
+
+
+LANDMARKS_AND_HEADINGS = [
+    "page-has-heading-one", "heading-order", "empty-heading", "landmark-one-main", "landmark-unique",
+    "landmark-no-duplicate-banner", "landmark-no-duplicate-main", "landmark-no-duplicate-contentinfo",
+    "landmark-banner-is-top-level", "landmark-main-is-top-level", "landmark-complementary-is-top-level", "region",
+    "bypass",
+]
+
+
+def test_every_main_page_has_its_landmarks_and_headings_in_order(page, live_url, library, alice, bob, rita):
+    """Moderate rules, which the test above leaves out: each at any impact, on every page."""
+    people = {"alice": alice, "bob": bob, "rita": rita}
+    ReviewAccess.record(library["chat"], rita, "Checking the refund answer")
+    found = {}
+    for who, path, shown in pages_for(library):
+        page.context.clear_cookies()
+        if who:
+            sign_in_as(page, live_url, people[who])
+        assert page.goto(path).ok, path
+        expect(page.get_by_text(shown).first).to_be_attached()
+        page.wait_for_load_state("networkidle")
+        if violations := [line for _impact, line in axe_violations(page, LANDMARKS_AND_HEADINGS)]:
+            found[f"{path} as {who or 'nobody'}"] = violations
+    assert found == {}, report(found)

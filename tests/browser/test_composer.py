@@ -198,6 +198,8 @@ def test_web_search_follows_the_key_and_the_model_chosen(page, live_url, bob, ac
     search = page.get_by_label("Web search")
     expect(search).to_be_enabled()
     page.get_by_role("button", name="Settings").click()
+    # The default is named: which key "the team's default" is, by label, where it is sent and its last four.
+    expect(page.get_by_label("Key").locator("option").first).to_have_text("The team’s default key: OpenAI one · 127.0.0.1 · …-key")
     page.get_by_label("Key").select_option(label="Anthropic one · 127.0.0.1 · …9876")
     page.keyboard.press("Escape")
     expect(search).to_be_disabled()
@@ -216,7 +218,7 @@ def test_web_search_follows_the_key_and_the_model_chosen(page, live_url, bob, ac
     expect(search).to_be_enabled()
 
 
-def test_sampling_parameters_reach_mimo_and_a_bad_one_is_refused_with_the_text_kept(chat, fake_records):
+def test_the_system_prompt_and_sampling_reach_mimo_and_a_bad_value_is_refused_with_the_text_kept(chat, fake_records):
     chat.get_by_role("button", name="Settings").click()
     chat.get_by_label("Temperature").fill("2")
     chat.keyboard.press("Escape")
@@ -228,6 +230,7 @@ def test_sampling_parameters_reach_mimo_and_a_bad_one_is_refused_with_the_text_k
     chat.get_by_label("Temperature").fill("0.4")
     chat.get_by_label("Top p").fill("0.8")
     chat.get_by_label("Maximum output tokens").fill("2048")
+    chat.get_by_label("System prompt").fill("Answer in French.")
     chat.keyboard.press("Escape")
     chat.get_by_label("Thinking").uncheck()
     box(chat).press("Enter")
@@ -236,6 +239,46 @@ def test_sampling_parameters_reach_mimo_and_a_bad_one_is_refused_with_the_text_k
     body = fake_records.all()[-1]["body"]
     assert (body["temperature"], body["top_p"], body["max_completion_tokens"]) == (0.4, 0.8, 2048)
     assert body["thinking"] == {"type": "disabled"}
+    assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
     chat.reload()  # kept with the conversation
     chat.get_by_role("button", name="Settings").click()
     expect(chat.get_by_label("Temperature")).to_have_value("0.4")
+    expect(chat.get_by_label("System prompt")).to_have_value("Answer in French.")
+
+
+def test_the_model_menu_says_what_each_model_takes_and_the_switches_follow_the_model_chosen(chat):
+    chat.get_by_role("button", name="Model").click()
+    menu = chat.get_by_role("dialog", name="Model")
+    expect(menu.get_by_role("radio", name="mimo-v2.5", exact=True)).to_have_accessible_description(
+        "1M context · 128K output · text, images, audio, video · thinks by default · web search"
+    )
+    expect(menu.get_by_role("radio", name="mimo-v2.6-pro", exact=True)).to_have_accessible_description(
+        "1M context · 128K output · text, images · thinks by default"
+    )
+    chat.keyboard.press("Escape")
+    thinking, search = chat.get_by_label("Thinking"), chat.get_by_label("Web search")
+    expect(thinking).to_be_checked()
+    thinking.uncheck()
+    chat.get_by_role("button", name="Model").click()
+    menu.get_by_role("radio", name="mimo-v2.5", exact=True).check()
+    expect(thinking).to_be_checked()  # the model brings its own default, at once
+    # Web search is off by default, and says so; on, it says what it costs.
+    expect(search).not_to_be_checked()
+    expect(chat.locator("#web-search-cue")).to_have_text("Web search is off: MiMo answers from what it knows.")
+    chat.keyboard.press("Escape")
+    search.check()
+    expect(chat.locator("#web-search-cue")).to_have_text("MiMo may search the web; each search is billed.")
+
+
+def test_the_settings_say_that_thinking_makes_mimo_ignore_temperature_and_top_p(chat):
+    chat.get_by_role("button", name="Settings").click()
+    note = chat.get_by_text("While thinking is on, MiMo ignores temperature and top p (it uses 1.0 and 0.95).")
+    expect(chat.get_by_label("Temperature")).to_have_attribute("min", "0.0")
+    expect(chat.get_by_label("Temperature")).to_have_attribute("max", "1.5")
+    expect(chat.get_by_label("Top p")).to_have_attribute("min", "0.01")
+    expect(chat.get_by_label("Top p")).to_have_attribute("max", "1.0")
+    expect(note).to_be_visible()
+    chat.keyboard.press("Escape")
+    chat.get_by_label("Thinking").uncheck()
+    chat.get_by_role("button", name="Settings").click()
+    expect(note).to_be_hidden()

@@ -141,3 +141,47 @@ def test_the_review_page_names_the_answers_settings_in_words(page, live_url, bob
 
 def share_snapshot(conversation):
     return transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=conversation.pk)))
+
+
+def test_an_answer_that_failed_before_any_text_shows_its_sentence_at_the_top_of_the_card(chat):
+    chat.set_viewport_size({"width": 390, "height": 844})
+    send(chat, "Hello [[fake:error=402]]")
+    answer = last_answer(chat)
+    expect(answer).to_have_attribute("data-status", "error", timeout=20_000)
+    sentence = answer.locator(".explanation")
+    expect(sentence).to_contain_text("run out of credit")
+    # The card's border and padding, and nothing else, above the sentence: no empty text or tool boxes.
+    inset = answer.evaluate("a => a.clientTop + parseFloat(getComputedStyle(a).paddingTop)")
+    assert sentence.bounding_box()["y"] - answer.bounding_box()["y"] <= inset + 1
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "zh-hant"])
+def test_an_answers_meta_line_in_chinese_has_no_english_word(page, live_url, bob, acme, language):
+    bob.language = language
+    bob.save()
+    conversation = build_conversation(bob, acme)
+    sign_in_as(page, live_url, bob)
+    page.goto(f"/chats/{conversation.pk}/")
+    lines = page.locator("article.message-assistant .meta").evaluate_all("lines => lines.map(line => line.textContent)")
+    assert lines and any(re.search(r"\d", line) for line in lines)
+    for line in lines:
+        words = re.sub(r"mimo-[\w.-]+", "", line)  # the model's name is a name, in any language
+        assert not re.search(r"[A-Za-z]", words), line  # no "tokens", "in", "out", "thinking" or "s"
+
+
+def test_each_message_action_is_a_quiet_icon_named_with_a_tooltip(chat):
+    send(chat, "Hello")
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)
+    last_answer(chat).get_by_role("button", name="Regenerate").click()
+    expect(last_answer(chat).locator(".version-number")).to_have_text("2/2")
+    expect(last_answer(chat)).to_have_attribute("data-status", "complete", timeout=20_000)
+    actions = chat.locator(".message-actions").locator("button, summary").evaluate_all(
+        """controls => controls.filter(c => c.checkVisibility()).map(c => [
+            c.getAttribute('aria-label'), c.getAttribute('title'), c.classList.contains('icon-button'),
+            c.querySelector('.icon') !== null])"""
+    )
+    names = [name for name, _title, _icon_button, _icon in actions]
+    assert names == ["Copy", "Edit", "Copy", "Regenerate", "Previous version", "Next version"]
+    for name, title, icon_button, icon in actions:
+        assert icon_button and icon, name  # the quiet icon style, not a full-size button
+        assert title.startswith(name), (name, title)  # the tooltip says what the icon does

@@ -1,6 +1,7 @@
 """Review in real Chromium: a reviewer opens a member's conversation with a reason, and the member sees it."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -64,3 +65,31 @@ def test_reviewer_opens_a_conversation_with_a_reason_and_its_owner_sees_the_acce
     expect(access).to_contain_text(REASON)
     expect(access.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d"))
     assert ReviewAccess.objects.get().reviewer == rita
+
+
+# Any time of day as the page writes it ("1:24 PM", "13:24", "13:24:05"), and any numeric date.
+CLOCK = re.compile(r"\d{1,2}:\d\d(?::\d\d)?(?:\s?[AaPp]\.?[Mm]\.?)?")
+NUMERIC_DATE = re.compile(r"\b\d{1,4}[/-]\d{1,2}[/-]\d{1,4}\b")
+
+
+@pytest.mark.parametrize("language, moment", [("en", r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d\d [AP]M"), ("zh-hans", r"\d{4}年\d{1,2}月\d{1,2}日 \d\d:\d\d")])
+def test_the_review_page_writes_every_date_and_time_in_one_format(page, live_url, rita, conversation, language, moment):
+    answer = conversation.messages.get(role="assistant")
+    answer.first_token_at = answer.created_at + timedelta(seconds=2)
+    answer.finished_at = answer.created_at + timedelta(seconds=5)
+    answer.save()
+    rita.language = language
+    rita.save()
+    ReviewAccess.record(conversation, rita, REASON)
+    sign_in_as(page, live_url, rita)
+    page.goto(f"/review/{conversation.pk}/")
+    expect(page.locator("article.message-user")).to_be_visible()
+    text = page.locator("main").inner_text()
+    clocks = CLOCK.findall(text)
+    assert len(clocks) >= 4, text  # started, the reason's time, each message's time
+    dates = re.findall(moment, text)
+    assert len(dates) == len(clocks), (clocks, dates)  # every time of day is part of a date in the one format
+    assert not NUMERIC_DATE.search(text)
+    assert ".." not in text
+    if language == "en":  # the answer's timing in seconds after its own time
+        expect(page.locator(".review-timing").last).to_contain_text("first token after 2.0 s · finished after 5.0 s")

@@ -55,6 +55,7 @@ def test_member_finds_an_old_answer_in_english_and_opens_it(page, live_url, bob,
     expect(results).to_contain_text("2 results")
     answer = results.get_by_role("link", name=re.compile("opens at 9 am"))
     expect(answer.locator("mark")).to_have_text(["Louvre", "opens"])
+    expect(answer).to_have_text("The Louvre opens at 9 am every day except Tuesday.")  # read, not **Louvre**
     expect(page).to_have_url(re.compile(r"/chats/search/\?q=louvre(\+|%20)open"))
     answer.click()
     landed_on(page, old_chats["louvre"])

@@ -48,6 +48,17 @@ def test_the_shared_page_uses_the_message_partial_read_only(client, bob, acme):
     assert "ws-send" not in page and "message-details" not in page  # nothing that acts on a row
 
 
+def test_the_review_page_uses_the_message_partial_read_only(client, bob, acme):
+    conversation = build_conversation(bob, acme)
+    rita = make_user("rita", acme, Membership.Role.REVIEWER)
+    ReviewAccess.record(conversation, rita, "Checking an answer")
+    client.force_login(rita)
+    page = client.get(f"/review/{conversation.pk}/").content.decode()
+    # Every message the page shows, each with the partial's copy button (its Markdown source) and nothing that acts.
+    assert page.count("<article id=\"message-") == page.count('class="message-source"') == conversation.messages.count()
+    assert "ws-send" not in page and "message-details" not in page
+
+
 def test_a_time_never_ends_a_sentence_on_the_shared_page(client, bob, acme):
     conversation = build_conversation(bob, acme)
     share = Share.objects.create(conversation=conversation, created_by=bob, snapshot=share_snapshot(conversation))

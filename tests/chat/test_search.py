@@ -314,6 +314,64 @@ def test_a_snippet_marks_every_term_in_the_excerpt():
     ]
 
 
+ANSWER_IN_MARKDOWN = """# Opening **hours**
+
+The `Louvre` opens at 9, see [its site](https://www.louvre.fr/en "Louvre") and <https://example.com>.
+
+- *Closed* on ~~Monday~~ Tuesday
+> 1. __Book__ ahead
+
+| day | hours |
+| --- | --- |
+| Friday | 9–21 |
+
+```python
+opening_hours = {"friday": 21}  # **kept** as code
+```
+"""
+
+
+def test_a_snippet_of_markdown_shows_its_text_without_the_syntax(client, bob, conversation):
+    say(conversation, ANSWER_IN_MARKDOWN)
+    page = find(client, bob, q="louvre")
+    snippet_html = page[page.index('class="search-snippet"') :]
+    snippet_html = snippet_html[snippet_html.index(">") + 1 : snippet_html.index("</a>")]
+    assert snippet_html == (
+        "Opening hours The <mark>Louvre</mark> opens at 9, see its site and https://example.com. Closed on Monday "
+        "Tuesday 1. Book ahead day hours Friday 9–21 opening_hours = {&quot;friday&quot;: 21} # **kept** as…"
+    )
+
+
+@pytest.mark.parametrize(
+    "markdown, text",
+    [
+        ("**bold** and *em* and ***both***", "bold and em and both"),
+        ("中文**加粗**中文", "中文加粗中文"),
+        ("snake_case_name and 2 * 3 * 4", "snake_case_name and 2 * 3 * 4"),
+        ("\\*not emphasis\\*", "*not emphasis*"),
+        ("**bold with *inner* words**", "bold with inner words"),
+        ("`**code**` stays", "**code** stays"),
+        ("![a chart](chart.png)", "a chart"),
+        ("## Heading ##", "Heading"),
+        ("> - [x] done", "done"),
+        ("***", ""),
+        ('<script>alert("x")</script>', '<script>alert("x")</script>'),  # not Markdown: left to the template to escape
+    ],
+)
+def test_markdown_read_as_plain_text(markdown, text):
+    plain, offsets = search.plain_text(markdown)
+    assert plain == text
+    assert [markdown[offset] for offset in offsets] == list(plain)  # each character's place in the Markdown
+
+
+def test_a_snippet_from_the_second_piece_of_a_long_markdown_text_starts_at_its_match(client, bob, conversation):
+    words = [f"**w{i}**" for i in range(search.CHUNK_WORDS + 300)]
+    words[search.CHUNK_WORDS + 250] = "**needle**"
+    say(conversation, " ".join(words))
+    page = find(client, bob, q="needle")
+    assert "<mark>needle</mark>" in page and "**" not in page
+
+
 # --- Only one's own, never the trash ----------------------------------------------------
 
 
