@@ -153,7 +153,8 @@ class Conversation(models.Model):
         turns = []
         for message in messages:
             if message.role == Message.Role.USER:
-                turns.append(user_turn(message.content, attachments_of.get(message.pk, [])))
+                attachments = attachments_of.get(message.pk)
+                turns.append(user_turn(message.content, attachments) if attachments else mimo.UserTurn(message.content))
                 continue
             calls = calls_of.get(message.pk, [])
             turns.append(
