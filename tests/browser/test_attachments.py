@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Attachment, Conversation
+from tests.browser.test_accessibility import serious_violations
 from tests.browser.test_composer import box, last_answer, make_key, open_chat
 from tests.chat.test_attachments import image_bytes, pdf_with_text
 
@@ -104,6 +105,7 @@ def test_an_image_to_a_model_without_image_input_is_explained_and_nothing_is_sen
         "mimo-v2.5-pro cannot read images. Choose a model that reads them (the model menu says what each one reads), or remove them."
     )
     expect(chat.get_by_role("button", name="Send")).to_be_disabled()
+    assert serious_violations(chat) == []  # the chip, its thumbnail and the cue, read by axe
     box(chat).fill("What does it show?")
     box(chat).press("Enter")
     chat.wait_for_timeout(500)
@@ -131,6 +133,7 @@ def test_refusals_show_on_the_chip_and_waiting_files_come_back_after_a_reload(pa
     refused = chat.locator("#composer-attachments [data-failed]")
     expect(refused).to_contain_text("drawing.svg is not a kind of file mimoweb takes.")
     expect(chat.locator(READY_CHIPS)).to_have_count(1)
+    assert serious_violations(chat) == []
     refused.get_by_role("button", name="Remove drawing.svg").click()
     expect(refused).to_have_count(0)
 
