@@ -7,10 +7,12 @@ import base64
 import pytest
 from playwright.sync_api import expect
 
+from accounts.models import Team
 from chat.models import Attachment, Conversation
 from tests.browser.test_accessibility import serious_violations
 from tests.browser.test_composer import box, last_answer, make_key, open_chat
 from tests.chat.test_attachments import image_bytes, pdf_with_text
+from tests.chat.test_sending_attachments import WAV
 
 READY_CHIPS = "#composer-attachments [data-attachment][data-kind]"
 
@@ -156,3 +158,29 @@ def test_the_attach_button_opens_the_file_chooser(page, live_url, bob, acme, fak
     assert chooser.value.is_multiple()
     chooser.value.set_files(files=[{"name": "a.txt", "mimeType": "text/plain", "buffer": b"hello"}])
     expect(chat.locator(READY_CHIPS)).to_contain_text("a.txt")
+
+
+def test_audio_is_explained_away_as_the_key_turns_to_anthropic_format_and_back(page, live_url, bob, acme, fake_url, fake_records):
+    Team.objects.filter(pk=acme.pk).update(members_may_choose_key=True)
+    openai = make_key(acme, fake_url, label="OpenAI one")
+    make_key(acme, fake_url, label="Anthropic one", api_format="anthropic", secret="sk-test-anthropic-9876")
+    Team.objects.filter(pk=acme.pk).update(default_key=openai)
+    chat = open_chat(page, live_url, bob, Conversation.objects.create(owner=bob, team=acme, title="Plans", model="mimo-v2.5"))
+    chat.locator("[data-attach-input]").set_input_files(files=[{"name": "voice.wav", "mimeType": "audio/wav", "buffer": WAV}])
+    expect(chat.locator(READY_CHIPS)).to_have_count(1)
+    cue = chat.locator("[data-attachment-cue]")
+    expect(cue).to_be_hidden()
+    chat.get_by_role("button", name="Settings").click()
+    chat.get_by_label("Key").select_option(label="Anthropic one · 127.0.0.1 · …9876")
+    chat.keyboard.press("Escape")
+    expect(cue).to_have_text(
+        "MiMo takes audio and video only in OpenAI format, and this key uses the Anthropic format. "
+        "Remove them, or choose a key in OpenAI format."
+    )
+    expect(chat.get_by_role("button", name="Send")).to_be_disabled()
+    chat.get_by_role("button", name="Settings").click()
+    chat.get_by_label("Key").select_option(label="OpenAI one · 127.0.0.1 · …-key")
+    chat.keyboard.press("Escape")
+    expect(cue).to_be_hidden()
+    expect(chat.get_by_role("button", name="Send")).to_be_enabled()
+    assert fake_records.all() == []
