@@ -18,6 +18,8 @@ from tests.conftest import SECRET, make_user
 # separately, the key by its label, and the rest belong to a live stream.
 # `imported` is the importing mimoweb's to set (always), never a file's: a round trip gives the same file.
 NOT_CARRIED = {"id", "conversation", "parent", "api_key", "heartbeat_at", "process", "stop_requested_at", "imported"}
+# Not yet: chat/transfer.py learns attachments (and this count of them left out) on the export branch of issue 13.
+NOT_CARRIED |= {"attachments_left_out"}
 
 
 def build_conversation(owner, team, api_key=None, title="Plans: Q3/Q4 \"draft\" 计划"):
