@@ -33,7 +33,6 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import prefetch_related_objects
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
@@ -237,21 +236,25 @@ def attach(user_message, attachments, instead_of):
     and the transaction leaves nothing behind.
     """
     conversation = user_message.conversation
+    taken = []
     if attachments:
-        ids = [attachment.pk for attachment in attachments]
+        taken = list(attachments)
         waiting = Attachment.objects.filter(
-            pk__in=ids, conversation=conversation, owner_id=conversation.owner_id, message__isnull=True
+            pk__in=[attachment.pk for attachment in taken], conversation=conversation, owner_id=conversation.owner_id, message__isnull=True
         )
-        if waiting.update(message=user_message) != len(ids):
+        if waiting.update(message=user_message) != len(taken):
             raise AttachmentsGone
+        for attachment in taken:
+            attachment.message = user_message
     elif instead_of is not None and instead_of.role == Message.Role.USER:
         fields = ["owner_id", "conversation_id", "kind", "name", "content_type", "size", "sha256", "width", "height", "duration", "text"]
-        Attachment.objects.bulk_create(
+        taken = Attachment.objects.bulk_create(
             Attachment(message=user_message, **{name: getattr(old, name) for name in fields})
             for old in instead_of.attachments.all()
         )
-    # Read here, in the database's thread: the frames that show the message are rendered in the event loop.
-    prefetch_related_objects([user_message], "attachments")
+    # As a prefetch would leave them, with no query: the frames that show the message are rendered
+    # in the event loop, where none may run.
+    user_message._prefetched_objects_cache = {"attachments": taken}
 
 
 async def stop(conversation_id):
