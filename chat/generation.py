@@ -578,15 +578,23 @@ def media_tokens(turn):
     return images + int(audio + videos)
 
 
+# Enough of an image's base64 for Pillow to find its size in: formats put it in their first bytes
+# (a JPEG after its tables, well within this once its metadata is gone).
+IMAGE_HEADER_BASE64 = 64 * 1024
+
+
 def image_tokens(url):
     """An inline image's tokens from its pixel size (its header, read by Pillow); the most an image costs when unreadable."""
     pixels = mimo.MAX_IMAGE_PIXELS
     if url.startswith("data:"):
-        try:
-            with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
-                pixels = image.width * image.height
-        except (OSError, ValueError, Image.DecompressionBombError):
-            pass
+        start = url.index(",") + 1  # slices of the URL, not a copy of its data: it may hold megabytes
+        for end in (start + IMAGE_HEADER_BASE64, len(url)):  # the head first: decoding a whole image for its size is waste
+            try:
+                with Image.open(io.BytesIO(base64.b64decode(url[start:end]))) as image:
+                    pixels = image.width * image.height
+                break
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue
     return min(max(pixels, MIN_IMAGE_PIXELS), mimo.MAX_IMAGE_PIXELS) // IMAGE_PIXELS_PER_TOKEN
 
 
