@@ -97,7 +97,7 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
     """The composer with files attached (one frozen while it uploads, one refused) and a sent message
     with an image and a PDF: `pytest -m screenshots -k attachment tests/browser/test_screenshots.py`."""
     from chat.models import Attachment, Conversation
-    from tests.browser.test_attachments import READY_CHIPS, paste
+    from tests.browser.test_attachments import READY_CHIPS, drag_over_the_conversation, paste
     from tests.chat.test_attachments import image_bytes, pdf_with_text
 
     OUT.mkdir(exist_ok=True)
@@ -170,6 +170,9 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
             paste(page, photo(), "sales-chart.png", "image/png")
             expect(page.locator("[data-attachment-cue]")).to_be_visible()
             shoot(page, "composer-attachments-refused", device, scheme)
+            drag_over_the_conversation(page, pdf_with_text("Grow in Q3"), "quarterly-plan.pdf", "application/pdf")
+            expect(page.locator("[data-drop-target]")).to_be_visible()
+            shoot(page, "composer-drop-target", device, scheme)
             ctx.close()
             refused.delete()  # and the next pass's new chat starts without this one's files
             Attachment.objects.filter(message=None).delete()
