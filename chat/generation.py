@@ -238,7 +238,7 @@ def attach(user_message, attachments, instead_of):
     conversation = user_message.conversation
     taken = []
     if attachments:
-        taken = list(attachments)
+        taken = sorted(attachments, key=lambda attachment: (attachment.created_at, str(attachment.pk)))  # as a reload lists them
         waiting = Attachment.objects.filter(
             pk__in=[attachment.pk for attachment in taken], conversation=conversation, owner_id=conversation.owner_id, message__isnull=True
         )
