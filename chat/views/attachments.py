@@ -1,8 +1,9 @@
 """Attachments over HTTP: upload to a conversation, remove before sending, and serve to whoever may see them.
 
-Uploads answer JSON, not an HTML partial: the composer draws each file's chip, with its progress
-bar, as soon as the file is chosen, so the answer fills a chip in (its id, thumbnail and size)
-rather than replacing one, and refusals come back as sentences beside the file they are about.
+Uploads answer JSON: the composer (static/chat/attachments.js) draws each file's chip, with its
+progress bar, as soon as the file is chosen, and replaces it with the chip the answer carries, the
+page's own partial (chat/conversation.html#attachment-chip); refusals come back as sentences beside
+the file they are about.
 """
 
 from pathlib import PurePath
