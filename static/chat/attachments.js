@@ -116,11 +116,20 @@
 
   // --- Removing ------------------------------------------------------------
 
+  // The chip goes, and the keyboard's focus to the next chip's Remove, or back to the text.
+  function forget(chip, hadFocus) {
+    const next = chip.nextElementSibling || chip.previousElementSibling;
+    chip.remove();
+    if (hadFocus) (next ? next.querySelector("[data-remove]") : composer().elements.text).focus();
+    changed();
+  }
+
   function removeChip(chip) {
     if (chip.uploadRequest) chip.uploadRequest.abort();
     const button = chip.querySelector("[data-remove]");
+    const hadFocus = chip.contains(document.activeElement);  // read now: disabling the button takes its focus
     const url = button.dataset.removeUrl;
-    if (!url) { chip.remove(); changed(); return; }
+    if (!url) { forget(chip, hadFocus); return; }
     button.disabled = true;
     const request = new XMLHttpRequest();
     request.open("POST", url);
@@ -129,16 +138,12 @@
     request.addEventListener("load", function () {
       const answer = request.response;
       if (request.status === 200 || request.status === 404) {  // 404: already gone (removed in another tab)
-        const next = chip.nextElementSibling || chip.previousElementSibling;
-        chip.remove();
-        const box = composer() && composer().elements.text;
-        (next ? next.querySelector("[data-remove]") : box).focus();
-      } else {
-        button.disabled = false;
-        const refusal = answer && answer.errors && answer.errors.length && answer.errors[0].message;
-        chip.querySelector("[data-error]").textContent = refusal || composer().dataset.uploadFailed;
+        forget(chip, hadFocus);
+        return;
       }
-      changed();
+      button.disabled = false;
+      const refusal = answer && answer.errors && answer.errors.length && answer.errors[0].message;
+      chip.querySelector("[data-error]").textContent = refusal || composer().dataset.uploadFailed;
     });
     request.addEventListener("error", function () {
       button.disabled = false;
