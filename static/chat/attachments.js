@@ -2,9 +2,9 @@
 // files dropped on the conversation.
 //
 // - Each file uploads on its own request (XMLHttpRequest, for its progress bar) to the
-//   conversation's upload URL. Every conversation has its row before its page opens
-//   (chat/views/conversations.py's new_conversation creates it), so a brand-new chat takes files
-//   at once. The server answers with the file's chip (chat/conversation.html#attachment-chip),
+//   conversation's upload URL. Every conversation has its row before its page opens (a new chat
+//   is made, or the newest empty one opened again, by accounts' start view and chat's
+//   new_conversation), so a brand-new chat takes files at once, and its files wait with it. The server answers with the file's chip (chat/conversation.html#attachment-chip),
 //   which replaces the uploading one and holds the hidden input that sends its id with the
 //   message; a refusal is the server's sentence, shown on the chip.
 // - Remove cancels an upload, or asks the server to forget a file not sent yet.
