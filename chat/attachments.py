@@ -30,10 +30,11 @@ from django.core.files.storage import storages
 from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils.formats import number_format
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 from PIL import Image, ImageOps
 
 from chat import mimo
+from chat.generation import estimated_tokens
 from chat.models import Attachment
 
 Kind = Attachment.Kind
@@ -63,6 +64,9 @@ TEXT_SUFFIXES = set(
     ".cpp .hpp .cs .go .rs .rb .php .pl .lua .r .m .swift .dart .sh .bash .zsh .ps1 .bat .el .clj .ex .exs .erl "
     ".hs .ml .fs .jl .zig .nim .proto .graphql .gradle .cmake .mk .dockerfile .diff .patch".split()
 )
+
+# Every suffix taken, for the file chooser's `accept` (it only narrows what the chooser lists).
+ACCEPTED_SUFFIXES = sorted({*IMAGE_FORMATS, *MEDIA_TYPES, ".pdf", ".docx", *TEXT_SUFFIXES})
 
 # An animation is re-encoded frame by frame; this bounds the pixels decoded for all its frames.
 MAX_ANIMATION_PIXELS = 64 * 1024 * 1024
@@ -553,6 +557,64 @@ def user_turn(text, attachments):
 def data_url(attachment):
     with storages["attachments"].open(attachment.file_name) as file:
         return f"data:{attachment.content_type};base64,{base64.b64encode(file.read()).decode()}"
+
+
+# --- Before sending: what the chosen model and key can take -------------------------------
+
+# Each names the model as %(model)s: the composer (static/chat/composer.js) fills it in as the
+# model changes, and the server refuses a send with the same sentence (chat/forms.py's SendForm).
+CANNOT_READ = {
+    Kind.IMAGE: gettext_noop(
+        "%(model)s cannot read images. Choose a model that reads them (the model menu says what each one reads), or remove them."
+    ),
+    Kind.AUDIO: gettext_noop(
+        "%(model)s cannot listen to audio. Choose a model that takes audio (the model menu says what each one reads), or remove it."
+    ),
+    Kind.VIDEO: gettext_noop(
+        "%(model)s cannot watch video. Choose a model that takes video (the model menu says what each one reads), or remove it."
+    ),
+}
+DOCUMENT_TOO_LONG = gettext_noop(
+    "%(name)s is about %(tokens)s tokens, more than %(model)s reads at once (%(limit)s, leaving room for its answer)."
+)
+DOCUMENTS_TOO_LONG = gettext_noop(
+    "These documents are about %(tokens)s tokens together, more than %(model)s reads at once "
+    "(%(limit)s, leaving room for its answer). Remove some of them."
+)
+
+
+def document_tokens(attachment):
+    """About how many tokens a document costs in the user turn: its text, its name and its delimiters."""
+    return estimated_tokens(attachment.name) + estimated_tokens(attachment.text) + 8
+
+
+def document_budget(model):
+    """The most a message's documents may take: the model's context, less the room its answer needs by default."""
+    return model.context_window - model.default_output_tokens
+
+
+def why_not_sendable(attachments, model, api_format):
+    """Why these attachments cannot go to this model through a key in this format, in a sentence; "" when they can.
+
+    What the model reads comes from chat/mimo's catalogue; the Anthropic format has no part for
+    audio or video (mimo-api.md §6.1). A document, or the documents together, must fit the
+    model's context beside its answer.
+    """
+    kinds = {attachment.kind for attachment in attachments}
+    for kind, sentence in CANNOT_READ.items():
+        if kind in kinds and kind not in model.input_modalities:
+            return _(sentence) % {"model": model.id}
+    if api_format == mimo.ApiFormat.ANTHROPIC and kinds & {Kind.AUDIO, Kind.VIDEO}:
+        return _(mimo.ErrorKind.UNSUPPORTED_IN_FORMAT.message)
+    documents = [attachment for attachment in attachments if attachment.kind == Kind.DOCUMENT]
+    budget = document_budget(model)
+    numbers = {"model": model.id, "limit": number_format(budget, force_grouping=True)}
+    for document in documents:
+        if (tokens := document_tokens(document)) > budget:
+            return _(DOCUMENT_TOO_LONG) % (numbers | {"name": document.name, "tokens": number_format(tokens, force_grouping=True)})
+    if (total := sum(document_tokens(document) for document in documents)) > budget:
+        return _(DOCUMENTS_TOO_LONG) % (numbers | {"tokens": number_format(total, force_grouping=True)})
+    return ""
 
 
 # --- Storing and deleting --------------------------------------------------------------------

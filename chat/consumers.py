@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chat import generation, limits, transfer, versions
-from chat.forms import EditForm, RetryForm, SendForm
+from chat.forms import ATTACHMENT_GONE, EditForm, RetryForm, SendForm
 from chat.models import Conversation, Message, get_conversation_for
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             first_error = next(iter(form.errors.values()))[0]
             self.watcher.deliver(render_notice(first_error))
             return
-        if await self.start(text=form.cleaned_data["text"]):
+        if await self.start(text=form.cleaned_data["text"], attachments=form.cleaned_data["attachments"]):
             # Only now may the composer let go of the text: until then a refusal keeps it in the box.
             accepted = render_to_string("chat/conversation.html#send-accepted", {"accepted": True})
             self.watcher.deliver(accepted + render_notice(""))
@@ -271,10 +271,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         """A message of this socket's conversation, or None: ids from elsewhere change nothing."""
         return await Message.objects.filter(pk=message_id, conversation=self.conversation, role=role).afirst()
 
-    async def start(self, *, text, instead_of=None):
+    async def start(self, *, text, instead_of=None, attachments=()):
         """Start an answer; True if it started, else the reason goes to this socket alone and False."""
         try:
-            await generation.start(self.conversation, text=text, user_time_zone=self.user.time_zone, instead_of=instead_of)
+            await generation.start(
+                self.conversation, text=text, user_time_zone=self.user.time_zone, instead_of=instead_of, attachments=attachments
+            )
+        except generation.AttachmentsGone:
+            self.watcher.deliver(render_notice(str(ATTACHMENT_GONE)))
+            return False
         except generation.NoKey:
             self.watcher.deliver(render_notice(_("Your team has no MiMo key yet. Ask a team admin to add one.")))
             return False

@@ -1,3 +1,4 @@
+import uuid
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -9,9 +10,9 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import PAY_AS_YOU_GO_URL, TOKEN_PLAN_URLS, ApiKey, Membership, Team, User
-from chat import mimo, usage
+from chat import attachments, mimo, usage
 from chat.mimo.wire import TEMPERATURE_RANGE, TOP_P_RANGE  # MiMo's documented ranges (mimo-api.md §5.1, §6.1)
-from chat.models import Message, ToolCall, team_default_key
+from chat.models import Attachment, Message, ToolCall, team_default_key
 
 
 def model_choices():
@@ -19,10 +20,34 @@ def model_choices():
     return [(model.id, model.id) for model in mimo.CHAT_MODELS.values() if not model.is_deprecated(today)]
 
 
-class SendForm(forms.Form):
-    """What the composer sends over the socket; htmx's HEADERS field is ignored."""
+# Said when an attachment id the composer sent is not one of this member's files waiting in this
+# conversation: removed meanwhile (in another tab), sent already, or never theirs.
+ATTACHMENT_GONE = _("A file attached to this message can no longer be sent: it was removed or sent already. Remove it and attach it again.")
 
-    text = forms.CharField(label=_("Message"), max_length=100_000, strip=True)
+
+class AttachmentIdsField(forms.Field):
+    """The ids of the attachments sent with a message: the socket's JSON holds one as a string, several as a list."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        values = value if isinstance(value, (list, tuple)) else [value] if value else []
+        try:
+            return list(dict.fromkeys(uuid.UUID(str(item)) for item in values))
+        except ValueError:
+            raise forms.ValidationError(ATTACHMENT_GONE) from None
+
+
+class SendForm(forms.Form):
+    """What the composer sends over the socket; htmx's HEADERS field is ignored.
+
+    A message is its text, its attachments, or both. The attachments must be the member's own,
+    uploaded to this conversation and not sent yet, and the chosen model and key must take them
+    (chat/attachments.py's why_not_sendable, the sentence the composer shows before sending).
+    """
+
+    text = forms.CharField(label=_("Message"), max_length=100_000, strip=True, required=False)
+    attachments = AttachmentIdsField(required=False)
     model = forms.ChoiceField(label=_("Model"), choices=model_choices)
     thinking = forms.BooleanField(label=_("Thinking"), required=False)
     # The cue beside the switch (composer.js) says why it is off or unavailable.
@@ -50,6 +75,7 @@ class SendForm(forms.Form):
         self.fields["temperature"].widget.attrs.update(min=TEMPERATURE_RANGE[0], max=TEMPERATURE_RANGE[1])
         self.fields["top_p"].widget.attrs.update(min=TOP_P_RANGE[0], max=TOP_P_RANGE[1])
         self.fields["max_output_tokens"].widget.attrs.update(min=1, max=mimo.MOST_OUTPUT_TOKENS)
+        self.conversation = conversation
         if conversation is None:
             return
         team = Team.objects.get(pk=conversation.team_id)
@@ -69,11 +95,37 @@ class SendForm(forms.Form):
             )
             self.default_key = default
 
+    def clean_attachments(self):
+        ids = self.cleaned_data["attachments"]
+        if not ids:
+            return []
+        if self.conversation is None:
+            raise forms.ValidationError(ATTACHMENT_GONE)
+        waiting = Attachment.objects.filter(
+            pk__in=ids, conversation=self.conversation, owner_id=self.conversation.owner_id, message__isnull=True
+        )
+        found = list(waiting)
+        if len(found) != len(ids):
+            raise forms.ValidationError(ATTACHMENT_GONE)
+        return found
+
+    def chosen_key(self):
+        """The key the message would go through: the one chosen in the form, else the conversation's."""
+        if "api_key" in self.fields:
+            return self.cleaned_data.get("api_key") or self.default_key
+        return self.conversation.key_for_next_turn() if self.conversation else None
+
     def clean(self):
         data = super().clean()
+        if "text" in data and "attachments" in data and not data["text"] and not data["attachments"]:
+            self.add_error("text", forms.ValidationError(self.fields["text"].error_messages["required"], code="required"))
         if "model" not in data:
             return data
         model = mimo.get_model(data["model"])
+        if data.get("attachments"):
+            key = self.chosen_key()
+            if reason := attachments.why_not_sendable(data["attachments"], model, key.api_format if key else ""):
+                self.add_error("attachments", reason)
         ranges = {
             "temperature": (*TEMPERATURE_RANGE, _("Temperature")),
             "top_p": (*TOP_P_RANGE, _("Top p")),

@@ -20,6 +20,8 @@ runs and at every change of state, never per token.
 """
 
 import asyncio
+import base64
+import io
 import logging
 import time
 import uuid
@@ -35,11 +37,13 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from PIL import Image
 
 from accounts.crypto import UndecryptableSecret
 from accounts.models import Team
-from chat import limits, mimo, processes, render, titles, tools, versions
-from chat.models import Citation, Conversation, Message, ToolCall
+from chat import limits, mimo, processes, render, search, titles, tools, versions
+from chat.mimo.wire import user_text
+from chat.models import Attachment, Citation, Conversation, Message, ToolCall
 
 logger = logging.getLogger(__name__)
 
@@ -135,22 +139,28 @@ class NoKey(Exception):
     """The team has no key this conversation may use."""
 
 
-async def start(conversation, *, text, user_time_zone="", instead_of=None):
+class AttachmentsGone(Exception):
+    """An attachment of the message was removed or sent since the form was checked (another tab)."""
+
+
+async def start(conversation, *, text, user_time_zone="", instead_of=None, attachments=()):
     """Save the user's message and an empty answer, then stream the answer in the background.
 
     `instead_of`: the message this turn is a new version of (an edited
     question, or a regenerated or retried answer); its branch gives way to
-    the new one. Returns at once with the assistant message; the work goes on
+    the new one. `attachments`: the member's files waiting in this conversation
+    (chat/forms.py's SendForm checked them), sent with the new message.
+    Returns at once with the assistant message; the work goes on
     in a task this module keeps a strong reference to. Raises NoKey,
-    AlreadyStreaming or limits.Refused when nothing was saved or sent.
+    AlreadyStreaming, AttachmentsGone or limits.Refused when nothing was saved or sent.
     """
     try:
-        user_message, message, window = await create_turn(conversation, text, instead_of)
+        user_message, message, window = await create_turn(conversation, text, instead_of, attachments)
     except AlreadyStreaming:
         # The answer in the way may be one that a process which is gone left streaming.
         if not await end_orphaned_stream(conversation.pk):
             raise
-        user_message, message, window = await create_turn(conversation, text, instead_of)
+        user_message, message, window = await create_turn(conversation, text, instead_of, attachments)
     keep_tending()
     generation = Generation(conversation, message, message.api_key, user_time_zone)
     _generations[str(conversation.pk)] = generation
@@ -160,8 +170,12 @@ async def start(conversation, *, text, user_time_zone="", instead_of=None):
 
 
 @database_sync_to_async
-def create_turn(conversation, text, instead_of=None):
+def create_turn(conversation, text, instead_of=None, attachments=()):
     """The user's message (none for a regenerated answer) and the empty answer, together or not at all.
+
+    The user's message takes its attachments: the ones sent with it, or, for an
+    edited question, copies of the attachments of the question it replaces (the
+    copies share its files: they are stored once per content).
 
     Each follows the message before it on the branch: a new turn follows the
     visible branch's tip, a new version takes the parent of the one it
@@ -187,10 +201,11 @@ def create_turn(conversation, text, instead_of=None):
             else:
                 parent_id = instead_of.parent_id
             user_message = None
-            if text:
+            if text or attachments:
                 user_message = Message.objects.create(
                     conversation=conversation, role=Message.Role.USER, content=text, created_at=now, parent_id=parent_id
                 )
+                attach(user_message, attachments, instead_of)
             message = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
@@ -214,6 +229,37 @@ def create_turn(conversation, text, instead_of=None):
     # The generation renders its own copy of the answer from now on: with its `‹ n/m ›`.
     message.version = next((m.version for m in window.messages if m.pk == message.pk), None)
     return user_message, message, window_context(conversation, window)
+
+
+def attach(user_message, attachments, instead_of):
+    """Give the new user message its attachments, inside create_turn's transaction.
+
+    Only files still waiting (unsent, of this conversation and its owner) are taken, in one
+    update: one another tab removed or sent since the form was checked raises AttachmentsGone,
+    and the transaction leaves nothing behind.
+    """
+    conversation = user_message.conversation
+    taken = []
+    if attachments:
+        taken = sorted(attachments, key=lambda attachment: (attachment.created_at, str(attachment.pk)))  # as a reload lists them
+        waiting = Attachment.objects.filter(
+            pk__in=[attachment.pk for attachment in taken], conversation=conversation, owner_id=conversation.owner_id, message__isnull=True
+        )
+        if waiting.update(message=user_message) != len(taken):
+            raise AttachmentsGone
+        for attachment in taken:
+            attachment.message = user_message
+    elif instead_of is not None and instead_of.role == Message.Role.USER:
+        fields = ["owner_id", "conversation_id", "kind", "name", "content_type", "size", "sha256", "width", "height", "duration", "text"]
+        taken = Attachment.objects.bulk_create(
+            Attachment(message=user_message, **{name: getattr(old, name) for name in fields})
+            for old in instead_of.attachments.all()
+        )
+    # As a prefetch would leave them, with no query: the frames that show the message are rendered
+    # in the event loop, where none may run.
+    user_message._prefetched_objects_cache = {"attachments": taken}
+    if any(attachment.text for attachment in taken):  # a document: search finds the question by its text at once
+        search.index_attachments(user_message)
 
 
 async def stop(conversation_id):
@@ -518,10 +564,49 @@ def estimated_tokens(text):
     return wide + (len(text) - wide) // 3 + 4
 
 
+# MiMo's image tokens (mimo-api.md §5.3): 16-pixel patches merged 2×2, so one token per 32×32
+# pixels, with the pixel count clamped to [8192, 8388608].
+IMAGE_PIXELS_PER_TOKEN = 32 * 32
+MIN_IMAGE_PIXELS = 8192
+# Audio is about 6.25 tokens a second (§5.3); its bytes stand in for its length, as if it were
+# 64 kbit/s (8,000 bytes a second), which most recordings exceed: an upper bound again. Video's
+# tokens are not documented: a token a kilobyte is a cautious guess.
+AUDIO_BYTES_PER_TOKEN = 8000 / 6.25
+VIDEO_BYTES_PER_TOKEN = 1000
+
+
+def media_tokens(turn):
+    """About how many tokens a user turn's images, audio and video cost."""
+    images = sum(image_tokens(image.url) for image in turn.images)
+    audio = sum(len(part.data) * 3 / 4 / AUDIO_BYTES_PER_TOKEN for part in turn.audio)
+    videos = sum(len(part.url) * 3 / 4 / VIDEO_BYTES_PER_TOKEN for part in turn.videos)
+    return images + int(audio + videos)
+
+
+# Enough of an image's base64 for Pillow to find its size in: formats put it in their first bytes
+# (a JPEG after its tables, well within this once its metadata is gone).
+IMAGE_HEADER_BASE64 = 64 * 1024
+
+
+def image_tokens(url):
+    """An inline image's tokens from its pixel size (its header, read by Pillow); the most an image costs when unreadable."""
+    pixels = mimo.MAX_IMAGE_PIXELS
+    if url.startswith("data:"):
+        start = url.index(",") + 1  # slices of the URL, not a copy of its data: it may hold megabytes
+        for end in (start + IMAGE_HEADER_BASE64, len(url)):  # the head first: decoding a whole image for its size is waste
+            try:
+                with Image.open(io.BytesIO(base64.b64decode(url[start:end]))) as image:
+                    pixels = image.width * image.height
+                break
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue
+    return min(max(pixels, MIN_IMAGE_PIXELS), mimo.MAX_IMAGE_PIXELS) // IMAGE_PIXELS_PER_TOKEN
+
+
 def turn_tokens(turn):
     match turn:
-        case mimo.UserTurn(text=text):
-            return estimated_tokens(text)
+        case mimo.UserTurn():
+            return estimated_tokens(user_text(turn)) + media_tokens(turn)
         case mimo.AssistantTurn():
             calls = sum(estimated_tokens(call.name + call.arguments) for call in turn.tool_calls)
             return estimated_tokens(turn.text) + estimated_tokens(turn.reasoning or "") + calls
@@ -530,13 +615,16 @@ def turn_tokens(turn):
 
 
 def fit_to_context(turns, system, model):
-    """Leave out the oldest exchanges until the rest fits beside the answer's budget.
+    """Leave out what is oldest until the rest fits beside the answer's budget.
 
-    An exchange runs from one user turn to the next, so a tool call never
-    loses its result. The latest exchange is always kept. Returns the turns
-    kept and how many were left out.
+    First the attachments of older questions, oldest first (their text stays): an image or a
+    document costs far more than the words around it. Then, if that is not enough, the oldest
+    exchanges. An exchange runs from one user turn to the next, so a tool call never loses its
+    result. The latest exchange is always kept whole. Returns the turns kept, how many turns
+    were left out and how many attachments.
     """
     budget = model.context_window - model.default_output_tokens - estimated_tokens(system)
+    turns, attachments_left_out = leave_out_old_attachments(turns, budget)
     exchanges = []
     for turn in turns:
         if isinstance(turn, mimo.UserTurn) or not exchanges:
@@ -547,7 +635,26 @@ def fit_to_context(turns, system, model):
         exchanges.pop(0)
         sizes.pop(0)
     kept = [turn for exchange in exchanges for turn in exchange]
-    return kept, len(turns) - len(kept)
+    return kept, len(turns) - len(kept), attachments_left_out
+
+
+def leave_out_old_attachments(turns, budget):
+    """The turns with the oldest questions' attachments taken out until they fit (or none is left
+    but the latest question's), and how many were taken out."""
+    sizes = [turn_tokens(turn) for turn in turns]
+    latest = max((index for index, turn in enumerate(turns) if isinstance(turn, mimo.UserTurn)), default=0)
+    turns, left_out = list(turns), 0
+    for index in range(latest):
+        if sum(sizes) <= budget:
+            break
+        turn = turns[index]
+        if isinstance(turn, mimo.UserTurn):
+            count = len(turn.images) + len(turn.audio) + len(turn.videos) + len(turn.documents)
+            if count:
+                turns[index] = mimo.UserTurn(turn.text)
+                sizes[index] = turn_tokens(turns[index])
+                left_out += count
+    return turns, left_out
 
 
 # --- The generation ----------------------------------------------------------------
@@ -729,10 +836,10 @@ class Generation:
     def build_request(self):
         conversation = Conversation.objects.get(pk=self.conversation.pk)
         model = mimo.get_model(conversation.model)
-        turns, left_out = fit_to_context(conversation.turns(), conversation.system_prompt, model)
-        if left_out != self.message.turns_left_out:
-            self.message.turns_left_out = left_out
-            self.message.save(update_fields=["turns_left_out"])
+        turns, left_out, attachments_left_out = fit_to_context(conversation.turns(), conversation.system_prompt, model)
+        if (left_out, attachments_left_out) != (self.message.turns_left_out, self.message.attachments_left_out):
+            self.message.turns_left_out, self.message.attachments_left_out = left_out, attachments_left_out
+            self.message.save(update_fields=["turns_left_out", "attachments_left_out"])
         return mimo.ChatRequest(
             model=conversation.model,
             turns=turns,

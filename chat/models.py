@@ -130,11 +130,22 @@ class Conversation(models.Model):
         retry answers the same question anew. A stopped answer stays in: the
         person chose to keep it.
         """
+        # chat/attachments.py reads the files into the turn; it imports this module, so it is imported here.
+        from chat.attachments import user_turn
+
         messages = list(
-            self.messages.filter(visible=True).exclude(
+            self.messages.filter(visible=True)
+            .exclude(
                 role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
             )
+            .annotate(has_attachments=models.Exists(Attachment.objects.filter(message=models.OuterRef("pk"))))
         )
+        # Each question's attachments go again with every later turn, read from their rows and files;
+        # no query for them in a conversation without any.
+        attachments_of = {}
+        if with_attachments := [message.pk for message in messages if message.has_attachments]:
+            for attachment in Attachment.objects.filter(message_id__in=with_attachments):
+                attachments_of.setdefault(attachment.message_id, []).append(attachment)
         # One plain query for the answers' finished tool calls, none before the first answer: every
         # answer starts here, and prefetch_related's machinery cost more than its query.
         answer_ids = [message.pk for message in messages if message.role == Message.Role.ASSISTANT]
@@ -146,7 +157,8 @@ class Conversation(models.Model):
         turns = []
         for message in messages:
             if message.role == Message.Role.USER:
-                turns.append(mimo.UserTurn(message.content))
+                attachments = attachments_of.get(message.pk)
+                turns.append(user_turn(message.content, attachments) if attachments else mimo.UserTurn(message.content))
                 continue
             calls = calls_of.get(message.pk, [])
             turns.append(
@@ -306,6 +318,8 @@ class Message(models.Model):
     reasoning_tool_calls = models.JSONField(default=list, blank=True)
     # How many of the oldest turns were left out to fit the model's context window.
     turns_left_out = models.PositiveIntegerField(default=0)
+    # How many attachments of older questions were left out to fit it (their text stayed).
+    attachments_left_out = models.PositiveIntegerField(default=0)
     # Read from an exported file: its figures are kept as history, but it never counts
     # toward usage, cost or budgets (a file's figures are whatever its writer typed).
     imported = models.BooleanField(default=False)

@@ -70,10 +70,14 @@ MESSAGE_FIELDS = [
     "visible", "role", "content", "reasoning_content", "thinking_signature", "status", "finish_reason",
     "error_kind", "error_text", "model", "parameters", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cached_tokens", "image_tokens", "audio_tokens", "video_tokens", "web_search_calls", "web_search_pages",
-    "created_at", "first_token_at", "finished_at", "reasoning_tool_calls", "turns_left_out", "api_key_version",
+    "created_at", "first_token_at", "finished_at", "reasoning_tool_calls", "turns_left_out", "attachments_left_out",
+    "api_key_version",
 ]  # fmt: skip
 # Fields that came after the first exports of this format: an export made before them still imports.
-ADDED_LATER = {"api_key_version", "temperature", "top_p", "max_output_tokens", "image_tokens", "audio_tokens", "video_tokens"}
+ADDED_LATER = {
+    "api_key_version", "temperature", "top_p", "max_output_tokens", "image_tokens", "audio_tokens", "video_tokens",
+    "attachments_left_out",
+}  # fmt: skip
 # The sampling settings, within MiMo's documented ranges (chat/forms.py checks them for each model at each send).
 SETTING_RANGES = {
     "temperature": TEMPERATURE_RANGE,

@@ -146,8 +146,8 @@ def oldest_first(messages, count):
 
 
 def prepared(messages, has_older, has_newer):
-    """A window whose messages come with their tool calls, citations and versions: a fixed number of queries."""
-    prefetch_related_objects(messages, "tool_calls", "citations")
+    """A window whose messages come with their tool calls, citations, attachments and versions: a fixed number of queries."""
+    prefetch_related_objects(messages, "tool_calls", "citations", "attachments")
     number_versions(messages)
     return Window(messages, has_older, has_newer)
 

@@ -1,8 +1,9 @@
 """Attachments over HTTP: upload to a conversation, remove before sending, and serve to whoever may see them.
 
-Uploads answer JSON, not an HTML partial: the composer draws each file's chip, with its progress
-bar, as soon as the file is chosen, so the answer fills a chip in (its id, thumbnail and size)
-rather than replacing one, and refusals come back as sentences beside the file they are about.
+Uploads answer JSON: the composer (static/chat/attachments.js) draws each file's chip, with its
+progress bar, as soon as the file is chosen, and replaces it with the chip the answer carries, the
+page's own partial (chat/conversation.html#attachment-chip); refusals come back as sentences beside
+the file they are about.
 """
 
 import re
@@ -13,8 +14,10 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.storage import storages
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.formats import number_format
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -62,9 +65,19 @@ def refused(errors, status=400):
     return JsonResponse({"errors": errors}, status=status)
 
 
+def with_tokens(attachment):
+    """The attachment with `tokens`, a document's estimated cost for the composer's chip (None for media)."""
+    is_document = attachment.kind == Attachment.Kind.DOCUMENT
+    attachment.tokens = attachments.document_tokens(attachment) if is_document else None
+    attachment.tokens_label = number_format(attachment.tokens, force_grouping=True) if is_document else ""
+    return attachment
+
+
 def chip(attachment):
-    """What the composer shows of an attachment, and where to fetch or remove it."""
+    """What the composer shows of an attachment, and where to fetch or remove it; `html` is its chip
+    as the page draws it (chat/conversation.html#attachment-chip), which replaces the uploading one."""
     is_image = attachment.kind == Attachment.Kind.IMAGE
+    with_tokens(attachment)
     return {
         "id": str(attachment.pk),
         "name": attachment.name,
@@ -78,6 +91,8 @@ def chip(attachment):
         "url": reverse("attachment", args=[attachment.pk]),
         "thumbnail_url": reverse("attachment_thumbnail", args=[attachment.pk]) if is_image else None,
         "remove_url": reverse("remove_attachment", args=[attachment.pk]),
+        "tokens": attachment.tokens,
+        "html": render_to_string("chat/conversation.html#attachment-chip", {"attachment": attachment}),
     }
 
 

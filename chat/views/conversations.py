@@ -11,9 +11,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.http import AuthenticatedHttpRequest
-from chat import generation, mimo, versions
+from chat import attachments, generation, mimo, versions
 from chat.forms import SendForm
 from chat.models import Conversation, Message, get_conversation_for
+from chat.views.attachments import with_tokens
 
 
 def recommended_system_prompt():
@@ -67,8 +68,28 @@ def conversation_page(request: AuthenticatedHttpRequest, conversation_id):
             # From the rows, not the window: the answer streaming may lie outside a window opened on ?message=.
             "composer_streaming": conversation.messages.filter(status=Message.Status.STREAMING).exists(),
             "has_key": api_key is not None,
+            # Files uploaded and not sent yet: their chips are back in the composer after a reload.
+            "pending_attachments": [
+                with_tokens(attachment)
+                for attachment in conversation.attachments.filter(owner=request.user, message__isnull=True)
+            ],
+            "attachment_sentences": attachment_sentences(),
+            "attachment_accept": ",".join(attachments.ACCEPTED_SUFFIXES),
         },
     )
+
+
+def attachment_sentences():
+    """The sentences the composer shows when the chosen model or key cannot take an attachment, with
+    their %(…)s left for composer.js to fill in: the same ones the server refuses a send with."""
+    return {
+        "image": _(attachments.CANNOT_READ["image"]),
+        "audio": _(attachments.CANNOT_READ["audio"]),
+        "video": _(attachments.CANNOT_READ["video"]),
+        "format": _(mimo.ErrorKind.UNSUPPORTED_IN_FORMAT.message),
+        "document": _(attachments.DOCUMENT_TOO_LONG),
+        "documents": _(attachments.DOCUMENTS_TOO_LONG),
+    }
 
 
 def model_option(model):
@@ -85,6 +106,9 @@ def model_option(model):
         "top_p": model.top_p,
         "max_output_tokens": model.max_output_tokens,
         "default_output_tokens": model.default_output_tokens,
+        # What the composer checks attachments against before sending (chat/attachments.py's why_not_sendable).
+        "inputs": " ".join(sorted(model.input_modalities)),
+        "document_budget": attachments.document_budget(model),
     }
 
 

@@ -63,7 +63,7 @@ def review_conversation(request: AuthenticatedHttpRequest, conversation_id):
     page = Paginator(conversation.messages.order_by("created_at", "id"), MESSAGES_PER_PAGE).get_page(
         request.GET.get("page")
     )
-    prefetch_related_objects(page.object_list, "tool_calls", "citations")
+    prefetch_related_objects(page.object_list, "tool_calls", "citations", "attachments")
     items = [
         generation.message_context(message) | {"parameters": readable_parameters(message.parameters)}
         for message in page.object_list

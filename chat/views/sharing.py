@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.http import AuthenticatedHttpRequest
 from chat import generation, transfer
-from chat.models import Conversation, Share, ShareOpening, get_conversation_for
+from chat.models import Attachment, Conversation, Share, ShareOpening, get_conversation_for
 
 
 def get_share_of_owner(user, share_id):
@@ -89,16 +89,27 @@ def open_share(request: AuthenticatedHttpRequest, share_id):
     if request.user != share.conversation.owner:
         ShareOpening.objects.create(share=share, user=request.user)
     snapshot = transfer.read_export(share.snapshot)[0]
-    context = {"share": share, "conversation": snapshot.conversation, "items": snapshot_items(snapshot), "read_only": True}
+    items = snapshot_items(snapshot, share.conversation)
+    context = {"share": share, "conversation": snapshot.conversation, "items": items, "read_only": True}
     return render(request, "chat/sharing/share.html", context)
 
 
-def snapshot_items(snapshot):
-    """What chat/message.html#message needs for each shown message of a snapshot (chat/transfer.py)."""
+def snapshot_items(snapshot, conversation):
+    """What chat/message.html#message needs for each shown message of a snapshot (chat/transfer.py).
+
+    A snapshot keeps its messages' ids, and its messages' attachments are read by them, from this
+    conversation's rows: the attachment URLs let a share's visitor fetch only what its snapshot holds
+    (Attachment.may_be_seen_by).
+    """
+    shown = [read for read in snapshot.messages if read.message.visible]
+    attachments_of = {}
+    for attachment in Attachment.objects.filter(conversation=conversation, message_id__in=[read.file_id for read in shown]):
+        attachments_of.setdefault(attachment.message_id, []).append(attachment)
     items = []
-    for read in snapshot.messages:
-        if read.message.visible:
-            # Not rows, never saved: the file's ids name them, as the page's element ids.
-            read.message.pk = read.file_id
-            items.append(generation.message_context(read.message, tool_calls=read.tool_calls, citations=read.citations))
+    for read in shown:
+        # Not rows, never saved: the file's ids name them, as the page's element ids.
+        read.message.pk = read.file_id
+        # As a prefetch would leave them, for the template's message.attachments.all.
+        read.message._prefetched_objects_cache = {"attachments": attachments_of.get(read.file_id, [])}
+        items.append(generation.message_context(read.message, tool_calls=read.tool_calls, citations=read.citations))
     return items

@@ -23,15 +23,21 @@
   // Messages go over the socket only. Until it is open, Send stays disabled
   // and a native form submission (which would reload the page and drop the
   // text) never happens; the text stays in the box.
+  // Send waits too while attached files upload or the chosen model cannot take them
+  // (attachments.js sets data-attachments-blocked and says why).
   function setConnected(connected) {
     document.querySelectorAll("[data-composer]").forEach(function (form) {
       form.dataset.connected = connected ? "true" : "";
       const send = form.querySelector("button[data-send]");
-      if (send) send.disabled = !connected;
+      if (send) send.disabled = !connected || form.dataset.attachmentsBlocked === "true";
     });
   }
   document.addEventListener("htmx:wsOpen", function () { setConnected(true); });
   document.addEventListener("htmx:wsClose", function () { setConnected(false); });
+  document.addEventListener("mimoweb:attachments", function () {
+    const form = composer();
+    if (form) setConnected(form.dataset.connected === "true");
+  });
 
   // --- When the socket drops -----------------------------------------------
 
@@ -84,13 +90,17 @@
       saveDraft();
     }
     pending = null;
+    document.dispatchEvent(new CustomEvent("mimoweb:sent"));  // attachments.js lets go of the files sent
   }
 
   document.addEventListener("keydown", function (event) {
     const target = event.target;
     if (target === box() && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      if (target.value.trim() && target.form.dataset.connected) target.form.requestSubmit();
+      const form = target.form;
+      if (!(target.value.trim() || form.dataset.attachmentsReady) || !form.dataset.connected) return;
+      if (form.dataset.attachmentsBlocked === "true") document.dispatchEvent(new CustomEvent("mimoweb:send-refused"));
+      else form.requestSubmit();
     } else if (event.key === "Escape" && !event.defaultPrevented) {
       stopOnEscape(event);
     }

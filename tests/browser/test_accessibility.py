@@ -15,8 +15,10 @@ from playwright.sync_api import expect
 
 from accounts.models import KeyEvent, Membership
 from chat import transfer
-from chat.models import Conversation, Message, ReviewAccess, Share, ToolCall
+from chat.models import Attachment, Conversation, Message, ReviewAccess, Share, ToolCall
 from tests.browser.conftest import sign_in_as
+from tests.chat.test_attachments import image_bytes, pdf_with_text
+from tests.chat.test_sending_attachments import stored
 from tests.conftest import make_user
 
 AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
@@ -55,6 +57,10 @@ def library(bob, alice, acme, acme_key):
         message=answer, index=0, call_id="c1", name="policy_lookup", arguments_raw='{"topic": "refunds"}',
         result="30 days", status="done",
     )
+    # The question's image and PDF, and a file waiting in the composer.
+    sent = [stored(bob, chat, "chart.png", image_bytes((64, 48))), stored(bob, chat, "policy.pdf", pdf_with_text("30 days"))]
+    Attachment.objects.filter(pk__in=[attachment.pk for attachment in sent]).update(message=question)
+    stored(bob, chat, "draft.md", b"# Draft")
     trashed = Conversation.objects.create(owner=bob, team=acme, title="Old draft", deleted_at=timezone.now())
     Message.objects.create(conversation=trashed, role="user", content="A draft")
     share = Share.objects.create(

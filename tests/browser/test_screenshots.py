@@ -91,3 +91,88 @@ def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transa
                 expect(page.get_by_role("heading", level=1)).to_be_visible()
                 shoot(page, name, device, scheme)
             ctx.close()
+
+
+def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, transactional_db):
+    """The composer with files attached (one frozen while it uploads, one refused) and a sent message
+    with an image and a PDF: `pytest -m screenshots -k attachment tests/browser/test_screenshots.py`."""
+    from chat.models import Attachment, Conversation
+    from tests.browser.test_attachments import READY_CHIPS, drag_over_the_conversation, paste
+    from tests.chat.test_attachments import image_bytes, pdf_with_text
+
+    OUT.mkdir(exist_ok=True)
+    key = ApiKey(team=acme, label="MiMo (fake)", base_url=fake_url)
+    key.set_secret("sk-screenshots-only")
+    key.save()
+    sent = Conversation.objects.create(owner=bob, team=acme, title="Quarterly plan", model="mimo-v2.5")
+
+    def photo():
+        from PIL import Image, ImageDraw
+
+        image = Image.new("RGB", (640, 420), "#2f6f8f")
+        draw = ImageDraw.Draw(image)
+        for step in range(8):
+            draw.rectangle([40 + step * 70, 380 - step * 40, 90 + step * 70, 380], fill="#f4b942")
+        import io
+
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        return out.getvalue()
+
+    for device in DEVICES:
+        for scheme in SCHEMES:
+            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
+            ctx.set_default_timeout(30_000)
+            page = ctx.new_page()
+            sign_in_as(page, live_url, bob)
+            page.goto(f"/chats/{sent.pk}/")
+            expect(page.get_by_role("button", name="Send")).to_be_enabled()
+            if not sent.messages.exists():
+                page.get_by_role("textbox", name="Message").fill("What do the chart and the plan say about Q3?")
+                paste(page, photo(), "sales-chart.png", "image/png")
+                page.locator("[data-attach-input]").set_input_files(
+                    files=[{"name": "quarterly-plan.pdf", "mimeType": "application/pdf", "buffer": pdf_with_text("Grow in Q3")}]
+                )
+                expect(page.locator(READY_CHIPS)).to_have_count(2)
+                page.get_by_role("textbox", name="Message").press("Enter")
+                expect(page.locator(ANSWER).last).not_to_have_attribute("data-status", "streaming")
+            expect(page.locator(".message-attachments img")).to_have_js_property("complete", True)
+            shoot(page, "chat-attachments-sent", device, scheme)
+
+            # A new chat: two files ready, one frozen while it uploads, one refused.
+            page.goto("/")
+            expect(page.get_by_role("button", name="Send")).to_be_enabled()
+            page.get_by_role("textbox", name="Message").fill("Compare these two, please")
+            paste(page, photo(), "sales-chart.png", "image/png")
+            page.locator("[data-attach-input]").set_input_files(
+                files=[
+                    {"name": "quarterly-plan.pdf", "mimeType": "application/pdf", "buffer": pdf_with_text("Grow in Q3")},
+                    {"name": "logo.svg", "mimeType": "image/svg+xml", "buffer": b"<svg xmlns='http://www.w3.org/2000/svg'/>"},
+                ]
+            )
+            expect(page.locator(READY_CHIPS)).to_have_count(2)
+            expect(page.locator("#composer-attachments [data-failed]")).to_have_count(1)
+            page.route("**/attachments/", lambda route: None)  # never answered: the upload stays under way
+            page.locator("[data-attach-input]").set_input_files(
+                files=[{"name": "recording-notes.txt", "mimeType": "text/plain", "buffer": b"x" * 400_000}]
+            )
+            page.locator("#composer-attachments [data-uploading] progress").evaluate("bar => { bar.value = 40; }")
+            shoot(page, "composer-attachments", device, scheme)
+            ctx.close()
+
+            # The model cannot read the image: the composer says so.
+            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
+            page = ctx.new_page()
+            sign_in_as(page, live_url, bob)
+            refused = Conversation.objects.create(owner=bob, team=acme, title="Screenshot", model="mimo-v2.5-pro")
+            page.goto(f"/chats/{refused.pk}/")
+            expect(page.get_by_role("button", name="Send")).to_be_enabled()
+            paste(page, photo(), "sales-chart.png", "image/png")
+            expect(page.locator("[data-attachment-cue]")).to_be_visible()
+            shoot(page, "composer-attachments-refused", device, scheme)
+            drag_over_the_conversation(page, pdf_with_text("Grow in Q3"), "quarterly-plan.pdf", "application/pdf")
+            expect(page.locator("[data-drop-target]")).to_be_visible()
+            shoot(page, "composer-drop-target", device, scheme)
+            ctx.close()
+            refused.delete()  # and the next pass's new chat starts without this one's files
+            Attachment.objects.filter(message=None).delete()

@@ -62,7 +62,12 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
     document, image = Attachment.objects.order_by("kind")
     assert (document.kind, image.kind) == ("document", "image")
     assert (image.owner, image.conversation, image.message) == (bob, conversation, None)
-    assert response.json()["attachments"] == [
+    chips = response.json()["attachments"]
+    # Each chip's HTML is the page's own (chat/conversation.html#attachment-chip): the composer puts it in as is.
+    html = [chip.pop("html") for chip in chips]
+    assert f'name="attachments" value="{image.pk}"' in html[0] and f"/attachments/{image.pk}/thumbnail/" in html[0]
+    assert f'name="attachments" value="{document.pk}"' in html[1] and 'data-tokens="20"' in html[1]
+    assert chips == [
         {
             "id": str(image.pk),
             "name": "chart.png",
@@ -76,6 +81,7 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
             "url": f"/attachments/{image.pk}/",
             "thumbnail_url": f"/attachments/{image.pk}/thumbnail/",
             "remove_url": f"/attachments/{image.pk}/remove/",
+            "tokens": None,
         },
         {
             "id": str(document.pk),
@@ -90,6 +96,7 @@ def test_owner_uploads_several_files_and_gets_a_chip_for_each(client, bob, conve
             "url": f"/attachments/{document.pk}/",
             "thumbnail_url": None,
             "remove_url": f"/attachments/{document.pk}/remove/",
+            "tokens": 20,  # about: its name, its text and the delimiters around it
         },
     ]
     assert document.text == "# Notes"

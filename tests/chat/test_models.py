@@ -87,7 +87,7 @@ def test_oldest_exchanges_are_left_out_to_fit_and_a_tool_call_keeps_its_result()
         mimo.AssistantTurn(text="ok"),
         mimo.UserTurn("last question"),
     ]
-    kept, left_out = fit_to_context(turns, "", model)
+    kept, left_out, _attachments = fit_to_context(turns, "", model)
     assert left_out == 4  # the whole first exchange, tool call and result together
     assert kept == turns[4:]
 
@@ -95,7 +95,7 @@ def test_oldest_exchanges_are_left_out_to_fit_and_a_tool_call_keeps_its_result()
 def test_latest_exchange_is_kept_even_when_it_alone_is_too_long():
     model = mimo.get_model("mimo-v2-flash")
     turns = [mimo.UserTurn("x" * 3_000_000)]
-    assert fit_to_context(turns, "", model) == (turns, 0)
+    assert fit_to_context(turns, "", model) == (turns, 0, 0)
 
 
 def test_streams_with_a_stale_heartbeat_become_interrupted(conversation, bob, acme):
