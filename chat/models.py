@@ -620,6 +620,16 @@ class Attachment(models.Model):
         return f"{self.sha256[:2]}/{self.sha256[2:]}"
 
     @property
+    def duration_label(self):
+        """Audio's or video's length as a player shows it ("0:07", "1:02:03"); "" for other kinds.
+        At least a second: a clip that lasts any time at all does not read "0:00"."""
+        if self.duration is None:
+            return ""
+        minutes, seconds = divmod(max(1, round(self.duration)), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+    @property
     def thumbnail_name(self):
         """An image's thumbnail beside it (WebP); other kinds have none."""
         return f"{self.file_name}.thumbnail.webp"

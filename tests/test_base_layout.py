@@ -8,6 +8,7 @@ def test_pages_send_a_strict_content_security_policy(client, bob):
     assert re.search(r"script-src 'self' 'nonce-[\w+/=-]+'", policy)
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert re.search(r"media-src 'self'(;|$)", policy)  # players play our own files, and nothing else
 
 
 def test_scripts_are_files_with_the_nonce_never_inline(client, bob):

@@ -12,6 +12,10 @@
 //   with the server's own sentences (the form's data-*); the server refuses such a send too.
 //   Send waits while that is so, or while files upload (composer.js reads data-attachments-blocked).
 // - Once the server took the message (composer.js's "mimoweb:sent"), its chips go.
+// - Record: a voice message from the microphone (MediaRecorder, sound only). Stopping it (the
+//   button again, or Escape) uploads the recording as any file, named for its type
+//   (recording.webm, .ogg or .m4a; the server turns WebM into MP3). Offered only where the
+//   chosen model and key take audio, and saying why not otherwise; Send waits while it records.
 (function () {
   "use strict";
 
@@ -249,18 +253,20 @@
     const all = chips();
     const uploading = all.some(function (chip) { return chip.hasAttribute("data-uploading"); });
     const ready = all.filter(function (chip) { return chip.dataset.kind; });
-    if (!uploading) triedWhileUploading = false;
-    const reason = whyNotSendable(form, ready) || (uploading && triedWhileUploading ? form.dataset.stillUploading : "");
+    if (!uploading && !recorder) triedWhileUploading = false;
+    const waiting = triedWhileUploading && (recorder ? form.querySelector("[data-record]").dataset.stillRecording : uploading ? form.dataset.stillUploading : "");
+    const reason = whyNotSendable(form, ready) || waiting || "";
     if (cue.textContent !== reason) cue.textContent = reason;
     cue.hidden = !reason;
-    form.dataset.attachmentsBlocked = uploading || whyNotSendable(form, ready) ? "true" : "";
+    form.dataset.attachmentsBlocked = uploading || recorder || whyNotSendable(form, ready) ? "true" : "";
+    followModelAndKey(form);
     form.dataset.attachmentsReady = ready.length ? "true" : "";
     document.dispatchEvent(new CustomEvent("mimoweb:attachments"));
   }
 
-  // Enter or Send while files upload: say why nothing happens.
+  // Enter or Send while files upload or a recording goes on: say why nothing happens.
   document.addEventListener("mimoweb:send-refused", function () {
-    if (chips().some(function (chip) { return chip.hasAttribute("data-uploading"); })) {
+    if (recorder || chips().some(function (chip) { return chip.hasAttribute("data-uploading"); })) {
       triedWhileUploading = true;
       changed();
     }
@@ -268,6 +274,135 @@
 
   document.addEventListener("change", function (event) {
     if (event.target.form && event.target.form.matches("[data-composer]")) changed();
+  });
+
+  // --- Recording a voice message ---------------------------------------------
+
+  let recorder = null;  // the MediaRecorder while one records
+  let recordingTimer = null;
+
+  // What the browser records in, best first, and the suffix the server reads its kind from.
+  const RECORDING_TYPES = [["audio/webm", ".webm"], ["audio/ogg", ".ogg"], ["audio/mp4", ".m4a"]];
+  function recordingName(type) {
+    const known = RECORDING_TYPES.find(function (pair) { return type.startsWith(pair[0]); });
+    return "recording" + (known ? known[1] : ".webm");
+  }
+
+  // Why Record cannot be used here, in the button's own sentence; "" when it can.
+  function whyNotRecordable(form, button) {
+    const model = form.querySelector("input[name=model]:checked");
+    if (model && !(model.dataset.inputs || "").split(" ").includes("audio")) return fill(button.dataset.noModel, { model: model.value });
+    if (keyFormat(form) === "anthropic") return button.dataset.noKey;
+    if (!window.isSecureContext) return button.dataset.insecure;
+    if (!window.MediaRecorder || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return button.dataset.noRecorder;
+    return "";
+  }
+
+  function sayAboutRecording(message) {
+    const cue = document.querySelector("[data-record-cue]");
+    if (!cue) return;
+    cue.textContent = message;
+    cue.hidden = !message;
+  }
+
+  // aria-disabled rather than disabled: the button stays in reach and, pressed, says why.
+  function followModelAndKey(form) {
+    const button = form.querySelector("[data-record]");
+    if (!button || recorder) return;
+    const reason = whyNotRecordable(form, button);
+    const wasUnavailable = button.getAttribute("aria-disabled") === "true";
+    if (reason) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
+    if (!button.dataset.title) button.dataset.title = button.title;
+    button.title = reason || button.dataset.title;
+    const cue = document.querySelector("[data-record-cue]");
+    if (reason) cue.textContent = reason;  // the button's description; shown when pressed
+    else if (wasUnavailable) sayAboutRecording("");
+  }
+
+  function minutesAndSeconds(milliseconds) {
+    const seconds = Math.floor(milliseconds / 1000);
+    return Math.floor(seconds / 60) + ":" + String(seconds % 60).padStart(2, "0");
+  }
+
+  function showRecording(button, started) {
+    const time = button.querySelector("[data-record-time]");
+    const label = button.querySelector("[data-record-label]");
+    if (started) {
+      button.setAttribute("data-recording", "");
+      label.textContent = button.dataset.stopLabel;
+      time.textContent = minutesAndSeconds(0);
+      time.hidden = false;
+      recordingTimer = setInterval(function () { time.textContent = minutesAndSeconds(Date.now() - started); }, 250);
+    } else {
+      button.removeAttribute("data-recording");
+      label.textContent = button.dataset.label;
+      time.hidden = true;
+      clearInterval(recordingTimer);
+    }
+  }
+
+  async function startRecording(form, button) {
+    const reason = whyNotRecordable(form, button);
+    if (reason) { sayAboutRecording(reason); return; }
+    sayAboutRecording("");
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (error) {
+      const refusals = { NotAllowedError: "denied", SecurityError: "denied", NotFoundError: "noMicrophone", OverconstrainedError: "noMicrophone" };
+      sayAboutRecording(button.dataset[refusals[error.name] || "recordFailed"]);
+      return;
+    }
+    const type = RECORDING_TYPES.map(function (pair) { return pair[0]; }).find(function (candidate) { return MediaRecorder.isTypeSupported(candidate); });
+    let started;
+    try {
+      started = new MediaRecorder(stream, type ? { mimeType: type } : {});
+      started.start();
+    } catch (error) {
+      stream.getTracks().forEach(function (track) { track.stop(); });
+      sayAboutRecording(button.dataset.recordFailed);
+      return;
+    }
+    const pieces = [];
+    started.addEventListener("dataavailable", function (event) { if (event.data.size) pieces.push(event.data); });
+    started.addEventListener("stop", function () {
+      stream.getTracks().forEach(function (track) { track.stop(); });  // the browser's "in use" light goes out
+      recorder = null;
+      showRecording(button, null);
+      const recordedType = started.mimeType || type || "audio/webm";
+      const recording = new Blob(pieces, { type: recordedType });
+      if (recording.size) uploadOne(form, new File([recording], recordingName(recordedType), { type: recordedType }));
+      else sayAboutRecording(button.dataset.empty);
+      changed();
+    });
+    recorder = started;
+    showRecording(button, Date.now());
+    changed();
+  }
+
+  function stopRecording() {
+    if (recorder && recorder.state !== "inactive") recorder.stop();
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-record]");
+    if (!button) return;
+    if (recorder) stopRecording();
+    else startRecording(button.form, button);
+  });
+
+  // Escape stops the recording first; composer.js's Escape (stop the answer) waits for the next one.
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && recorder && !document.querySelector(":popover-open, dialog[open]")) {
+      event.preventDefault();
+      stopRecording();
+    }
+  }, true);
+
+  // Leaving the page while recording: the microphone is let go (what was recorded is lost).
+  window.addEventListener("pagehide", function () {
+    if (recorder) recorder.stream.getTracks().forEach(function (track) { track.stop(); });
   });
 
   // --- Sent ------------------------------------------------------------------

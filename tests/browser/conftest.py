@@ -39,6 +39,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A fake microphone that plays a tone, granted without asking: Record (tests/browser/test_recording.py)
+    # records from it. Only pages that ask for the microphone notice these.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 
 

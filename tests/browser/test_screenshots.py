@@ -176,3 +176,51 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
             ctx.close()
             refused.delete()  # and the next pass's new chat starts without this one's files
             Attachment.objects.filter(message=None).delete()
+
+
+def test_write_recording_screenshots(browser, live_url, bob, acme, fake_url, transactional_db):
+    """The composer while it records a voice message, and a sent question with an audio and a video player:
+    `pytest -m screenshots -k recording tests/browser/test_screenshots.py`."""
+    from chat.models import Attachment, Conversation
+    from tests.browser.test_attachments import READY_CHIPS
+    from tests.chat.test_attachments import encoded_media
+
+    OUT.mkdir(exist_ok=True)
+    key = ApiKey(team=acme, label="MiMo (fake)", base_url=fake_url)
+    key.set_secret("sk-screenshots-only")
+    key.save()
+    sent = Conversation.objects.create(owner=bob, team=acme, title="Site visit", model="mimo-v2.5")
+    files = [
+        {"name": "site-walkthrough.mp4", "mimeType": "video/mp4", "buffer": encoded_media("mp4", "aac", "libx264", seconds=4)},
+        {"name": "voice-note.wav", "mimeType": "audio/wav", "buffer": encoded_media("wav", "pcm_s16le", seconds=12)},
+    ]
+
+    for device in DEVICES:
+        for scheme in SCHEMES:
+            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
+            ctx.set_default_timeout(30_000)
+            page = ctx.new_page()
+            sign_in_as(page, live_url, bob)
+            page.goto(f"/chats/{sent.pk}/")
+            expect(page.get_by_role("button", name="Send")).to_be_enabled()
+            if not sent.messages.exists():
+                page.get_by_role("textbox", name="Message").fill("Here is the walkthrough and my notes: what should we fix first?")
+                page.locator("[data-attach-input]").set_input_files(files=files)
+                expect(page.locator(READY_CHIPS)).to_have_count(2)
+                page.get_by_role("textbox", name="Message").press("Enter")
+                expect(page.locator(ANSWER).last).not_to_have_attribute("data-status", "streaming")
+            for player in page.locator(".message-attachments audio, .message-attachments video").all():
+                page.wait_for_function("player => player.readyState >= 2", arg=player.element_handle())
+            shoot(page, "chat-media-sent", device, scheme)
+
+            page.goto("/")
+            expect(page.get_by_role("button", name="Send")).to_be_enabled()
+            page.get_by_role("textbox", name="Message").fill("Summarise this voice note, please")
+            page.get_by_role("button", name="Record", exact=True).click()
+            expect(page.get_by_role("button", name="Stop recording")).to_contain_text("0:02")
+            shoot(page, "composer-recording", device, scheme)
+            page.get_by_role("button", name="Stop recording").click()
+            expect(page.locator(READY_CHIPS)).to_have_count(1)
+            shoot(page, "composer-recorded", device, scheme)
+            ctx.close()
+            Attachment.objects.filter(message=None).delete()  # the next pass's new chat starts without it

@@ -133,6 +133,14 @@ def test_a_recording_posted_as_recording_webm_becomes_an_mp3_with_its_duration(c
     assert (chip["kind"], chip["name"], chip["content_type"]) == ("audio", "recording.mp3", "audio/mpeg")
     assert chip["duration"] == pytest.approx(2, abs=0.05)
     assert Attachment.objects.get().duration == chip["duration"]
+    assert 'class="icon icon-audio"' in chip["html"] and '<span class="attachment-duration">0:02</span>' in chip["html"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "label"), [(None, ""), (0.2, "0:01"), (1.5, "0:02"), (59.4, "0:59"), (61, "1:01"), (3723.2, "1:02:03")]
+)
+def test_a_duration_reads_as_a_player_shows_it(seconds, label):
+    assert Attachment(kind="audio", duration=seconds).duration_label == label
 
 
 def quota(acme, bob, team_mib=None, own_mib=None):

@@ -350,6 +350,55 @@ def test_a_reviewer_sees_the_files_only_after_giving_a_reason(client, bob, acme,
     assert shows(client.get(f"/review/{conversation.pk}/").text, *sent)
 
 
+@pytest.fixture
+def sent_media(bob, conversation):
+    """A question with a voice message and a video, and MiMo's answer."""
+    question = Message.objects.create(conversation=conversation, role="user", content="Listen and watch")
+    Message.objects.create(conversation=conversation, role="assistant", content="Done.", parent=question)
+    audio = stored(bob, conversation, "voice.wav", encoded_media("wav", "pcm_s16le", seconds=1.6))
+    video = stored(bob, conversation, "clip.mp4", encoded_media("mp4", "aac", "libx264", seconds=3))
+    Attachment.objects.filter(pk__in=[audio.pk, video.pk]).update(message=question)
+    return audio, video
+
+
+def plays(html, audio, video):
+    """Whether the page holds a player for each, with its name and length, fetching only metadata until played."""
+    html = re.sub(r"\s+", " ", html)
+    return (
+        f'<audio controls preload="metadata" src="/attachments/{audio.pk}/" aria-label="voice.wav"></audio>' in html
+        and f'<video controls preload="metadata" src="/attachments/{video.pk}/" aria-label="clip.mp4"></video>' in html
+        and '<span class="attachment-name">voice.wav</span> <span class="attachment-size">0:02</span>' in html
+        and '<span class="attachment-name">clip.mp4</span> <span class="attachment-size">0:03</span>' in html
+    )
+
+
+@pytest.mark.django_db
+def test_sent_audio_and_video_show_as_players_on_the_page_a_share_and_in_review(client, bob, acme, conversation, sent_media):
+    client.force_login(bob)
+    assert plays(client.get(f"/chats/{conversation.pk}/").text, *sent_media)
+    share = Share.objects.create(
+        conversation=conversation, created_by=bob,
+        snapshot=transfer.export_data(transfer.exportable(Conversation.objects.filter(pk=conversation.pk))),
+    )
+    client.force_login(make_user("carol", acme))
+    assert plays(client.get(f"/shares/{share.pk}/").text, *sent_media)
+    assert client.get(f"/attachments/{sent_media[0].pk}/", headers={"Range": "bytes=0-9"}).status_code == 206
+    acme.review_enabled = True
+    acme.save()
+    rita = make_user("rita", acme, Membership.Role.REVIEWER)
+    client.force_login(rita)
+    ReviewAccess.record(conversation, rita, "Checking the voice notes")
+    assert plays(client.get(f"/review/{conversation.pk}/").text, *sent_media)
+
+
+@pytest.mark.django_db
+def test_the_socket_frame_of_a_question_holds_the_same_players(conversation, sent_media):
+    from django.template.loader import render_to_string
+
+    question = Message.objects.prefetch_related("attachments").get(role="user")
+    assert plays(render_to_string("chat/message.html#message", generation.message_context(question)), *sent_media)
+
+
 @pytest.mark.django_db
 def test_an_answer_says_when_older_files_were_left_out(conversation):
     answer = Message.objects.create(conversation=conversation, role="assistant", content="Done", attachments_left_out=2)
