@@ -243,8 +243,14 @@
     return "";
   }
 
-  // Whether the cue says Send waits for uploads: only once the member tried to send meanwhile.
-  let triedWhileUploading = false;
+  // Whether the cue says Send waits for uploads or a recording: only once the member tried to send meanwhile.
+  let triedWhileWaiting = false;
+
+  function whyWaiting(form, uploading) {
+    if (!triedWhileWaiting) return "";
+    if (recorder) return form.querySelector("[data-record]").dataset.stillRecording;
+    return uploading ? form.dataset.stillUploading : "";
+  }
 
   function changed() {
     const form = composer();
@@ -253,9 +259,8 @@
     const all = chips();
     const uploading = all.some(function (chip) { return chip.hasAttribute("data-uploading"); });
     const ready = all.filter(function (chip) { return chip.dataset.kind; });
-    if (!uploading && !recorder) triedWhileUploading = false;
-    const waiting = triedWhileUploading && (recorder ? form.querySelector("[data-record]").dataset.stillRecording : uploading ? form.dataset.stillUploading : "");
-    const reason = whyNotSendable(form, ready) || waiting || "";
+    if (!uploading && !recorder) triedWhileWaiting = false;
+    const reason = whyNotSendable(form, ready) || whyWaiting(form, uploading);
     if (cue.textContent !== reason) cue.textContent = reason;
     cue.hidden = !reason;
     form.dataset.attachmentsBlocked = uploading || recorder || whyNotSendable(form, ready) ? "true" : "";
@@ -267,7 +272,7 @@
   // Enter or Send while files upload or a recording goes on: say why nothing happens.
   document.addEventListener("mimoweb:send-refused", function () {
     if (recorder || chips().some(function (chip) { return chip.hasAttribute("data-uploading"); })) {
-      triedWhileUploading = true;
+      triedWhileWaiting = true;
       changed();
     }
   });
@@ -279,6 +284,7 @@
   // --- Recording a voice message ---------------------------------------------
 
   let recorder = null;  // the MediaRecorder while one records
+  let askingForMicrophone = false;  // a second press while the browser asks starts nothing more
   let recordingTimer = null;
 
   // What the browser records in, best first, and the suffix the server reads its kind from.
@@ -347,12 +353,15 @@
     if (reason) { sayAboutRecording(reason); return; }
     sayAboutRecording("");
     let stream;
+    askingForMicrophone = true;
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch (error) {
       const refusals = { NotAllowedError: "denied", SecurityError: "denied", NotFoundError: "noMicrophone", OverconstrainedError: "noMicrophone" };
       sayAboutRecording(button.dataset[refusals[error.name] || "recordFailed"]);
       return;
+    } finally {
+      askingForMicrophone = false;
     }
     const type = RECORDING_TYPES.map(function (pair) { return pair[0]; }).find(function (candidate) { return MediaRecorder.isTypeSupported(candidate); });
     let started;
@@ -389,7 +398,7 @@
     const button = event.target.closest("[data-record]");
     if (!button) return;
     if (recorder) stopRecording();
-    else startRecording(button.form, button);
+    else if (!askingForMicrophone) startRecording(button.form, button);
   });
 
   // Escape stops the recording first; composer.js's Escape (stop the answer) waits for the next one.
