@@ -67,9 +67,10 @@ def test_a_recording_from_the_microphone_reaches_mimo_and_plays_in_every_tab(pag
     chip = chat.locator(READY_CHIPS)
     expect(chip).to_have_count(1)
     expect(chip).to_contain_text("recording.mp3")  # Chromium records WebM; the server made it an MP3
-    expect(chip.locator(".attachment-duration")).to_have_text(re.compile(r"^0:0[12]$"))
+    # About 1.5 s of tone, and however long this busy machine took to press Enter and Stop.
+    expect(chip.locator(".attachment-duration")).to_have_text(re.compile(r"^0:0[1-6]$"))
     recording = Attachment.objects.get(conversation=conversation)
-    assert (recording.kind, recording.content_type) == ("audio", "audio/mpeg") and 1.0 <= recording.duration <= 3.0
+    assert (recording.kind, recording.content_type) == ("audio", "audio/mpeg") and 1.0 <= recording.duration <= 6.0
 
     # Escape stops a recording too; this one is removed again.
     record(chat)
