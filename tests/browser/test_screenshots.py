@@ -212,6 +212,7 @@ def test_write_recording_screenshots(browser, live_url, bob, acme, fake_url, tra
             for player in page.locator(".message-attachments audio, .message-attachments video").all():
                 page.wait_for_function("player => player.readyState >= 2", arg=player.element_handle())  # its first frame, not a spinner
             page.locator("article.message-user").evaluate("question => question.scrollIntoView()")  # the players, not the answer
+            page.wait_for_timeout(1200)  # Chromium's loading spinner lingers over a video that has loaded
             shoot(page, "chat-media-sent", device, scheme)
 
             voice = Conversation.objects.create(owner=bob, team=acme, model="mimo-v2.5")  # the default model takes no audio
