@@ -486,6 +486,15 @@ def test_admin_sets_a_storage_quota_for_the_team_and_another_for_a_member(client
     assert (membership.storage_quota_bytes, alices.storage_quota_bytes) == (500 * 1024 * 1024, 100 * 1024 * 1024)
 
 
+def test_admin_lowers_the_largest_file_a_member_may_attach(client, alice, acme):
+    client.force_login(alice)
+    page = client.get(f"/teams/{acme.pk}/limits/").content.decode()
+    assert 'name="team-largest_file_mib"' in page and 'max="32"' in page and "up to 32 MiB, this server’s limit" in page
+    assert client.post(f"/teams/{acme.pk}/limits/", {"team-largest_file_mib": "5"}).status_code == 302
+    acme.refresh_from_db()
+    assert acme.largest_file_mib == 5
+
+
 def test_the_limits_page_shows_each_members_storage_beside_their_quota(client, alice, bob, acme, conversation):
     set_limits(bobs_membership(bob, acme), storage_quota_mib=20)
     for size in (3 * 1024 * 1024, 2 * 1024 * 1024):  # two rows of one file: each counts for the member
@@ -504,6 +513,8 @@ def test_the_limits_page_shows_each_members_storage_beside_their_quota(client, a
     [
         ("team-storage_quota_mib", "-1", "Ensure this value is greater than or equal to 0."),
         ("team-storage_quota_mib", "1.5", "Enter a whole number."),
+        ("team-largest_file_mib", "0", "Ensure this value is greater than or equal to 1."),
+        ("team-largest_file_mib", "33", "Ensure this value is less than or equal to 32."),
         ("member-storage", "many", "Enter a whole number."),
         ("team-monthly_token_limit", "-5", "Ensure this value is greater than or equal to 0."),
         ("team-monthly_cost_limit", "-0.01", "Ensure this value is greater than or equal to 0."),
