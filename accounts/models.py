@@ -125,6 +125,9 @@ class Team(models.Model):
     # Storage for each member's attachments in the team, unless a member has a quota of their own
     # (Membership.storage_quota_mib). Empty means no limit.
     storage_quota_mib = models.PositiveIntegerField(_("storage for attachments, per member (MiB)"), null=True, blank=True)
+    # The largest file a member may attach, below the server's own limit (MIMOWEB_ATTACHMENT_MAX_BYTES).
+    # Empty means the server's.
+    largest_file_mib = models.PositiveIntegerField(_("largest attached file (MiB)"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     members = models.ManyToManyField(User, through="Membership", related_name="teams")
 

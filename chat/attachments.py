@@ -99,16 +99,23 @@ class Upload:
     thumbnail: bytes | None = None
 
 
-def read_upload(uploaded):
-    """The Upload an uploaded file makes; Refused when it is not one mimoweb takes."""
+def largest_file_bytes(team=None):
+    """The most a file attached in the team may hold: the team admins' limit, within the server's."""
+    most = settings.MIMOWEB_ATTACHMENT_MAX_BYTES
+    if team is not None and team.largest_file_mib is not None:
+        most = min(most, team.largest_file_mib * 1024 * 1024)
+    return most
+
+
+def read_upload(uploaded, team=None):
+    """The Upload an uploaded file makes in the team; Refused when it is not one mimoweb takes."""
     name = PurePath(uploaded.name or "").name
     suffix = PurePath(name.lower()).suffix
     if uploaded.size == 0:
         raise Refused(_("%(name)s is empty.") % {"name": name})
-    if uploaded.size > settings.MIMOWEB_ATTACHMENT_MAX_BYTES:
+    if uploaded.size > (most := largest_file_bytes(team)):
         raise Refused(
-            _("%(name)s is larger than %(limit)s, the most a file may hold.")
-            % {"name": name, "limit": filesizeformat(settings.MIMOWEB_ATTACHMENT_MAX_BYTES)}
+            _("%(name)s is larger than %(limit)s, the most a file may hold.") % {"name": name, "limit": filesizeformat(most)}
         )
     if suffix in IMAGE_FORMATS:
         upload = read_image(uploaded, name, IMAGE_FORMATS[suffix])

@@ -3,7 +3,8 @@ from datetime import date
 from urllib.parse import urlsplit
 
 from django import forms
-from django.core.validators import MinValueValidator
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Exists, OuterRef, Q
 from django.http import QueryDict
 from django.utils.formats import number_format
@@ -355,7 +356,10 @@ class TeamLimitsForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = ["monthly_token_limit", "monthly_cost_limit", "messages_per_minute", "streams_at_once", "storage_quota_mib"]
+        fields = [
+            "monthly_token_limit", "monthly_cost_limit", "messages_per_minute", "streams_at_once", "storage_quota_mib",
+            "largest_file_mib",
+        ]  # fmt: skip
         help_texts = {
             "storage_quota_mib": _(
                 "What each member’s attached files may take in all, unless the member has a quota of their own below."
@@ -369,7 +373,14 @@ class TeamLimitsForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         set_minimum(self, ["monthly_cost_limit"], 0)
-        set_minimum(self, ["messages_per_minute", "streams_at_once"], 1)
+        set_minimum(self, ["messages_per_minute", "streams_at_once", "largest_file_mib"], 1)
+        # No higher than the server's own limit, which this can only lower.
+        server_most = settings.MIMOWEB_ATTACHMENT_MAX_BYTES // (1024 * 1024)
+        self.fields["largest_file_mib"].validators.append(MaxValueValidator(server_most))
+        self.fields["largest_file_mib"].widget.attrs["max"] = str(server_most)
+        self.fields["largest_file_mib"].help_text = _(
+            "The largest file a member may attach, up to %(most)s MiB, this server’s limit. Empty: %(most)s MiB."
+        ) % {"most": server_most}
 
 
 class MemberLimitsForm(forms.ModelForm):

@@ -14,7 +14,8 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import F, Max, Sum
+from django.db.models import F, Max, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.text import get_text_list
@@ -100,41 +101,55 @@ def used_this_month(team, owner=None):
     return totals["total_tokens"], totals["total_cost"]
 
 
+def used_by_team_and_member(team, owner_id):
+    """((tokens, cost) of the team, (tokens, cost) of one member in it) this month, at the price in force
+    when each answer ran: the budget check's, in one read of a row per price period (a member's share
+    summed beside the team's), with the period's rates."""
+    rate_columns = [f"price__{rate}" for rate in usage.RATES]
+    scopes = {"team": Q(), "own": Q(owner_id=owner_id)}
+    rows = (
+        rollups_this_month(team)
+        .values("price_id", *rate_columns)
+        .annotate(**{
+            f"{scope}_{name}": Coalesce(Sum(field, filter=which), 0)
+            for scope, which in scopes.items() for name, field in usage.FIGURE_NAMES.items()
+        })  # fmt: skip
+        .order_by()
+    )
+    used = {scope: (0, Decimal(0)) for scope in scopes}
+    for row in rows:
+        rates = None if row["price_id"] is None else tuple(row[column] for column in rate_columns)
+        for scope, (tokens, cost) in used.items():
+            figures = {name: row[f"{scope}_{name}"] for name in usage.FIGURE_NAMES}
+            used[scope] = (tokens + figures["prompt"] + figures["completion"], cost + usage.cost_at(rates, figures))
+    return used["team"], used["own"]
+
+
 def streaming_now(team):
     """(member's id, prompt tokens) of each of the team's answers streaming now: a handful, read once per send."""
     return list(answers(team).filter(status=Message.Status.STREAMING).values_list("conversation__owner_id", "prompt_tokens"))
 
 
-def largest_recent_answers(team):
-    """{member's id: the tokens of their largest answer in the team of the last RECENT_DAYS days}, from the
-    roll-ups' days: a few rows per member, however many answers."""
+def largest_recent_answers(team, owner_id):
+    """{None: the tokens of the team's largest answer of the last RECENT_DAYS days, owner_id: the member's},
+    from the roll-ups' days: a few rows per member, however many answers."""
     today = timezone.localdate(timezone.now(), timezone.get_default_timezone())
     days = UsageRollup.objects.filter(team=team, period=UsageRollup.Period.DAY, day__gt=today - timedelta(days=RECENT_DAYS))
-    return {row["owner"]: row["largest"] for row in days.values("owner").annotate(largest=Max("largest_tokens")).order_by()}
-
-
-def in_scope(by_member, owner):
-    """The values of a {member's id: value} for one member, or for all of them (owner None: the team)."""
-    return [value for who, value in by_member.items() if owner in (None, who)]
-
-
-def used_in_scope(used, owner):
-    """(tokens, cost) of one member, or of the team (owner None), of what its members `used` (`used_by_member`)."""
-    spent = in_scope(used, owner)
-    return sum(tokens for tokens, _cost in spent), sum((cost for _tokens, cost in spent), Decimal(0))
+    largest = days.aggregate(team=Max("largest_tokens"), own=Max("largest_tokens", filter=Q(owner_id=owner_id)))
+    return {owner_id: largest["own"] or 0, None: largest["team"] or 0}  # the team's when owner_id is None
 
 
 def reserved(owner, streaming, used, largest):
     """(tokens, cost) held for the scope's answers still streaming, each as RESERVE_FLOOR_* above says.
 
-    Read from what the check read already: the team's answers `streaming` now (`streaming_now`), what
-    its members `used` this month (`used_by_member`) and their `largest` recent answers.
+    Read from what the check read already: the team's answers `streaming` now (`streaming_now`), the
+    (tokens, cost) the scope `used` this month and its `largest` recent answer (`largest_recent_answers`).
     """
     count = sum(1 for who, prompt in streaming if prompt is None and owner in (None, who))
     if not count:
         return 0, Decimal(0)
-    tokens, cost = used_in_scope(used, owner)
-    each_tokens = max([RESERVE_FLOOR_TOKENS, *in_scope(largest, owner)])
+    tokens, cost = used
+    each_tokens = max(RESERVE_FLOOR_TOKENS, largest.get(owner, 0))
     each_cost = max(RESERVE_FLOOR_COST, each_tokens * cost / tokens if tokens else Decimal(0))
     return count * each_tokens, count * each_cost
 
@@ -293,13 +308,15 @@ def meters(team, membership, *, streaming=None):
     if not scopes:
         return []
     # Two reads for both scopes, the second only while an answer of the team has no usage yet.
-    used = used_by_member(team)
+    owner_id = membership.user_id if membership is not None else None
+    team_used, own_used = used_by_team_and_member(team, owner_id)
+    used = {None: team_used, owner_id: own_used}
     streaming = streaming or []
-    largest = largest_recent_answers(team) if any(prompt is None for _who, prompt in streaming) else {}
+    largest = largest_recent_answers(team, owner_id) if any(prompt is None for _who, prompt in streaming) else {}
     found = []
     for whose, holder, owner in scopes:
-        tokens, cost = used_in_scope(used, owner)
-        held_tokens, held_cost = reserved(owner, streaming, used, largest)
+        tokens, cost = used[owner]
+        held_tokens, held_cost = reserved(owner, streaming, used[owner], largest)
         if holder.monthly_token_limit is not None:
             found.append(Meter(whose, TOKENS, team, tokens, holder.monthly_token_limit, held_tokens))
         if holder.monthly_cost_limit is not None:

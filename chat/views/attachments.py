@@ -45,7 +45,7 @@ def upload(request: AuthenticatedHttpRequest, conversation_id):
     taken, errors = [], []
     for uploaded in files:
         try:
-            taken.append(attachments.read_upload(uploaded))
+            taken.append(attachments.read_upload(uploaded, conversation.team))
         except attachments.Refused as refusal:
             errors.append({"name": uploaded.name, "message": str(refusal)})
     if errors:

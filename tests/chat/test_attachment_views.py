@@ -169,6 +169,21 @@ def test_an_upload_over_the_members_quota_is_refused_with_the_numbers_and_nothin
     assert Attachment.objects.count() == 1 and len(stored_files(attachment_storage)) == 1
 
 
+def test_a_file_over_the_teams_largest_file_is_refused_with_its_limit_and_nothing_is_stored(
+    client, bob, acme, conversation, attachment_storage  # noqa: F811
+):
+    acme.largest_file_mib = 1
+    acme.save()
+    client.force_login(bob)
+    response = post_files(client, conversation, SimpleUploadedFile("big.txt", b"b" * (1024 * 1024 + 1)))
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"name": "big.txt", "message": "big.txt is larger than 1.0\xa0MB, the most a file may hold."}
+    ]
+    assert not Attachment.objects.exists() and not stored_files(attachment_storage)
+    assert post_files(client, conversation, SimpleUploadedFile("fits.txt", b"f" * 1024 * 1024)).status_code == 201
+
+
 def test_the_quota_counts_every_row_though_the_same_file_is_stored_once(client, bob, acme, conversation):
     quota(acme, bob, team_mib=1)
     client.force_login(bob)

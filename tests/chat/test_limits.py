@@ -49,7 +49,7 @@ def streaming_answer(conversation, **fields):
 
 def held_for_team(team):
     """(tokens, cost) the budget check holds for the team's answers streaming now."""
-    return limits.reserved(None, limits.streaming_now(team), limits.used_by_member(team), limits.largest_recent_answers(team))
+    return limits.reserved(None, limits.streaming_now(team), limits.used_this_month(team), limits.largest_recent_answers(team, None))
 
 
 def set_limits(holder, **limits_):
@@ -118,6 +118,20 @@ def test_used_counts_this_months_answers_of_the_team_and_of_the_member(bob, alic
 
     assert limits.used_this_month(acme)[0] == 1_300
     assert limits.used_this_month(acme, bob)[0] == 1_000
+
+
+def test_the_budget_checks_one_read_gives_the_team_and_the_member_what_each_read_alone_gives(bob, alice, acme, history, price):
+    past_answer(history, 2_000_000)
+    past_answer(Conversation.objects.create(owner=alice, team=acme), 300)
+    other_model = past_answer(history, 1_000)
+    Message.objects.filter(pk=other_model.pk).update(model="mimo-v2.5")  # another model: another price
+    usage.rebuild_rollups()
+    team, own = limits.used_by_team_and_member(acme, bob.pk)
+    assert team == limits.used_this_month(acme)
+    assert team[0] == 2_001_300 and team[1] > Decimal("1.305")
+    assert own == limits.used_this_month(acme, bob)
+    assert own[0] == 2_001_000 and own[1] >= Decimal("1.305")
+    assert limits.used_by_team_and_member(acme, None)[1] == (0, 0)
 
 
 def test_cost_used_is_at_the_price_in_force(bob, acme, history, price):
@@ -242,7 +256,7 @@ def test_a_streaming_answer_holds_the_largest_answer_of_today_and_yesterday(bob,
     streaming_answer(history)
     streaming_answer(Conversation.objects.create(owner=alice, team=acme))
     assert held_for_team(acme)[0] == 2 * 7_000
-    used, largest = limits.used_by_member(acme), limits.largest_recent_answers(acme)
+    used, largest = limits.used_this_month(acme, alice), limits.largest_recent_answers(acme, alice.pk)
     streaming = limits.streaming_now(acme)
     assert limits.reserved(alice.pk, streaming, used, largest)[0] == 6_000  # a member's own: only theirs
 
@@ -259,11 +273,11 @@ def test_a_streaming_answer_holds_the_largest_answers_tokens_at_the_scopes_cost_
 def test_the_largest_answer_is_kept_by_the_rollups_and_measured_again_by_a_rebuild(bob, acme, history):
     answer = past_answer(history, 9_000)
     past_answer(history, 3_000)
-    assert limits.largest_recent_answers(acme) == {bob.pk: 9_000}
+    assert limits.largest_recent_answers(acme, bob.pk) == {None: 9_000, bob.pk: 9_000}
     answer.delete()  # a high-water mark: the hold may stay a little larger until a rebuild
-    assert limits.largest_recent_answers(acme) == {bob.pk: 9_000}
+    assert limits.largest_recent_answers(acme, bob.pk) == {None: 9_000, bob.pk: 9_000}
     usage.rebuild_rollups()
-    assert limits.largest_recent_answers(acme) == {bob.pk: 3_000}
+    assert limits.largest_recent_answers(acme, bob.pk) == {None: 3_000, bob.pk: 3_000}
 
 
 def test_twenty_sends_at_once_against_room_for_three_admit_at_most_one_too_many(bob, acme, acme_key, history):
@@ -472,6 +486,15 @@ def test_admin_sets_a_storage_quota_for_the_team_and_another_for_a_member(client
     assert (membership.storage_quota_bytes, alices.storage_quota_bytes) == (500 * 1024 * 1024, 100 * 1024 * 1024)
 
 
+def test_admin_lowers_the_largest_file_a_member_may_attach(client, alice, acme):
+    client.force_login(alice)
+    page = client.get(f"/teams/{acme.pk}/limits/").content.decode()
+    assert 'name="team-largest_file_mib"' in page and 'max="32"' in page and "up to 32 MiB, this server’s limit" in page
+    assert client.post(f"/teams/{acme.pk}/limits/", {"team-largest_file_mib": "5"}).status_code == 302
+    acme.refresh_from_db()
+    assert acme.largest_file_mib == 5
+
+
 def test_the_limits_page_shows_each_members_storage_beside_their_quota(client, alice, bob, acme, conversation):
     set_limits(bobs_membership(bob, acme), storage_quota_mib=20)
     for size in (3 * 1024 * 1024, 2 * 1024 * 1024):  # two rows of one file: each counts for the member
@@ -490,6 +513,8 @@ def test_the_limits_page_shows_each_members_storage_beside_their_quota(client, a
     [
         ("team-storage_quota_mib", "-1", "Ensure this value is greater than or equal to 0."),
         ("team-storage_quota_mib", "1.5", "Enter a whole number."),
+        ("team-largest_file_mib", "0", "Ensure this value is greater than or equal to 1."),
+        ("team-largest_file_mib", "33", "Ensure this value is less than or equal to 32."),
         ("member-storage", "many", "Enter a whole number."),
         ("team-monthly_token_limit", "-5", "Ensure this value is greater than or equal to 0."),
         ("team-monthly_cost_limit", "-0.01", "Ensure this value is greater than or equal to 0."),

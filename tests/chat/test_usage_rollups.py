@@ -101,7 +101,7 @@ def test_imported_answers_take_no_part_in_the_reserve_or_the_pace(bob, acme, con
     answer(conversation, prompt=2_000_000_000, completion=0, imported=True)
     Message.objects.create(conversation=conversation, role="assistant", status="streaming", model="mimo-v2.5-pro")
     streaming = limits.streaming_now(acme)
-    tokens, _cost = limits.reserved(None, streaming, limits.used_by_member(acme), limits.largest_recent_answers(acme))
+    tokens, _cost = limits.reserved(None, streaming, limits.used_this_month(acme), limits.largest_recent_answers(acme, None))
     assert tokens == limits.RESERVE_FLOOR_TOKENS
 
 
