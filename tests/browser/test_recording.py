@@ -11,9 +11,15 @@ from playwright.sync_api import expect
 from accounts.models import Team
 from chat.models import Attachment, Conversation
 from tests.browser.test_accessibility import serious_violations
-from tests.browser.test_attachments import READY_CHIPS
+from tests.browser.test_attachments import (
+    READY_CHIPS,
+    drag_over_the_conversation,
+    drop_on_the_conversation,
+    paste,
+    shows_the_files,
+)
 from tests.browser.test_composer import box, last_answer, make_key, open_chat
-from tests.chat.test_attachments import encoded_media
+from tests.chat.test_attachments import encoded_media, image_bytes, pdf_with_text
 from tests.chat.test_sending_attachments import WAV
 
 NO_AUDIO_KEY = (
@@ -90,6 +96,31 @@ def test_a_recording_from_the_microphone_reaches_mimo_and_plays_in_every_tab(pag
     chat.reload()
     player_ready(chat, "What did I say?", "audio")
     assert serious_violations(chat) == []
+
+
+def test_a_pasted_image_a_dropped_pdf_and_a_recording_go_in_one_message_and_show_in_every_tab(
+    page, live_url, bob, acme, fake_url
+):
+    make_key(acme, fake_url)
+    conversation = Conversation.objects.create(owner=bob, team=acme, title="All three", model="mimo-v2.5")
+    chat = open_chat(page, live_url, bob, conversation)
+    other_tab = open_chat(page.context.new_page(), live_url, bob, conversation)
+    box(chat).fill("What are these?")
+    paste(chat, image_bytes((64, 48)), "image.png", "image/png")
+    drop_on_the_conversation(chat, drag_over_the_conversation(chat, pdf_with_text("Grow in Q3"), "plan.pdf", "application/pdf"))
+    record(chat).click()
+    expect(chat.locator(READY_CHIPS)).to_have_count(3)
+    box(chat).press("Enter")
+    answer = last_answer(chat)
+    expect(answer).to_contain_text("1 image (64×48)", timeout=30_000)  # the fake names what reached it
+    expect(answer).to_contain_text("1 audio clip")
+    expect(answer).to_contain_text("1 document (plan.pdf)")
+    for tab in (chat, other_tab):  # the other tab draws the question from the socket's frame
+        shows_the_files(tab, "What are these?")
+        player_ready(tab, "What are these?", "audio")
+    chat.reload()
+    shows_the_files(chat, "What are these?")
+    player_ready(chat, "What are these?", "audio")
 
 
 def test_a_sent_video_and_audio_file_play_in_the_message(page, live_url, bob, acme, fake_url):
