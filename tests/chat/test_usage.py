@@ -26,13 +26,14 @@ def price(model="mimo-test", valid_from=datetime(2026, 1, 1, tzinfo=UTC), **rate
     return Price.objects.create(model=model, valid_from=valid_from, **{k: Decimal(v) for k, v in rates.items()})
 
 
-def answer(owner, team, when, model="mimo-test", key=None, prompt=1000, completion=500, reasoning=0, cached=0, searches=0):
+def answer(owner, team, when, model="mimo-test", key=None, prompt=1000, completion=500, reasoning=0, cached=0, searches=0,
+           **media):  # image_tokens, audio_tokens, video_tokens
     conversation, _ = Conversation.objects.get_or_create(owner=owner, team=team, title=f"{owner}'s chat")
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content="Hi", created_at=when)
     return Message.objects.create(
         conversation=conversation, role=Message.Role.ASSISTANT, content="Hello", model=model, api_key=key,
         prompt_tokens=prompt, completion_tokens=completion, reasoning_tokens=reasoning, cached_tokens=cached,
-        web_search_calls=searches, created_at=when,
+        web_search_calls=searches, created_at=when, **media,
     )
 
 
@@ -336,15 +337,16 @@ def expected_rows(messages, with_team=False):
             message.conversation.owner.username,
             f"{key.label} (…{key.last_four})" if key else "no key recorded",
         )
-        row = rows.setdefault(group, [0, 0, 0, 0, 0, 0, 0, Decimal(0)])
+        row = rows.setdefault(group, [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0, 0, 0])
         in_force = Price.objects.in_force(message.model, message.created_at)
         for index, value in enumerate([
             1, message.prompt_tokens, message.completion_tokens, message.reasoning_tokens, message.cached_tokens,
             message.web_search_calls, message.prompt_tokens + message.completion_tokens,
             in_force.cost_of(message) if in_force else 0,
+            message.image_tokens, message.audio_tokens, message.video_tokens,
         ]):
             row[index] += value or 0
-    return {group: [*map(str, values[:-1]), str(cost(values[-1]))] for group, values in rows.items()}
+    return {group: [*map(str, values[:7]), str(cost(values[7])), *map(str, values[8:])] for group, values in rows.items()}
 
 
 def as_groups(rows, with_team=False):
@@ -359,13 +361,14 @@ def test_team_csv_has_one_row_per_day_model_member_and_key_equal_to_the_messages
     rows = read_csv(response)
     assert list(rows[0]) == [
         "day", "model", "member", "key", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-        "cached_tokens", "web_search_calls", "tokens", "cost_usd",
-    ]
+        "cached_tokens", "web_search_calls", "tokens", "cost_usd", "image_tokens", "audio_tokens", "video_tokens",
+    ]  # the media tokens came after the cost, so that the columns before them kept their places
     assert as_groups(rows) == expected_rows(march[:3])  # Acme's March only
     assert rows[0] == {
         "day": "2026-03-10", "model": "mimo-other", "member": "alice", "key": "Acme spare (…Zz99)", "messages": "1",
         "prompt_tokens": "3000", "completion_tokens": "1000", "reasoning_tokens": "0", "cached_tokens": "0",
-        "web_search_calls": "0", "tokens": "4000", "cost_usd": "0.01500000",
+        "web_search_calls": "0", "tokens": "4000", "cost_usd": "0.01500000", "image_tokens": "0", "audio_tokens": "0",
+        "video_tokens": "0",
     }
 
 

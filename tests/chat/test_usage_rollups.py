@@ -262,7 +262,7 @@ def test_the_check_finds_a_tampered_rollup_and_the_rebuild_mends_it(conversation
     UsageRollup.objects.filter(period=UsageRollup.Period.DAY).update(prompt_tokens=F("prompt_tokens") + 5)
     with pytest.raises(CommandError, match="1 roll-up group"):
         call_command("usage_rollups", "--check")
-    assert "(1, 1005, 500, 0, 0, 0), answers (1, 1000, 500, 0, 0, 0)" in capsys.readouterr().out
+    assert "(1, 1005, 500, 0, 0, 0, 0, 0, 0), answers (1, 1000, 500, 0, 0, 0, 0, 0, 0)" in capsys.readouterr().out
     call_command("usage_rollups", "--rebuild")
     call_command("usage_rollups", "--check")
     in_step()
