@@ -107,12 +107,14 @@ def used_by_team_and_member(team, owner_id):
     summed beside the team's), with the period's rates."""
     rate_columns = [f"price__{rate}" for rate in usage.RATES]
     scopes = {"team": Q(), "own": Q(owner_id=owner_id)}
+    # The budgets need tokens and cost: the media tokens, already among the prompt's, are not read.
+    figure_names = {name: field for name, field in usage.FIGURE_NAMES.items() if name not in usage.MEDIA_FIGURE_NAMES}
     rows = (
         rollups_this_month(team)
         .values("price_id", *rate_columns)
         .annotate(**{
             f"{scope}_{name}": Coalesce(Sum(field, filter=which), 0)
-            for scope, which in scopes.items() for name, field in usage.FIGURE_NAMES.items()
+            for scope, which in scopes.items() for name, field in figure_names.items()
         })  # fmt: skip
         .order_by()
     )
@@ -120,7 +122,7 @@ def used_by_team_and_member(team, owner_id):
     for row in rows:
         rates = None if row["price_id"] is None else tuple(row[column] for column in rate_columns)
         for scope, (tokens, cost) in used.items():
-            figures = {name: row[f"{scope}_{name}"] for name in usage.FIGURE_NAMES}
+            figures = {name: row[f"{scope}_{name}"] for name in figure_names}
             used[scope] = (tokens + figures["prompt"] + figures["completion"], cost + usage.cost_at(rates, figures))
     return used["team"], used["own"]
 

@@ -753,6 +753,10 @@ class UsageRollup(models.Model):
     reasoning_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
     web_search_calls = models.BigIntegerField(default=0)
+    # Of the prompt tokens, MiMo's count for images, audio and video (an answer's None adds 0).
+    image_tokens = models.BigIntegerField(default=0)
+    audio_tokens = models.BigIntegerField(default=0)
+    video_tokens = models.BigIntegerField(default=0)
     # The group's largest answer (prompt + completion tokens): what the budget check holds for
     # each answer still streaming (chat/limits.py). A high-water mark: it stays when the answer
     # is deleted, which only makes the hold a little larger; a rebuild measures it again.

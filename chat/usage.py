@@ -174,6 +174,10 @@ def values_of(records, columns):
     return records.values(*plain, **renamed)
 
 
+# Of the prompt tokens, those MiMo counted for images, audio and video (its `prompt_tokens_details`):
+# already in `prompt`, so in the cost and the budgets too; shown beside it, never added to it.
+MEDIA_FIGURE_NAMES = {"image": "image_tokens", "audio": "audio_tokens", "video": "video_tokens"}
+
 # The figures every table, chart and CSV row shows, and the fields they sum (as a message and a roll-up name them).
 FIGURE_NAMES = {
     "prompt": "prompt_tokens",
@@ -181,6 +185,7 @@ FIGURE_NAMES = {
     "reasoning": "reasoning_tokens",
     "cached": "cached_tokens",
     "searches": "web_search_calls",
+    **MEDIA_FIGURE_NAMES,
 }
 
 
@@ -438,9 +443,10 @@ def legend(table_rows, dimension):
 
 # --- CSV -----------------------------------------------------------------------------
 
+# The media tokens are last, after the cost, so that the columns before them kept their places when they came.
 CSV_COLUMNS = [
     "model", "member", "key", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-    "cached_tokens", "web_search_calls", "tokens", "cost",
+    "cached_tokens", "web_search_calls", "tokens", "cost", "image_tokens", "audio_tokens", "video_tokens",
 ]
 
 
@@ -463,6 +469,8 @@ def csv_rows(records, with_team=False):
             "tokens": row["total_tokens"],
             # Eight places: a few cached tokens cost millionths of a cent.
             "cost": f"{Decimal(row['total_cost']).quantize(Decimal('0.00000001'), ROUND_HALF_UP):f}",
+            # Of the prompt tokens: not added to `tokens` again.
+            **{field: row[name] for name, field in MEDIA_FIGURE_NAMES.items()},
         }
 
 
@@ -475,7 +483,7 @@ def spreadsheet_safe(value):
 
 def write_csv(out, records, with_team=False):
     columns = ["day", *(["team"] if with_team else []), *CSV_COLUMNS]
-    columns[-1] = f"cost_{CURRENCY.lower()}"
+    columns[columns.index("cost")] = f"cost_{CURRENCY.lower()}"
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in csv_rows(records, with_team):
@@ -486,7 +494,10 @@ def write_csv(out, records, with_team=False):
 
 # What a roll-up groups by, and what it sums (as a message names them).
 GROUP = ("period", "team_id", "owner_id", "api_key_id", "model", "day", "price_id")
-SUMS = ("answers", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "web_search_calls")
+SUMS = (
+    "answers", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "web_search_calls",
+    *MEDIA_FIGURE_NAMES.values(),
+)
 FIGURES = SUMS[1:]
 # The fields of a message that decide whether, where and how much it counts.
 COUNTED_FIELDS = {"role", "imported", "conversation", "api_key", "model", "created_at", *FIGURES}
@@ -614,8 +625,10 @@ def uncount_conversation(conversation):
 def day_rollups(messages, price_model=Price):
     """The days' roll-ups as the answers among `messages` make them: one dict per group, named as UsageRollup's fields.
 
-    The price model is given so that the migration that first builds them can use its own.
+    The price model is given so that the migrations that build them can use their own; a
+    figure their message model has not yet (the media tokens, before 0014) sums as 0.
     """
+    fields = {field.name for field in messages.model._meta.concrete_fields}
     in_force = price_model.objects.filter(model=OuterRef("model"), valid_from__lte=OuterRef("created_at"))
     groups = (
         messages.filter(role="assistant", imported=False)
@@ -630,14 +643,14 @@ def day_rollups(messages, price_model=Price):
         # Summed under other names: a message's own fields have these.
         .annotate(
             answers=Count("pk"),
-            **{f"sum_{name}": Coalesce(Sum(name), 0) for name in FIGURES},
+            **{f"sum_{name}": Coalesce(Sum(name), 0) for name in FIGURES if name in fields},
             largest=Coalesce(Max(Coalesce("prompt_tokens", 0) + Coalesce("completion_tokens", 0)), 0),
         )
         .order_by()
     )
     for row in groups:
         yield {"period": UsageRollup.Period.DAY, **{name: row[name] for name in GROUP[1:]}, "answers": row["answers"]} | {
-            name: row[f"sum_{name}"] for name in FIGURES
+            name: row.get(f"sum_{name}", 0) for name in FIGURES
         } | {"largest_tokens": row["largest"]}
 
 
@@ -684,7 +697,7 @@ def rebuild_rollups(models=None, since=None, apps=installed_apps):
     with transaction.atomic():
         lock_rollups()
         stale.delete()
-        # The migration that first built them knew no `largest_tokens`: only the fields its model has.
+        # The migrations that built them before knew no `largest_tokens` or media tokens: only the fields its model has.
         fields = {field.attname for field in rollup_model._meta.concrete_fields}
         rows = [rollup_model(**{name: value for name, value in row.items() if name in fields}) for row in all_rollups(messages, price_model)]
         rollup_model.objects.bulk_create(rows, batch_size=2000)

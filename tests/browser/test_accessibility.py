@@ -50,7 +50,7 @@ def library(bob, alice, acme, acme_key):
     answer = Message.objects.create(
         conversation=chat, parent=question, role="assistant", content=ANSWER, model="mimo-v2.5", api_key=acme_key,
         reasoning_content="The policy says thirty days for the standard plan.",
-        prompt_tokens=1200, completion_tokens=300, reasoning_tokens=120,
+        prompt_tokens=1200, completion_tokens=300, reasoning_tokens=120, image_tokens=640,  # the usage pages show its column
         finished_at=timezone.now(), first_token_at=timezone.now() - timedelta(seconds=3),
     )
     ToolCall.objects.create(

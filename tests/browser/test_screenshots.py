@@ -93,6 +93,31 @@ def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transa
             ctx.close()
 
 
+def test_write_usage_screenshots(browser, live_url, alice, bob, acme, transactional_db):
+    """A team's usage page with image, audio and video tokens beside the prompt tokens:
+    `pytest -m screenshots -k usage tests/browser/test_screenshots.py`."""
+    from django.utils import timezone
+
+    from tests.chat.test_usage import answer, price
+
+    OUT.mkdir(exist_ok=True)
+    price(model="mimo-v2.5")
+    today = timezone.now().replace(hour=12)
+    answer(bob, acme, today, model="mimo-v2.5", prompt=3400, completion=600, image_tokens=2048)
+    answer(bob, acme, today, model="mimo-v2.5", prompt=1800, completion=400, audio_tokens=630)
+    answer(alice, acme, today, model="mimo-v2.5", prompt=9000, completion=900, video_tokens=6400)
+    answer(alice, acme, today, prompt=1200, completion=300)  # text only
+    for device in DEVICES:
+        for scheme in SCHEMES:
+            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
+            page = ctx.new_page()
+            sign_in_as(page, live_url, alice)
+            page.goto(f"/teams/{acme.pk}/usage/")
+            expect(page.get_by_role("columnheader", name="of which image tokens").first).to_be_visible()
+            page.screenshot(path=OUT / f"usage-media-{device}-{scheme}.png", full_page=True)
+            ctx.close()
+
+
 def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, transactional_db):
     """The composer with files attached (one frozen while it uploads, one refused) and a sent message
     with an image and a PDF: `pytest -m screenshots -k attachment tests/browser/test_screenshots.py`."""

@@ -17,7 +17,7 @@ def test_team_admin_stacks_usage_by_member_and_the_csv_matches_the_rows(page, li
     messages = [
         answer(bob, acme, datetime(2026, 3, 10, 9, tzinfo=UTC), key=acme_key, cached=200, searches=1),
         answer(bob, acme, datetime(2026, 3, 10, 11, tzinfo=UTC), model="mimo-other", key=acme_key, prompt=20, completion=30),
-        answer(alice, acme, datetime(2026, 3, 10, 15, tzinfo=UTC), prompt=2000, completion=800),
+        answer(alice, acme, datetime(2026, 3, 10, 15, tzinfo=UTC), prompt=2000, completion=800, image_tokens=1024),
         answer(alice, acme, datetime(2026, 3, 12, 8, tzinfo=UTC), key=acme_key, prompt=300, completion=100),
     ]
     sign_in_as(page, live_url, alice)
@@ -29,6 +29,9 @@ def test_team_admin_stacks_usage_by_member_and_the_csv_matches_the_rows(page, li
     expect(page).to_have_url(re.compile(r"start=2026-03-01&end=2026-03-31"))
     charts = page.get_by_role("img")
     expect(charts.first).to_have_attribute("aria-label", re.compile("stacked by model$"))
+    # alice's screenshot: beside the prompt tokens in each table, the only media the range has
+    expect(page.get_by_role("columnheader", name="of which image tokens")).to_have_count(3)
+    expect(page.get_by_role("columnheader", name="of which audio tokens")).to_have_count(0)
 
     page.evaluate("window.notReloaded = true")
     page.get_by_role("navigation", name="Stack by").get_by_role("link", name="Member").click()

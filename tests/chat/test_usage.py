@@ -26,13 +26,14 @@ def price(model="mimo-test", valid_from=datetime(2026, 1, 1, tzinfo=UTC), **rate
     return Price.objects.create(model=model, valid_from=valid_from, **{k: Decimal(v) for k, v in rates.items()})
 
 
-def answer(owner, team, when, model="mimo-test", key=None, prompt=1000, completion=500, reasoning=0, cached=0, searches=0):
+def answer(owner, team, when, model="mimo-test", key=None, prompt=1000, completion=500, reasoning=0, cached=0, searches=0,
+           **media):  # image_tokens, audio_tokens, video_tokens
     conversation, _ = Conversation.objects.get_or_create(owner=owner, team=team, title=f"{owner}'s chat")
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content="Hi", created_at=when)
     return Message.objects.create(
         conversation=conversation, role=Message.Role.ASSISTANT, content="Hello", model=model, api_key=key,
         prompt_tokens=prompt, completion_tokens=completion, reasoning_tokens=reasoning, cached_tokens=cached,
-        web_search_calls=searches, created_at=when,
+        web_search_calls=searches, created_at=when, **media,
     )
 
 
@@ -205,6 +206,64 @@ def test_team_admin_sees_charts_tables_and_totals(client, alice, acme, march):
     assert "style=" not in html
 
 
+# --- Image, audio and video tokens: part of the prompt's -----------------------------------
+
+
+def column_headings(html):
+    return re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', html)
+
+
+def test_the_team_page_shows_the_media_tokens_of_the_prompt_when_the_range_has_some(client, alice, bob, acme, prices):
+    answer(bob, acme, at(10), prompt=1300, image_tokens=1024, audio_tokens=0)
+    answer(alice, acme, at(11), prompt=800, audio_tokens=63)
+    answer(alice, acme, at(12))  # text only
+    answer(alice, acme, datetime(2026, 4, 1, 12, tzinfo=UTC), video_tokens=256)  # another month's
+    client.force_login(alice)
+    response = client.get(f"/teams/{acme.pk}/usage/", MARCH)
+    totals = response.context["totals"]
+    assert (totals["image"], totals["audio"], totals["video"]) == (1024, 63, 0)
+    assert totals["total_tokens"] == 1300 + 800 + 1000 + 3 * 500  # the prompts hold them: not added again
+    by_member = {row["label"]: (row["image"], row["audio"]) for row in response.context["tables"][1]["rows"]}
+    assert by_member == {"bob": (1024, 0), "alice": (0, 63)}
+    html = response.text
+    headings = column_headings(html)
+    # Beside the prompt tokens in each table; no column for video, which none of the range has.
+    assert headings[:5] == ["Model", "Answers", "Prompt tokens", "of which image tokens", "of which audio tokens"]
+    assert headings.count("of which image tokens") == 3 and "of which video tokens" not in headings
+    assert '<td class="number">1,024</td>' in html
+    assert "the tokens, the cost and the budgets include them already" in html
+
+
+def test_a_text_only_team_sees_no_media_token_columns(client, alice, acme, march):
+    client.force_login(alice)
+    html = client.get(f"/teams/{acme.pk}/usage/", MARCH).text
+    assert column_headings(html)[:4] == ["Model", "Answers", "Prompt tokens", "Completion tokens"]
+    assert "of which" not in html and "Image, audio and video tokens" not in html
+
+
+def test_my_usage_shows_my_media_tokens(client, bob, acme, prices):
+    answer(bob, acme, at(10), video_tokens=256)
+    client.force_login(bob)
+    response = client.get("/usage/", MARCH)
+    assert response.context["totals"]["video"] == 256
+    assert "of which video tokens" in column_headings(response.text)
+    assert "of which image tokens" not in column_headings(response.text)
+
+
+def test_the_csv_carries_each_rows_media_tokens(client, alice, bob, acme, prices):
+    media = [
+        answer(bob, acme, at(10), image_tokens=1024, audio_tokens=63),
+        answer(bob, acme, at(10, 18), image_tokens=100, video_tokens=256),
+        answer(alice, acme, at(11)),
+    ]
+    client.force_login(alice)
+    rows = read_csv(client.get(f"/teams/{acme.pk}/usage.csv", MARCH))
+    assert as_groups(rows) == expected_rows(media)
+    assert [(row["member"], row["image_tokens"], row["audio_tokens"], row["video_tokens"]) for row in rows] == [
+        ("bob", "1124", "63", "256"), ("alice", "0", "0", "0"),
+    ]
+
+
 def test_chart_bars_are_stacked_to_scale_with_their_exact_values_in_titles(client, alice, bob, acme, prices):
     answer(bob, acme, at(10), prompt=400, completion=200)  # 600 tokens
     answer(alice, acme, at(10), model="mimo-other", prompt=300, completion=100)  # 400 tokens
@@ -336,15 +395,16 @@ def expected_rows(messages, with_team=False):
             message.conversation.owner.username,
             f"{key.label} (…{key.last_four})" if key else "no key recorded",
         )
-        row = rows.setdefault(group, [0, 0, 0, 0, 0, 0, 0, Decimal(0)])
+        row = rows.setdefault(group, [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0, 0, 0])
         in_force = Price.objects.in_force(message.model, message.created_at)
         for index, value in enumerate([
             1, message.prompt_tokens, message.completion_tokens, message.reasoning_tokens, message.cached_tokens,
             message.web_search_calls, message.prompt_tokens + message.completion_tokens,
             in_force.cost_of(message) if in_force else 0,
+            message.image_tokens, message.audio_tokens, message.video_tokens,
         ]):
             row[index] += value or 0
-    return {group: [*map(str, values[:-1]), str(cost(values[-1]))] for group, values in rows.items()}
+    return {group: [*map(str, values[:7]), str(cost(values[7])), *map(str, values[8:])] for group, values in rows.items()}
 
 
 def as_groups(rows, with_team=False):
@@ -359,13 +419,14 @@ def test_team_csv_has_one_row_per_day_model_member_and_key_equal_to_the_messages
     rows = read_csv(response)
     assert list(rows[0]) == [
         "day", "model", "member", "key", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-        "cached_tokens", "web_search_calls", "tokens", "cost_usd",
-    ]
+        "cached_tokens", "web_search_calls", "tokens", "cost_usd", "image_tokens", "audio_tokens", "video_tokens",
+    ]  # the media tokens came after the cost, so that the columns before them kept their places
     assert as_groups(rows) == expected_rows(march[:3])  # Acme's March only
     assert rows[0] == {
         "day": "2026-03-10", "model": "mimo-other", "member": "alice", "key": "Acme spare (…Zz99)", "messages": "1",
         "prompt_tokens": "3000", "completion_tokens": "1000", "reasoning_tokens": "0", "cached_tokens": "0",
-        "web_search_calls": "0", "tokens": "4000", "cost_usd": "0.01500000",
+        "web_search_calls": "0", "tokens": "4000", "cost_usd": "0.01500000", "image_tokens": "0", "audio_tokens": "0",
+        "video_tokens": "0",
     }
 
 

@@ -40,7 +40,8 @@ def test_report_has_every_teams_rows_of_the_month_at_the_prices_in_force(novembe
     rows = report("--month", "2026-11")
     assert list(rows[0]) == [
         "day", "team", "model", "member", "key", "messages", "prompt_tokens", "completion_tokens",
-        "reasoning_tokens", "cached_tokens", "web_search_calls", "tokens", "cost_usd",
+        "reasoning_tokens", "cached_tokens", "web_search_calls", "tokens", "cost_usd", "image_tokens", "audio_tokens",
+        "video_tokens",
     ]
     assert groups(rows) == expected_rows(november[:4], with_team=True)
     by_day = {(row["day"], row["member"]): row for row in rows}
@@ -60,7 +61,7 @@ def test_a_month_without_usage_prints_only_the_header(db):
     call_command("usage_report", "--month", "2020-02", stdout=out)
     assert out.getvalue().splitlines() == [
         "day,team,model,member,key,messages,prompt_tokens,completion_tokens,reasoning_tokens,cached_tokens,"
-        "web_search_calls,tokens,cost_usd"
+        "web_search_calls,tokens,cost_usd,image_tokens,audio_tokens,video_tokens"
     ]
 
 

@@ -169,6 +169,44 @@ def test_an_answer_changed_moved_or_deleted_moves_its_rollup(bob, acme, conversa
     in_step()
 
 
+def media_this_month(team):
+    """(image, audio, video) tokens of the team this month, as the roll-ups sum them."""
+    totals = this_month_totals(team)
+    return totals["image"], totals["audio"], totals["video"]
+
+
+def test_rollups_equal_the_answers_with_their_media_tokens_after_answers_changes_and_deletes(
+    bob, acme, conversation, acme_key, prices
+):
+    first = answer(conversation, prompt=2000, image_tokens=1024, audio_tokens=63)
+    answer(conversation, api_key=acme_key, video_tokens=256, image_tokens=0)
+    answer(conversation)  # text only: MiMo said nothing, which counts as 0
+    in_step()
+    assert media_this_month(acme) == (1024, 63, 256)
+    first.image_tokens = 2048
+    first.save(update_fields=["image_tokens"])  # a media count alone is a counted field
+    in_step()
+    assert media_this_month(acme) == (2048, 63, 256)
+    first.created_at -= timedelta(days=40)  # another day, another month
+    first.save(update_fields=["created_at"])
+    in_step()
+    assert media_this_month(acme) == (0, 0, 256)
+    first.delete()
+    in_step()
+    assert this_month_totals(acme)["total_tokens"] == 3_000  # of the prompts: never added again
+
+
+def test_the_media_tokens_an_answer_ends_with_reach_its_rollup(acme, conversation, acme_key, prices):
+    streaming = Message.objects.create(conversation=conversation, role="assistant", status="streaming", model="mimo-v2.5-pro")
+    answering = generation.Generation(conversation, streaming, acme_key, "")
+    streaming.prompt_tokens, streaming.completion_tokens, streaming.status = 1700, 300, Message.Status.COMPLETE
+    streaming.image_tokens, streaming.audio_tokens, streaming.video_tokens = 1024, None, 0
+    answering.save_finished_in_one_transaction()
+    in_step()
+    assert media_this_month(acme) == (1024, 0, 0)
+    assert limits.used_this_month(acme)[0] == 2_000
+
+
 def test_the_trash_keeps_usage_and_a_purge_takes_it_away(bob, acme, conversation, prices):
     answer(conversation, prompt=600, completion=400)
     conversation.move_to_trash()
@@ -262,10 +300,24 @@ def test_the_check_finds_a_tampered_rollup_and_the_rebuild_mends_it(conversation
     UsageRollup.objects.filter(period=UsageRollup.Period.DAY).update(prompt_tokens=F("prompt_tokens") + 5)
     with pytest.raises(CommandError, match="1 roll-up group"):
         call_command("usage_rollups", "--check")
-    assert "(1, 1005, 500, 0, 0, 0), answers (1, 1000, 500, 0, 0, 0)" in capsys.readouterr().out
+    assert "(1, 1005, 500, 0, 0, 0, 0, 0, 0), answers (1, 1000, 500, 0, 0, 0, 0, 0, 0)" in capsys.readouterr().out
     call_command("usage_rollups", "--rebuild")
     call_command("usage_rollups", "--check")
     in_step()
+
+
+def test_the_check_finds_a_tampered_media_token_sum(conversation, prices, capsys):
+    answer(conversation, image_tokens=1024, video_tokens=256)
+    call_command("usage_rollups", "--check")
+    UsageRollup.objects.filter(period=UsageRollup.Period.MONTH).update(image_tokens=0)
+    with pytest.raises(CommandError, match="1 roll-up group"):
+        call_command("usage_rollups", "--check")
+    out = capsys.readouterr().out
+    assert "image_tokens, audio_tokens, video_tokens)" in out
+    assert "(1, 1000, 500, 0, 0, 0, 0, 0, 256), answers (1, 1000, 500, 0, 0, 0, 1024, 0, 256)" in out
+    call_command("usage_rollups", "--rebuild")
+    in_step()
+    assert media_this_month(conversation.team) == (1024, 0, 256)
 
 
 def test_the_rebuild_leaves_imported_answers_out(conversation, prices):
