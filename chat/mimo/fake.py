@@ -47,7 +47,7 @@ Attachments: image, audio and video parts are checked as mimo-api.md §5.3 and �
 (part shapes, formats, `data:{MIME};base64,` URLs, the 50 MB inline limit; 404 "model does not
 support image input", or audio or video, for a model without it; no audio or video blocks in
 Anthropic format), and an answer to a message that carried some begins by saying what it saw:
-"I see 2 images (640×480, by URL), 1 audio clip, 1 video, 1 document (notes.txt)."
+"I see 2 images (640×480, by URL), 1 audio clip (2.0 s), 1 video (4.0 s), 1 document (notes.txt)."
 
 Environment (read by `application`):
   MIMOWEB_FAKE_HOST_KIND            payg (default) or token_plan
@@ -80,6 +80,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from PIL import Image
 
 from . import catalogue
@@ -834,10 +835,12 @@ def _what_i_see(body: dict[str, Any], anthropic: bool) -> str:
     if images:
         sizes = ", ".join(_pixel_size(part) for part in images)
         seen.append(f"{_count(len(images), 'image')} ({sizes})")
-    if audio := sum(part.get("type") == "input_audio" for part in parts):
-        seen.append(_count(audio, "audio clip"))
-    if videos := sum(part.get("type") == "video_url" for part in parts):
-        seen.append(_count(videos, "video"))
+    if audio := [part for part in parts if part.get("type") == "input_audio"]:
+        durations = ", ".join(_duration((part.get("input_audio") or {}).get("data")) for part in audio)
+        seen.append(f"{_count(len(audio), 'audio clip')} ({durations})")
+    if videos := [part for part in parts if part.get("type") == "video_url"]:
+        durations = ", ".join(_duration((part.get("video_url") or {}).get("url")) for part in videos)
+        seen.append(f"{_count(len(videos), 'video')} ({durations})")
     documents = DOCUMENT_NAME.findall(_text_of(content))
     if documents:
         seen.append(f"{_count(len(documents), 'document')} ({', '.join(json.loads(name) for name in documents)})")
@@ -867,6 +870,19 @@ def _pixel_size(part: dict[str, Any]) -> str:
             return f"{image.width}×{image.height}"
     except (OSError, ValueError, Image.DecompressionBombError):
         return "unreadable"
+
+
+def _duration(data: Any) -> str:
+    """An inline clip's length ("2.0 s", read by FFmpeg through PyAV), "by URL" for one MiMo would fetch."""
+    if not isinstance(data, str) or data.startswith(("https://", "http://")):
+        return "by URL"
+    match = DATA_URL.fullmatch(data)
+    try:
+        with av.open(io.BytesIO(base64.b64decode(match.group(2) if match else data))) as container:
+            seconds = container.duration / av.time_base if container.duration else None
+    except (av.FFmpegError, ValueError, OSError):
+        seconds = None
+    return "unreadable" if seconds is None else f"{seconds:.1f} s"
 
 
 def _check_range(body: dict[str, Any], name: str, low: float, high: float, bad, integer: bool = False) -> None:

@@ -425,7 +425,7 @@ def test_stored_attachments_reach_the_fake_as_mimo_reads_them(fake_url, bob, con
             await mimo.close_shared_http_client()
         return "".join(event.text for event in events if isinstance(event, mimo.TextDelta))
 
-    assert async_to_sync(answer)().startswith("I see 1 image (40×30), 1 audio clip, 1 document (notes.md).")
+    assert async_to_sync(answer)().startswith("I see 1 image (40×30), 1 audio clip (0.2 s), 1 document (notes.md).")
 
 
 # --- Trash and purge ------------------------------------------------------------------------------
