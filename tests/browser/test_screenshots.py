@@ -90,6 +90,8 @@ def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transa
                 page.goto(path)
                 expect(page.get_by_role("heading", level=1)).to_be_visible()
                 shoot(page, name, device, scheme)
+            page.get_by_role("group", name="Storage for attachments, for each member").scroll_into_view_if_needed()
+            shoot(page, "limits-storage", device, scheme)
             ctx.close()
 
 
