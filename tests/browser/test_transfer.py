@@ -75,7 +75,7 @@ def test_a_conversation_with_tools_and_thinking_is_exported_and_imported_with_no
 
     chat.goto("/chats/")
     chat.get_by_role("link", name="Import", exact=True).click()
-    chat.get_by_label("Export file (.json)").set_input_files(saved)
+    chat.get_by_label("Export file (.json or .zip)").set_input_files(saved)
     chat.get_by_role("button", name="Import").click()
     expect(chat.get_by_text("Imported 1 conversation.")).to_be_visible()
     imported = Conversation.objects.exclude(pk=original.pk).get()
@@ -94,7 +94,7 @@ def test_a_file_that_is_not_an_export_is_explained_and_nothing_is_imported(chat,
     bad = tmp_path / "notes.json"
     bad.write_text('{"format": "something else"}')
     chat.goto("/chats/import/")
-    chat.get_by_label("Export file (.json)").set_input_files(bad)
+    chat.get_by_label("Export file (.json or .zip)").set_input_files(bad)
     chat.get_by_role("button", name="Import").click()
     expect(chat.get_by_role("alert")).to_contain_text("This is not a conversation export from mimoweb.")
     assert Conversation.objects.count() == 1  # the one the fixture opened
