@@ -44,20 +44,27 @@ def shoot(page, name, device, scheme):
     page.screenshot(path=OUT / f"{name}-{device}-{scheme}.png")
 
 
-def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transactional_db):
-    OUT.mkdir(exist_ok=True)
-    key = ApiKey(team=acme, label="MiMo (fake)", base_url=fake_url)
+def fake_key(team, fake_url):
+    """The team's key to the fake MiMo server, which writes every answer in these pictures."""
+    key = ApiKey(team=team, label="MiMo (fake)", base_url=fake_url)
     key.set_secret("sk-screenshots-only")
     key.save()
 
-    def context(device, scheme, user):
-        ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
-        ctx.set_default_timeout(30_000)
-        page = ctx.new_page()
-        sign_in_as(page, live_url, user)
-        return ctx, page
 
-    ctx, page = context("desktop", "light", bob)
+def signed_in(browser, live_url, device, scheme, user):
+    """A new browser context at this size and in this colour scheme, signed in as the user: (context, page)."""
+    ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
+    ctx.set_default_timeout(30_000)
+    page = ctx.new_page()
+    sign_in_as(page, live_url, user)
+    return ctx, page
+
+
+def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transactional_db):
+    OUT.mkdir(exist_ok=True)
+    fake_key(acme, fake_url)
+
+    ctx, page = signed_in(browser, live_url, "desktop", "light", bob)
     chats = {}
     for name, question in FINISHED:
         new_chat(page)
@@ -68,7 +75,7 @@ def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transa
 
     for device in DEVICES:
         for scheme in SCHEMES:
-            ctx, page = context(device, scheme, bob)
+            ctx, page = signed_in(browser, live_url, device, scheme, bob)
             new_chat(page)
             ask(page, "Explain how a hash map works [[fake:markdown]] [[fake:speed=6]]")
             expect(page.locator(f"{ANSWER} .reasoning")).not_to_be_empty()
@@ -85,7 +92,7 @@ def test_write_screenshots(browser, live_url, alice, bob, acme, fake_url, transa
             shoot(page, "usage", device, scheme)
             ctx.close()
 
-            ctx, page = context(device, scheme, alice)
+            ctx, page = signed_in(browser, live_url, device, scheme, alice)
             for name, path in (("keys", f"/teams/{acme.pk}/keys/"), ("limits", f"/teams/{acme.pk}/limits/")):
                 page.goto(path)
                 expect(page.get_by_role("heading", level=1)).to_be_visible()
@@ -111,9 +118,7 @@ def test_write_usage_screenshots(browser, live_url, alice, bob, acme, transactio
     answer(alice, acme, today, prompt=1200, completion=300)  # text only
     for device in DEVICES:
         for scheme in SCHEMES:
-            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
-            page = ctx.new_page()
-            sign_in_as(page, live_url, alice)
+            ctx, page = signed_in(browser, live_url, device, scheme, alice)
             page.goto(f"/teams/{acme.pk}/usage/")
             expect(page.get_by_role("columnheader", name="of which image tokens").first).to_be_visible()
             page.screenshot(path=OUT / f"usage-media-{device}-{scheme}.png", full_page=True)
@@ -128,9 +133,7 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
     from tests.chat.test_attachments import image_bytes, pdf_with_text
 
     OUT.mkdir(exist_ok=True)
-    key = ApiKey(team=acme, label="MiMo (fake)", base_url=fake_url)
-    key.set_secret("sk-screenshots-only")
-    key.save()
+    fake_key(acme, fake_url)
     sent = Conversation.objects.create(owner=bob, team=acme, title="Quarterly plan", model="mimo-v2.5")
 
     def photo():
@@ -148,10 +151,7 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
 
     for device in DEVICES:
         for scheme in SCHEMES:
-            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
-            ctx.set_default_timeout(30_000)
-            page = ctx.new_page()
-            sign_in_as(page, live_url, bob)
+            ctx, page = signed_in(browser, live_url, device, scheme, bob)
             page.goto(f"/chats/{sent.pk}/")
             expect(page.get_by_role("button", name="Send")).to_be_enabled()
             if not sent.messages.exists():
@@ -188,9 +188,7 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
             ctx.close()
 
             # The model cannot read the image: the composer says so.
-            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
-            page = ctx.new_page()
-            sign_in_as(page, live_url, bob)
+            ctx, page = signed_in(browser, live_url, device, scheme, bob)
             refused = Conversation.objects.create(owner=bob, team=acme, title="Screenshot", model="mimo-v2.5-pro")
             page.goto(f"/chats/{refused.pk}/")
             expect(page.get_by_role("button", name="Send")).to_be_enabled()
@@ -213,9 +211,7 @@ def test_write_recording_screenshots(browser, live_url, bob, acme, fake_url, tra
     from tests.chat.test_attachments import encoded_media
 
     OUT.mkdir(exist_ok=True)
-    key = ApiKey(team=acme, label="MiMo (fake)", base_url=fake_url)
-    key.set_secret("sk-screenshots-only")
-    key.save()
+    fake_key(acme, fake_url)
     sent = Conversation.objects.create(owner=bob, team=acme, title="Site visit", model="mimo-v2.5")
     files = [
         {"name": "site-walkthrough.mp4", "mimeType": "video/mp4", "buffer": encoded_media("mp4", "aac", "libx264", seconds=4)},
@@ -224,10 +220,7 @@ def test_write_recording_screenshots(browser, live_url, bob, acme, fake_url, tra
 
     for device in DEVICES:
         for scheme in SCHEMES:
-            ctx = browser.new_context(base_url=live_url, locale="en-US", viewport=DEVICES[device], color_scheme=scheme)
-            ctx.set_default_timeout(30_000)
-            page = ctx.new_page()
-            sign_in_as(page, live_url, bob)
+            ctx, page = signed_in(browser, live_url, device, scheme, bob)
             page.goto(f"/chats/{sent.pk}/")
             expect(page.get_by_role("button", name="Send")).to_be_enabled()
             if not sent.messages.exists():

@@ -68,15 +68,19 @@ def png_header_only(width, height):
 
 
 def pdf_with_text(text):
-    """A minimal one-page PDF showing this text, with a correct cross-reference table."""
+    """A minimal one-page PDF showing this text."""
     stream = f"BT /F1 24 Tf 72 700 Td ({text}) Tj ET".encode()
-    objects = [
+    return pdf_of([
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+    ])  # fmt: skip
+
+
+def pdf_of(objects):
+    """A PDF file of these objects (numbered from 1, the catalog first), with a correct cross-reference table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, 1):
