@@ -155,14 +155,14 @@ async def start(conversation, *, text, user_time_zone="", instead_of=None, attac
     AlreadyStreaming, AttachmentsGone or limits.Refused when nothing was saved or sent.
     """
     try:
-        user_message, message, window = await create_turn(conversation, text, instead_of, attachments)
+        user_message, message, window, metered = await create_turn(conversation, text, instead_of, attachments)
     except AlreadyStreaming:
         # The answer in the way may be one that a process which is gone left streaming.
         if not await end_orphaned_stream(conversation.pk):
             raise
-        user_message, message, window = await create_turn(conversation, text, instead_of, attachments)
+        user_message, message, window, metered = await create_turn(conversation, text, instead_of, attachments)
     keep_tending()
-    generation = Generation(conversation, message, message.api_key, user_time_zone)
+    generation = Generation(conversation, message, message.api_key, user_time_zone, metered=metered)
     _generations[str(conversation.pk)] = generation
     generation.announce(user_message, window)
     generation.task = asyncio.get_running_loop().create_task(generation.run())
@@ -182,7 +182,8 @@ def create_turn(conversation, text, instead_of=None, attachments=()):
     replaces and becomes the visible branch. Then the window the page shows
     is returned too, since the whole list changed (None for a plain new turn).
     The answer's key is chosen here, in the same trip to the database thread:
-    a hundred answers starting at once queue for that one thread.
+    a hundred answers starting at once queue for that one thread. Last, whether
+    a budget applies to the member (limits.admit).
     """
     now = timezone.now()
     try:
@@ -195,7 +196,7 @@ def create_turn(conversation, text, instead_of=None, attachments=()):
             if api_key is None:
                 raise NoKey
             # Budgets and pace, before anything is saved or sent.
-            limits.admit(conversation, team)
+            metered = limits.admit(conversation, team)
             if instead_of is None:
                 parent_id = versions.branch(conversation.pk).order_by("created_at", "id").values_list("id", flat=True).last()
             else:
@@ -224,11 +225,11 @@ def create_turn(conversation, text, instead_of=None, attachments=()):
     except IntegrityError:  # another answer is streaming, maybe started by another process
         raise AlreadyStreaming from None
     if instead_of is None:
-        return user_message, message, None
+        return user_message, message, None, metered
     window = versions.latest_window(conversation)
     # The generation renders its own copy of the answer from now on: with its `‹ n/m ›`.
     message.version = next((m.version for m in window.messages if m.pk == message.pk), None)
-    return user_message, message, window_context(conversation, window)
+    return user_message, message, window_context(conversation, window), metered
 
 
 def attach(user_message, attachments, instead_of):
@@ -661,8 +662,9 @@ def leave_out_old_attachments(turns, budget):
 
 
 class Generation:
-    def __init__(self, conversation, message, api_key, user_time_zone):
+    def __init__(self, conversation, message, api_key, user_time_zone, *, metered=True):
         self.conversation = conversation
+        self.metered = metered  # a budget applies to the member: their meters are updated after the answer
         self.watch_key = str(conversation.pk)  # its key in _watchers and _generations (str of a UUID costs, per frame)
         self.message = message  # the assistant message of the current round
         self.api_key = api_key
@@ -954,6 +956,8 @@ class Generation:
 
     async def publish_meters(self):
         """The member's budget meters, now that this answer's usage counts (none without a budget)."""
+        if not self.metered:
+            return
         if meters := await database_sync_to_async(limits.member_meters)(self.conversation):
             self.publish("chat/conversation.html#usage-meter", {"meters": meters})
 
@@ -1060,7 +1064,7 @@ class Generation:
         }
         with transaction.atomic():
             try:
-                limits.admit(self.conversation, pace=False)
+                self.metered = limits.admit(self.conversation, pace=False)
             except limits.Refused as refusal:
                 return Message.objects.create(
                     **fields,

@@ -300,13 +300,18 @@ def team_admin_names(team):
     return [admin.get_full_name() or admin.username for admin in admins]
 
 
-def meters(team, membership, *, streaming=None):
-    """Every budget set for this member in this team: the team's, then their own; with what the answers
-    `streaming` now (`streaming_now`) hold, when given."""
+def budgeted(team, membership):
+    """The (whose, holder, owner id) of each budget set for this member: the team's, then their own."""
     scopes = [(TEAM, team, None)]
     if membership is not None:
         scopes.append((MEMBER, membership, membership.user_id))
-    scopes = [scope for scope in scopes if (scope[1].monthly_token_limit, scope[1].monthly_cost_limit) != (None, None)]
+    return [scope for scope in scopes if (scope[1].monthly_token_limit, scope[1].monthly_cost_limit) != (None, None)]
+
+
+def meters(team, membership, *, streaming=None):
+    """Every budget set for this member in this team: the team's, then their own; with what the answers
+    `streaming` now (`streaming_now`) hold, when given."""
+    scopes = budgeted(team, membership)
     if not scopes:
         return []
     # Two reads for both scopes, the second only while an answer of the team has no usage yet.
@@ -359,6 +364,9 @@ def admit(conversation, team=None, *, pace=True):
     one's answer as streaming; `team` when the caller locked it already, in
     the same transaction. `pace=False` for the tool rounds of an answer
     already admitted: only the budgets are checked again.
+
+    Returns whether a budget applies to the member: only then are meters shown by the composer,
+    and updated after each answer.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("limits.admit needs the transaction that creates the answer")
@@ -369,17 +377,19 @@ def admit(conversation, team=None, *, pace=True):
             _("You are no longer a member of %(team)s, so this conversation cannot go on with its keys.")
             % {"team": team.name}
         )
-    streaming = streaming_now(team)
+    metered = bool(budgeted(team, membership))
+    # Read only for a limit that needs it: without one, a hundred answers starting at once need not scan the team's.
+    streaming = streaming_now(team) if metered or (pace and team.streams_at_once is not None) else []
     if pace:
         check_pace(team, conversation.owner_id, streaming)
     for meter in meters(team, membership, streaming=streaming):
         if meter.is_exhausted:
             raise Refused(meter.refusal, meter)
+    return metered
 
 
 def check_pace(team, owner_id, streaming):
     """The member's answers streaming at once (of `streaming_now`), and messages in the last minute, against the team's pace."""
-    own = answers(team, owner_id)
     if team.streams_at_once is not None:
         streaming = sum(1 for who, _prompt in streaming if who == owner_id)
         if streaming >= team.streams_at_once:
@@ -399,7 +409,8 @@ def check_pace(team, owner_id, streaming):
         # A message is an answer started by a send (new, edited, regenerated, retried);
         # an answer's later tool rounds (whose parent is an answer) are not sends.
         started = (
-            own.exclude(parent__role=Message.Role.ASSISTANT)
+            answers(team, owner_id)
+            .exclude(parent__role=Message.Role.ASSISTANT)
             .filter(created_at__gt=now - PACE_WINDOW)
             .order_by("-created_at")
             .values_list("created_at", flat=True)

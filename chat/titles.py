@@ -60,17 +60,16 @@ async def title_and_announce(generation):
 
 async def give_title(conversation_id, api_key):
     """MiMo's title, else the first words; saved only over a blank title. Returns the title saved, or None."""
-    conversation = await Conversation.objects.filter(pk=conversation_id, title="").afirst()
-    if conversation is None:
-        return None
+    # The first question, and with it its conversation as long as that has no title: one read.
     question = await (
-        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.USER, visible=True)
+        Message.objects.filter(conversation_id=conversation_id, conversation__title="", role=Message.Role.USER, visible=True)
+        .select_related("conversation")
         .order_by("created_at", "id")
         .afirst()
     )
     if question is None or not question.content.strip():
         return None
-    title = await ask_mimo(api_key, conversation.model, question.content) or first_words(question.content)
+    title = await ask_mimo(api_key, question.conversation.model, question.content) or first_words(question.content)
     saved = await Conversation.objects.filter(pk=conversation_id, title="").aupdate(title=title)
     return title if saved else None
 

@@ -184,7 +184,7 @@ def test_at_80_percent_the_member_is_warned_and_the_send_goes_ahead(bob, acme, a
     assert meter.is_warning and not meter.is_exhausted
     assert meter.summary == "8,500 of 10,000 tokens this month"
     assert meter.warning == "You have used 85% of your own monthly budget in Acme: 8,500 of 10,000 tokens."
-    _question, answer, _window = send(conversation)
+    _question, answer, _window, _metered = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 
@@ -329,7 +329,7 @@ def test_tool_rounds_of_an_answer_are_not_messages(bob, acme, acme_key, conversa
     set_limits(acme, messages_per_minute=2)
     first = past_answer(history, 10)
     past_answer(history, 10, parent=first)  # its second round
-    _question, answer, _window = send(conversation)
+    _question, answer, _window, _metered = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 
@@ -339,14 +339,14 @@ def test_over_streams_at_once_is_refused_until_one_finishes(bob, acme, acme_key,
     sentence = refusal_of(conversation)
     assert "You have 1 answer streaming, the most Acme allows at once. Try again when it has finished." == sentence
     Message.objects.filter(pk=running.pk).update(status=Message.Status.COMPLETE)
-    _question, answer, _window = send(conversation)
+    _question, answer, _window, _metered = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 
 def test_pace_is_per_member(bob, alice, acme, acme_key, conversation):
     set_limits(acme, streams_at_once=1)
     streaming_answer(Conversation.objects.create(owner=alice, team=acme))
-    _question, answer, _window = send(conversation)
+    _question, answer, _window, _metered = send(conversation)
     assert answer.status == Message.Status.STREAMING
 
 

@@ -84,7 +84,7 @@ def test_an_import_whose_figures_were_edited_counts_for_nothing_and_the_next_sen
     page = client.get(f"/teams/{acme.pk}/usage/")
     assert (page.context["totals"]["messages"], page.context["totals"]["total_tokens"]) == (1, 1_000)
     assert limits.used_this_month(acme)[0] == 1_000
-    _question, sent, _window = async_to_sync(generation.create_turn)(conversation, "Next question")
+    _question, sent, _window, _metered = async_to_sync(generation.create_turn)(conversation, "Next question")
     assert sent.status == Message.Status.STREAMING  # admitted: the budget is far from used
     in_step()
 
