@@ -473,8 +473,7 @@ def docx_text(uploaded, name):
         with zipfile.ZipFile(uploaded) as archive:
             if sum(member.file_size for member in archive.infolist()) > MAX_DOCX_UNPACKED_BYTES:
                 raise Refused(_("%(name)s unpacks to too much to be read safely.") % {"name": name})
-        uploaded.seek(0)
-        document = docx.Document(uploaded)
+            document = docx.Document(xml_parts_of(archive))
         blocks = []
         for block in document.iter_inner_content():
             if isinstance(block, Table):
@@ -486,6 +485,18 @@ def docx_text(uploaded, name):
         raise
     except Exception:  # as for PDFs: a damaged or hostile zip fails in many ways
         raise Refused(_("%(name)s could not be read as a Word document: it may be damaged.") % {"name": name}) from None
+
+
+def xml_parts_of(archive):
+    """A copy of a Word document's zip in which only its XML (where python-docx reads the text) is
+    kept, its pictures, fonts and embedded files emptied: python-docx holds every part of a document
+    in memory, and a 50 MB document of photos is 50 MB held while its text is read."""
+    copy = io.BytesIO()
+    with zipfile.ZipFile(copy, "w") as out:
+        for member in archive.infolist():
+            out.writestr(member.filename, archive.read(member) if member.filename.endswith((".xml", ".rels")) else b"")
+    copy.seek(0)
+    return copy
 
 
 # --- Files coming back from an export (chat/transfer.py) --------------------------------------

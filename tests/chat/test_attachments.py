@@ -5,7 +5,10 @@ import hashlib
 import io
 import json
 import math
+import os
 import struct
+import tracemalloc
+import zipfile
 import zlib
 from datetime import timedelta
 
@@ -13,6 +16,7 @@ import av
 import docx
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.files import File
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -370,6 +374,29 @@ def test_a_word_documents_paragraphs_and_tables_are_extracted_in_order():
     taken = read_upload(upload("plan.docx", docx_bytes()))
     assert taken.text == "Quarterly plan\nQ3 | grow\nThe end"
     assert taken.content_type == attachments.DOCX
+
+
+def test_a_word_documents_text_is_read_without_holding_its_pictures_in_memory(tmp_path):
+    document = docx.Document()
+    document.add_paragraph("Site survey")
+    document.add_picture(io.BytesIO(image_bytes()))
+    buffer = io.BytesIO()
+    document.save(buffer)
+    picture = os.urandom(20 * 1024 * 1024)  # a photo as a camera stores it: it does not compress
+    path = tmp_path / "survey.docx"
+    with zipfile.ZipFile(buffer) as small, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as large:
+        for member in small.infolist():
+            large.writestr(member.filename, picture if member.filename.startswith("word/media/") else small.read(member))
+    del picture
+    with open(path, "rb") as file:
+        tracemalloc.start()
+        try:
+            taken = read_upload(File(file, name="survey.docx"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert taken.text == "Site survey" and taken.size > 20 * 1024 * 1024
+    assert peak < 5 * 1024 * 1024
 
 
 def test_a_zip_that_is_not_a_word_document_is_refused():
