@@ -138,19 +138,23 @@ def test_daphne_still_creates_applications_as_body_limits_copies_it():
 # --- daphne serving mimoweb -------------------------------------------------------------------
 
 
-def start_daphne(data_dir):
+def start_daphne(data_dir, env=None):
     """`daphne mimoweb.asgi:application` on a free port, as the container runs it, logging to daphne.log in
-    `data_dir`; returns (process, url)."""
+    `data_dir`, with `env` added to its environment; returns (process, url)."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(data_dir),
         "MIMOWEB_DATA_DIR": str(data_dir),
         "DJANGO_SETTINGS_MODULE": "mimoweb.settings",
-    }
+    } | (env or {})
     log = data_dir / "daphne.log"
-    with log.open("w") as stderr:
+    with log.open("w") as output:
         process = subprocess.Popen(
-            [DAPHNE, "--bind", "127.0.0.1", "--port", "0", "mimoweb.asgi:application"], cwd=BASE_DIR, env=env, stderr=stderr
+            [DAPHNE, "--bind", "127.0.0.1", "--port", "0", "mimoweb.asgi:application"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
