@@ -4,7 +4,7 @@ All four are stored whole, and the daphne process's peak memory grows by far les
 them: an accepted body goes from Twisted's temporary file to Django a piece at a time, as Django
 reads it (mimoweb/body_limits.py), and from Django's multipart parser to a temporary file and the
 store. Before, daphne put every byte of each body on the application's queue at once, and the peak
-grew by the four bodies together (about 200 MB). README's "Large bodies" section has the figures.
+grew by the four bodies together (about 200 MB). README's "Faults" section has the figures.
 
 The files are PDFs of one page of text padded by a stream no page uses: a document is the kind of
 file taken at this size (audio and video are bounded by what MiMo takes inline, 50 MB once encoded).
