@@ -458,11 +458,19 @@ def pdf_text(uploaded, name):
         reader = pypdf.PdfReader(uploaded)
         if reader.is_encrypted and not reader.decrypt(""):
             raise Refused(_("%(name)s is protected by a password. Attach a copy without one.") % {"name": name})
-        return "\n\n".join(page.extract_text() for page in reader.pages)
+        return "\n\n".join(page_texts(reader))
     except Refused:
         raise
     except Exception:  # a hostile or damaged PDF can fail anywhere inside pypdf, with any exception
         raise Refused(_("%(name)s could not be read as a PDF: it may be damaged.") % {"name": name}) from None
+
+
+def page_texts(reader):
+    """Each page's text. pypdf keeps every object it has read, and it reads a page's pictures whole to
+    learn that they are pictures: forgotten after each page, a PDF of photos is not all held at once."""
+    for page in reader.pages:
+        yield page.extract_text()
+        reader.resolved_objects.clear()
 
 
 def docx_text(uploaded, name):
