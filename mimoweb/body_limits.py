@@ -200,7 +200,9 @@ def create_application(self, protocol, scope):
     application_instance = self.application(scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol))
     if protocol not in self.connections:
         return None
-    self.connections[protocol]["application_instance"] = asyncio.ensure_future(application_instance, loop=asyncio.get_event_loop())
+    self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+        application_instance, loop=asyncio.get_event_loop()
+    )
     return input_queue
 
 

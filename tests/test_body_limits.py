@@ -1,4 +1,5 @@
-"""A body over its route's limit is refused with 413 as it arrives (mimoweb/body_limits.py).
+"""A body over its route's limit is refused with 413 as it arrives, and a large one within it reaches
+the application a piece at a time as it reads it (mimoweb/body_limits.py).
 
 The refusal happens inside daphne, so most of these run against a real daphne started as the
 container starts it (`daphne mimoweb.asgi:application`), on its own data folder.
