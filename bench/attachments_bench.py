@@ -83,6 +83,7 @@ def set_up_django(data_dir):
 def four_large_uploads(data_dir, user, team):
     """Four 50 MB uploads at once to a daphne process: (seconds, its memory before, after)."""
     import httpx
+    from django.conf import settings
     from django.test import Client
 
     from chat.models import Conversation
@@ -93,7 +94,7 @@ def four_large_uploads(data_dir, user, team):
     conversation = Conversation.objects.create(owner=user, team=team, model="mimo-v2.5")
     browser = Client()
     browser.force_login(user)
-    session = browser.cookies["sessionid"].value
+    session = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
     files = [Path(data_dir) / f"report-{n}.pdf" for n in range(UPLOADS)]
     for n, path in enumerate(files):
         padded_pdf(path, UPLOAD_BYTES, f"Report number {n}")
@@ -102,7 +103,7 @@ def four_large_uploads(data_dir, user, team):
     process, url = start_daphne(Path(data_dir), {"MIMOWEB_ATTACHMENT_MAX_BYTES": str(UPLOAD_BYTES + 1024 * 1024)})
 
     async def send():
-        headers = {"Cookie": f"sessionid={session}; csrftoken={CSRF_TOKEN}", "X-CSRFToken": CSRF_TOKEN}
+        headers = {"Cookie": f"{session}; csrftoken={CSRF_TOKEN}", "X-CSRFToken": CSRF_TOKEN}
         async with httpx.AsyncClient(base_url=url, headers=headers) as client:
             await upload(client, conversation, warm_up)  # what the first upload loads is not what uploads hold
             before = memory(process.pid)
