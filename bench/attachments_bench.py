@@ -8,12 +8,16 @@ through Django's test client as the composer posts them (multipart, one file a r
 - send: what a send then does with the stored file before any byte goes to MiMo: the turn
   rebuilt from its row (the file read and base64-encoded) and the request body in JSON.
 
-    .venv/bin/python bench/attachments_bench.py [--runs 5]
+Then four 50 MB uploads (PDFs of a page of text, padded) sent at once to a `daphne` process
+started as the container starts it, on the same data folder: the time for the four, and the
+process's resident memory and peak (VmHWM) before and after, as the fault test
+tests/faults/test_large_uploads.py measures them.
 
-Not measured here: the memory daphne holds while large uploads arrive (bench/README.md says why).
+    .venv/bin/python bench/attachments_bench.py [--runs 5]
 """
 
 import argparse
+import asyncio
 import io
 import json
 import os
@@ -76,6 +80,45 @@ def set_up_django(data_dir):
     call_command("migrate", verbosity=0)
 
 
+def four_large_uploads(data_dir, user, team):
+    """Four 50 MB uploads at once to a daphne process: (seconds, its memory before, after)."""
+    import httpx
+    from django.conf import settings
+    from django.test import Client
+
+    from chat.models import Conversation
+    from tests.faults.test_large_bodies import memory
+    from tests.faults.test_large_uploads import CSRF_TOKEN, UPLOAD_BYTES, UPLOADS, padded_pdf, upload
+    from tests.test_body_limits import start_daphne
+
+    conversation = Conversation.objects.create(owner=user, team=team, model="mimo-v2.5")
+    browser = Client()
+    browser.force_login(user)
+    session = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    files = [Path(data_dir) / f"report-{n}.pdf" for n in range(UPLOADS)]
+    for n, path in enumerate(files):
+        padded_pdf(path, UPLOAD_BYTES, f"Report number {n}")
+    warm_up = Path(data_dir) / "warm-up.pdf"
+    padded_pdf(warm_up, 3 * 1024 * 1024, "Warming up")
+    process, url = start_daphne(Path(data_dir), {"MIMOWEB_ATTACHMENT_MAX_BYTES": str(UPLOAD_BYTES + 1024 * 1024)})
+
+    async def send():
+        headers = {"Cookie": f"{session}; csrftoken={CSRF_TOKEN}", "X-CSRFToken": CSRF_TOKEN}
+        async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+            await upload(client, conversation, warm_up)  # what the first upload loads is not what uploads hold
+            before = memory(process.pid)
+            started = time.perf_counter()
+            await asyncio.gather(*(upload(client, conversation, path) for path in files))
+            return time.perf_counter() - started, before
+
+    try:
+        seconds, before = asyncio.run(send())
+        return seconds, before, memory(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def p50_p95(times):
     times = sorted(times)
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
@@ -123,6 +166,12 @@ def main():
                 f"{label:>32} {len(content) / 1024 / 1024:>6.1f}MB {upload_p50:>9.0f}ms {upload_p95:>6.0f}ms "
                 f"{send_p50:>7.0f}ms {send_p95:>6.0f}ms {len(body) / 1024 / 1024:>8.1f}MB"
             )
+        seconds, before, after = four_large_uploads(data_dir, user, team)
+        mb = 1024 * 1024
+        print(
+            f"Four 50 MB uploads at once to a daphne process: {seconds:.1f} s; resident {before['VmRSS'] / mb:.0f} → "
+            f"{after['VmRSS'] / mb:.0f} MB, peak {before['VmHWM'] / mb:.0f} → {after['VmHWM'] / mb:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -458,11 +458,19 @@ def pdf_text(uploaded, name):
         reader = pypdf.PdfReader(uploaded)
         if reader.is_encrypted and not reader.decrypt(""):
             raise Refused(_("%(name)s is protected by a password. Attach a copy without one.") % {"name": name})
-        return "\n\n".join(page.extract_text() for page in reader.pages)
+        return "\n\n".join(page_texts(reader))
     except Refused:
         raise
     except Exception:  # a hostile or damaged PDF can fail anywhere inside pypdf, with any exception
         raise Refused(_("%(name)s could not be read as a PDF: it may be damaged.") % {"name": name}) from None
+
+
+def page_texts(reader):
+    """Each page's text. pypdf keeps every object it has read, and it reads a page's pictures whole to
+    learn that they are pictures: forgotten after each page, a PDF of photos is not all held at once."""
+    for page in reader.pages:
+        yield page.extract_text()
+        reader.resolved_objects.clear()
 
 
 def docx_text(uploaded, name):
@@ -473,8 +481,7 @@ def docx_text(uploaded, name):
         with zipfile.ZipFile(uploaded) as archive:
             if sum(member.file_size for member in archive.infolist()) > MAX_DOCX_UNPACKED_BYTES:
                 raise Refused(_("%(name)s unpacks to too much to be read safely.") % {"name": name})
-        uploaded.seek(0)
-        document = docx.Document(uploaded)
+            document = docx.Document(xml_parts_of(archive))
         blocks = []
         for block in document.iter_inner_content():
             if isinstance(block, Table):
@@ -486,6 +493,18 @@ def docx_text(uploaded, name):
         raise
     except Exception:  # as for PDFs: a damaged or hostile zip fails in many ways
         raise Refused(_("%(name)s could not be read as a Word document: it may be damaged.") % {"name": name}) from None
+
+
+def xml_parts_of(archive):
+    """A copy of a Word document's zip in which only its XML (where python-docx reads the text) is
+    kept, its pictures, fonts and embedded files emptied: python-docx holds every part of a document
+    in memory, and a 50 MB document of photos is 50 MB held while its text is read."""
+    copy = io.BytesIO()
+    with zipfile.ZipFile(copy, "w") as out:
+        for member in archive.infolist():
+            out.writestr(member.filename, archive.read(member) if member.filename.endswith((".xml", ".rels")) else b"")
+    copy.seek(0)
+    return copy
 
 
 # --- Files coming back from an export (chat/transfer.py) --------------------------------------

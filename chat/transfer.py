@@ -345,7 +345,7 @@ def read_upload(upload):
 # A zip export: at most this much in all, this many files, this much once unpacked (a zip bomb
 # declares little and unpacks to much: what each entry says it holds is checked before it is
 # read, and reading stops there).
-MAX_IMPORT_ARCHIVE_BYTES = 128 * 1024 * 1024  # daphne holds a request's body in memory: see mimoweb/body_limits.py
+MAX_IMPORT_ARCHIVE_BYTES = 128 * 1024 * 1024
 MAX_ARCHIVE_ENTRIES = 10_000
 MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 

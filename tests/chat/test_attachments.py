@@ -5,14 +5,19 @@ import hashlib
 import io
 import json
 import math
+import os
 import struct
+import tracemalloc
+import zipfile
 import zlib
 from datetime import timedelta
 
 import av
 import docx
+import pypdf
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.files import File
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -366,10 +371,73 @@ def test_a_damaged_pdf_is_refused():
     assert "could not be read as a PDF" in refusal("plan.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 9 0 R")
 
 
+def test_a_pdfs_text_is_read_holding_the_pictures_of_one_page_at_a_time(tmp_path):
+    picture = 6 * 1024 * 1024
+    pages, objects = [], [b"<< /Type /Catalog /Pages 2 0 R >>", None, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    for page in range(4):
+        content = b"q 612 0 0 792 0 0 cm /Photo Do Q BT /F1 12 Tf 72 720 Td (Photo %d) Tj ET" % page
+        objects.append(  # a JPEG as a camera makes it: its bytes do not compress
+            b"<< /Type /XObject /Subtype /Image /Width 3000 /Height 2000 /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+            b"/Filter /DCTDecode /Length %d >>\nstream\n%s\nendstream" % (picture, os.urandom(picture))
+        )
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 3 0 R >> /XObject << /Photo %d 0 R >> >> >>" % (len(objects), len(objects) - 1)
+        )
+        pages.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count 4 >>" % b" ".join(pages)
+    path = tmp_path / "photos.pdf"
+    path.write_bytes(pdf_of(objects))
+    del objects
+    with open(path, "rb") as file:
+        tracemalloc.start()
+        try:
+            taken = read_upload(File(file, name="photos.pdf"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert taken.text == "Photo 0\n\nPhoto 1\n\nPhoto 2\n\nPhoto 3"
+    assert peak < 2 * picture  # one page's picture, not the four
+
+
+def test_a_pdf_encrypted_with_no_password_has_every_pages_text_read():
+    pages = pypdf.PdfWriter()
+    for text in ["First page", "Second page", "Third page"]:
+        pages.append(pypdf.PdfReader(io.BytesIO(pdf_with_text(text))))
+    pages.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    encrypted = io.BytesIO()
+    pages.write(encrypted)
+    assert read_upload(upload("plan.pdf", encrypted.getvalue())).text == "First page\n\nSecond page\n\nThird page"
+
+
 def test_a_word_documents_paragraphs_and_tables_are_extracted_in_order():
     taken = read_upload(upload("plan.docx", docx_bytes()))
     assert taken.text == "Quarterly plan\nQ3 | grow\nThe end"
     assert taken.content_type == attachments.DOCX
+
+
+def test_a_word_documents_text_is_read_without_holding_its_pictures_in_memory(tmp_path):
+    document = docx.Document()
+    document.add_paragraph("Site survey")
+    document.add_picture(io.BytesIO(image_bytes()))
+    buffer = io.BytesIO()
+    document.save(buffer)
+    picture = os.urandom(20 * 1024 * 1024)  # a photo as a camera stores it: it does not compress
+    path = tmp_path / "survey.docx"
+    with zipfile.ZipFile(buffer) as small, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as large:
+        for member in small.infolist():
+            large.writestr(member.filename, picture if member.filename.startswith("word/media/") else small.read(member))
+    del picture
+    with open(path, "rb") as file:
+        tracemalloc.start()
+        try:
+            taken = read_upload(File(file, name="survey.docx"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert taken.text == "Site survey" and taken.size > 20 * 1024 * 1024
+    assert peak < 5 * 1024 * 1024
 
 
 def test_a_zip_that_is_not_a_word_document_is_refused():

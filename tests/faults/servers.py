@@ -44,10 +44,11 @@ def wait_until_listening(port, timeout=30.0):
 
 class Server:
     """An ASGI application served by the daphne command, as in production, on a port it keeps across
-    restarts; `kill()` is `kill -9`. mimoweb runs on the test's database."""
+    restarts; `kill()` is `kill -9`. mimoweb runs on the test's database; `env` adds to its environment."""
 
-    def __init__(self, application, log_path: Path):
+    def __init__(self, application, log_path: Path, env=None):
         self.application = application
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -57,7 +58,7 @@ class Server:
         env = os.environ | {
             "DJANGO_SETTINGS_MODULE": "tests.faults.server_settings",
             "MIMOWEB_FAULTS_DATABASE": str(settings.DATABASES["default"]["NAME"]),
-        }
+        } | self.env
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.application]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
