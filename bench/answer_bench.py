@@ -16,7 +16,6 @@ the first ones left out) and its queries.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -28,8 +27,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.library_bench import set_up_django  # noqa: E402
-from bench.stream_bench import create_database, drop_database  # noqa: E402
+from bench.library_bench import bench_database, set_up_django  # noqa: E402
 
 WARM_UP = 10  # answers left out of the figures: the first queries of a connection, caches
 
@@ -44,20 +42,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    database_url = os.environ.get("DATABASE_URL")
-    if database_url:
-        create_database(database_url)
-    try:
-        with tempfile.TemporaryDirectory(prefix="mimoweb-answer-bench-") as data_dir:
-            set_up_django(data_dir)
-            steps = measure(args)
-            report(steps, args, "PostgreSQL" if database_url else "SQLite")
-    finally:
-        if database_url:
-            from django.db import connections
-
-            connections.close_all()
-            drop_database(database_url)
+    with bench_database() as storage, tempfile.TemporaryDirectory(prefix="mimoweb-answer-bench-") as data_dir:
+        set_up_django(data_dir)
+        report(measure(args), args, storage)
 
 
 def measure(args):

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, time as day_time
 from pathlib import Path
 from unittest import mock
@@ -240,17 +241,26 @@ def build_usage(team, members, answers, rng):
 
 def main():
     args = parse_args()
-    database_url = os.environ.get("DATABASE_URL")
-    if database_url:
-        create_database(database_url)
-    try:
-        run(args, "PostgreSQL" if database_url else "SQLite")
-    finally:
-        if database_url:
-            from django.db import connections
+    with bench_database() as storage:
+        run(args, storage)
 
-            connections.close_all()
-            drop_database(database_url)
+
+@contextmanager
+def bench_database():
+    """The storage's name; on PostgreSQL, when DATABASE_URL names a mimoweb_bench… database, that database,
+    created for the run and dropped after it."""
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        yield "SQLite"
+        return
+    create_database(database_url)
+    try:
+        yield "PostgreSQL"
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(database_url)
 
 
 def run(args, storage):
