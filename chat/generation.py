@@ -443,6 +443,13 @@ frame_interval = FRAME_INTERVAL  # set once a second by tend_forever
 
 
 PROGRESS_FIELDS = ("content", "reasoning_content", "thinking_signature", "first_token_at", "heartbeat_at")
+# What an answer's end writes: what the generation sets, and nothing another writer may have
+# changed meanwhile (a Stop asked through another process, the branch shown).
+FINISHED_FIELDS = (
+    *PROGRESS_FIELDS, "status", "finish_reason", "error_kind", "error_text", "finished_at", "reasoning_tool_calls",
+    "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens", "image_tokens", "audio_tokens",
+    "video_tokens", "web_search_calls", "web_search_pages",
+)
 
 
 def save_progress(rows):
@@ -962,7 +969,7 @@ class Generation:
             self.publish("chat/conversation.html#usage-meter", {"meters": meters})
 
     def save_finished(self):
-        self.message.save()
+        self.message.save(update_fields=FINISHED_FIELDS)
         for call in self.tool_calls.values():
             if call.pk is None:
                 if call.status == ToolCall.Status.RECEIVING:

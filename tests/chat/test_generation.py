@@ -259,3 +259,17 @@ def test_a_database_not_reachable_at_start_leaves_the_streams_to_the_sweeps(monk
     monkeypatch.setattr(Message.objects, "mark_dead", refused)
     generation.mark_dead_at_start()
     assert "Could not mark the answers a process that is gone left streaming: connection refused" in caplog.text
+
+
+def test_an_answers_end_writes_what_it_set_and_leaves_what_another_writer_changed(streams):
+    stream = streams[0]
+    message = stream.message
+    # Meanwhile another process was asked to stop it, and the branch shown changed.
+    Message.objects.filter(pk=message.pk).update(stop_requested_at=timezone.now(), visible=False)
+    stream.new_text = ["The whole answer."]
+    stream.take_text()
+    message.status, message.finish_reason, message.prompt_tokens = "complete", "stop", 12
+    stream.save_finished_in_one_transaction()
+    saved = Message.objects.get(pk=message.pk)
+    assert (saved.content, saved.status, saved.finish_reason, saved.prompt_tokens) == ("The whole answer.", "complete", "stop", 12)
+    assert saved.stop_requested_at is not None and saved.visible is False
