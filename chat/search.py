@@ -133,8 +133,9 @@ def index_attachments(message):
     """Replace the entries of the text of a message's attached documents.
 
     Not from index_message: a message is saved before its files are linked to it, and looking
-    for files at every save would cost every answer a query. The sending code may call this once
-    it has linked them; `index_missing` indexes any it did not before a member searches.
+    for files at every save would cost every answer a query. Every code that links documents to
+    a message calls this once it has: sending and editing a question (generation.attach), an
+    import (transfer.save_messages) and a rebuild.
     """
     text = attached_text(Attachment.objects.filter(message=message).order_by("created_at", "pk"))
     with transaction.atomic():
@@ -171,20 +172,13 @@ def index_missing(user):
 
     Two writes are bulk updates on purpose: answers whose process died are marked
     `interrupted` (Message.mark_dead), and a new conversation's title is written only
-    over a blank one (chat/titles.py). Both are few, and found through indexes. So are
-    messages whose attached documents are not indexed yet (see index_attachments).
+    over a blank one (chat/titles.py). Both are few, and found through indexes.
     """
     cut_short = Message.objects.filter(status=Message.Status.INTERRUPTED, conversation__owner=user).exclude(
         Exists(SearchEntry.objects.filter(message=OuterRef("pk")))
     )
     for message in cut_short:
         index_message(message)
-    documents = Attachment.objects.filter(message=OuterRef("pk")).exclude(text="")
-    with_unindexed_files = Message.objects.filter(Exists(documents), conversation__owner=user).exclude(
-        Exists(SearchEntry.objects.filter(message=OuterRef("pk"), kind=SearchEntry.Kind.ATTACHMENT))
-    )
-    for message in with_unindexed_files:
-        index_attachments(message)
     untitled = SearchEntry.objects.filter(conversation=OuterRef("pk"), kind=SearchEntry.Kind.TITLE)
     for conversation in Conversation.objects.filter(owner=user).exclude(title="").exclude(Exists(untitled)):
         index_title(conversation)
