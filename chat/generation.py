@@ -260,7 +260,7 @@ def attach(user_message, attachments, instead_of):
     # in the event loop, where none may run.
     user_message._prefetched_objects_cache = {"attachments": taken}
     if any(attachment.text for attachment in taken):  # a document: search finds the question by its text at once
-        search.index_attachments(user_message)
+        search.index_attachments(user_message, taken)
 
 
 async def stop(conversation_id):

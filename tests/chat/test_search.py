@@ -49,12 +49,14 @@ def sent_with_document(conversation, content, *documents):
     """A question with documents attached, linked after it is saved and then indexed, as sending does
     (each way of linking them is pinned where it is: test_sending_attachments, test_transfer_files)."""
     question = say(conversation, content, role="user")
-    for name, text in documents:
+    attached = [
         Attachment.objects.create(
             owner=conversation.owner, conversation=conversation, message=question, kind="document",
             name=name, content_type="text/plain; charset=utf-8", size=len(text.encode()), sha256="0" * 64, text=text,
         )
-    search.index_attachments(question)
+        for name, text in documents
+    ]
+    search.index_attachments(question, attached)
     return question
 
 
@@ -71,6 +73,14 @@ def test_a_document_result_shows_a_snippet_of_its_text_and_says_it_is_a_file(cli
     page = find(client, bob, q="pipeline")
     assert "Attached file" in page
     assert "&lt;b&gt;<mark>pipeline</mark>&lt;/b&gt; grew fast" in page
+
+
+def test_indexing_a_messages_documents_reads_none_from_the_database_again(bob, conversation):
+    question = sent_with_document(conversation, "Read it", ("plan.md", "Migrate the warehouse"))
+    attached = list(question.attachments.all())
+    with CaptureQueriesContext(connection) as queries:
+        search.index_attachments(question, attached)  # the sending code holds them already
+    assert not [query for query in queries if query["sql"].startswith("SELECT")]
 
 
 def test_editing_the_message_keeps_its_documents_found(client, bob, conversation):
