@@ -34,8 +34,8 @@ from django.utils.translation import gettext as _, gettext_noop
 from PIL import Image, ImageOps
 
 from chat import mimo
-from chat.generation import estimated_tokens
 from chat.models import Attachment
+from chat.tokens import context_budget, estimated_tokens
 
 Kind = Attachment.Kind
 
@@ -614,11 +614,6 @@ def document_tokens(attachment):
     return estimated_tokens(attachment.name) + estimated_tokens(attachment.text) + 8
 
 
-def document_budget(model):
-    """The most a message's documents may take: the model's context, less the room its answer needs by default."""
-    return model.context_window - model.default_output_tokens
-
-
 def why_not_sendable(attachments, model, api_format):
     """Why these attachments cannot go to this model through a key in this format, in a sentence; "" when they can.
 
@@ -633,7 +628,7 @@ def why_not_sendable(attachments, model, api_format):
     if api_format == mimo.ApiFormat.ANTHROPIC and kinds & {Kind.AUDIO, Kind.VIDEO}:
         return _(mimo.ErrorKind.UNSUPPORTED_IN_FORMAT.message)
     documents = [attachment for attachment in attachments if attachment.kind == Kind.DOCUMENT]
-    budget = document_budget(model)
+    budget = context_budget(model)  # the most a message's documents may take
     numbers = {"model": model.id, "limit": number_format(budget, force_grouping=True)}
     for document in documents:
         if (tokens := document_tokens(document)) > budget:

@@ -44,6 +44,7 @@ from accounts.models import Team
 from chat import limits, mimo, processes, render, search, titles, tools, versions
 from chat.mimo.wire import user_text
 from chat.models import Attachment, Citation, Conversation, Message, ToolCall
+from chat.tokens import context_budget, estimated_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def attach(user_message, attachments, instead_of):
     # in the event loop, where none may run.
     user_message._prefetched_objects_cache = {"attachments": taken}
     if any(attachment.text for attachment in taken):  # a document: search finds the question by its text at once
-        search.index_attachments(user_message)
+        search.index_attachments(user_message, taken)
 
 
 async def stop(conversation_id):
@@ -562,16 +563,6 @@ def render_partial(name, context, watcher):
 # --- Fitting the history into the context window ----------------------------------
 
 
-def estimated_tokens(text):
-    """An upper bound, inexact on purpose: no tokenizer for MiMo is public.
-
-    A CJK character is about one token, other text about four characters a
-    token; counting three keeps us on the safe side.
-    """
-    wide = sum(1 for character in text if ord(character) >= 0x2E80)
-    return wide + (len(text) - wide) // 3 + 4
-
-
 # MiMo's image tokens (mimo-api.md §5.3): 16-pixel patches merged 2×2, so one token per 32×32
 # pixels, with the pixel count clamped to [8192, 8388608].
 IMAGE_PIXELS_PER_TOKEN = 32 * 32
@@ -631,7 +622,7 @@ def fit_to_context(turns, system, model):
     result. The latest exchange is always kept whole. Returns the turns kept, how many turns
     were left out and how many attachments.
     """
-    budget = model.context_window - model.default_output_tokens - estimated_tokens(system)
+    budget = context_budget(model) - estimated_tokens(system)
     turns, attachments_left_out = leave_out_old_attachments(turns, budget)
     exchanges = []
     for turn in turns:

@@ -129,14 +129,18 @@ def attached_text(attachments):
     return "\n\n".join(attachment.text for attachment in attachments if attachment.text)
 
 
-def index_attachments(message):
+def index_attachments(message, attachments):
     """Replace the entries of the text of a message's attached documents.
 
+    `attachments`: all of the message's, in the order they were attached. The sending code and an
+    import hold them already, so none is read again; a rebuild passes `message.attachments.all()`.
+
     Not from index_message: a message is saved before its files are linked to it, and looking
-    for files at every save would cost every answer a query. The sending code may call this once
-    it has linked them; `index_missing` indexes any it did not before a member searches.
+    for files at every save would cost every answer a query. Every code that links documents to
+    a message calls this once it has: sending and editing a question (generation.attach), an
+    import (transfer.save_messages) and a rebuild.
     """
-    text = attached_text(Attachment.objects.filter(message=message).order_by("created_at", "pk"))
+    text = attached_text(attachments)
     with transaction.atomic():
         SearchEntry.objects.filter(message_id=message.pk, kind=SearchEntry.Kind.ATTACHMENT).delete()
         SearchEntry.objects.bulk_create(
@@ -163,7 +167,7 @@ def index_conversation(conversation):
     index_title(conversation)
     for message in conversation.messages.exclude(status=Message.Status.STREAMING):
         index_message(message)
-        index_attachments(message)
+        index_attachments(message, message.attachments.all())
 
 
 def index_missing(user):
@@ -171,20 +175,13 @@ def index_missing(user):
 
     Two writes are bulk updates on purpose: answers whose process died are marked
     `interrupted` (Message.mark_dead), and a new conversation's title is written only
-    over a blank one (chat/titles.py). Both are few, and found through indexes. So are
-    messages whose attached documents are not indexed yet (see index_attachments).
+    over a blank one (chat/titles.py). Both are few, and found through indexes.
     """
     cut_short = Message.objects.filter(status=Message.Status.INTERRUPTED, conversation__owner=user).exclude(
         Exists(SearchEntry.objects.filter(message=OuterRef("pk")))
     )
     for message in cut_short:
         index_message(message)
-    documents = Attachment.objects.filter(message=OuterRef("pk")).exclude(text="")
-    with_unindexed_files = Message.objects.filter(Exists(documents), conversation__owner=user).exclude(
-        Exists(SearchEntry.objects.filter(message=OuterRef("pk"), kind=SearchEntry.Kind.ATTACHMENT))
-    )
-    for message in with_unindexed_files:
-        index_attachments(message)
     untitled = SearchEntry.objects.filter(conversation=OuterRef("pk"), kind=SearchEntry.Kind.TITLE)
     for conversation in Conversation.objects.filter(owner=user).exclude(title="").exclude(Exists(untitled)):
         index_title(conversation)
@@ -217,7 +214,7 @@ def rebuild_index(models=None):
     entry_model.objects.bulk_create(batch)
     if models is None:  # the command's; migration 0005's schema has no attachments
         for message in Message.objects.filter(Exists(Attachment.objects.filter(message=OuterRef("pk")).exclude(text=""))):
-            index_attachments(message)
+            index_attachments(message, message.attachments.all())
 
 
 # --- Queries ---------------------------------------------------------------------------

@@ -740,10 +740,9 @@ def save_messages(read_messages, conversation, keys, new_ids):
     ToolCall.objects.bulk_create([call for read_message in read_messages for call in read_message.tool_calls])
     Citation.objects.bulk_create([citation for read_message in read_messages for citation in read_message.citations])
     for read_message in read_messages:
-        for attachment in read_message.attachments:
-            save_attachment(attachment, read_message.message, conversation)
-        if read_message.attachments:
-            search.index_attachments(read_message.message)
+        saved = [save_attachment(attachment, read_message.message, conversation) for attachment in read_message.attachments]
+        if saved:
+            search.index_attachments(read_message.message, saved)
 
 
 def save_attachment(read, message, conversation):
@@ -752,7 +751,7 @@ def save_attachment(read, message, conversation):
     upload.content = ContentFile(read.archive.read(read.file))
     try:
         owner, created_at = conversation.owner, read.fields["created_at"]
-        attachments.store(upload, owner=owner, conversation=conversation, message=message, created_at=created_at)
+        return attachments.store(upload, owner=owner, conversation=conversation, message=message, created_at=created_at)
     finally:
         upload.content = None
 

@@ -14,6 +14,7 @@ from accounts.http import AuthenticatedHttpRequest
 from chat import attachments, generation, mimo, versions
 from chat.forms import SendForm
 from chat.models import Conversation, Message, get_conversation_for
+from chat.tokens import context_budget
 from chat.views.attachments import with_tokens
 
 
@@ -108,7 +109,7 @@ def model_option(model):
         "default_output_tokens": model.default_output_tokens,
         # What the composer checks attachments against before sending (chat/attachments.py's why_not_sendable).
         "inputs": " ".join(sorted(model.input_modalities)),
-        "document_budget": attachments.document_budget(model),
+        "document_budget": context_budget(model),
     }
 
 

@@ -10,10 +10,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from accounts.models import ApiKey, Membership
-from chat import attachments, generation, mimo
+from chat import attachments, generation, mimo, search
 from chat.attachments import read_upload
 from chat.forms import ATTACHMENT_GONE, SendForm
-from chat.models import Attachment, Conversation, Message, ReviewAccess, SearchEntry, Share
+from chat.models import Attachment, Conversation, Message, ReviewAccess, Share
 from chat import transfer
 from tests.chat.test_attachments import attachment_storage, encoded_media, image_bytes, pdf_with_text  # noqa: F401
 from tests.chat.test_consumers import connect, frames_until_finished, latest_answer
@@ -214,8 +214,7 @@ async def test_files_go_with_the_message_and_again_with_later_turns(socket_chat,
     assert answer.image_tokens and not answer.audio_tokens  # as MiMo counts them in prompt_tokens_details
     question = await Message.objects.aget(conversation=socket_chat, role="user")
     assert {a.pk async for a in Attachment.objects.filter(message=question)} == {image.pk, document.pk}
-    # Search finds the question by its document's text at once.
-    assert await SearchEntry.objects.filter(message=question, kind=SearchEntry.Kind.ATTACHMENT, text__contains="grow").aexists()
+    assert await found_by(bob, "grow in q3") == [question.pk]  # by its document's text, at once
     # The frame that shows the question carries its thumbnail and its document's chip.
     shown = next(frame for frame in frames if f"message-{question.pk}" in frame)
     assert f"/attachments/{image.pk}/thumbnail/" in shown and "plan.pdf" in shown
@@ -249,6 +248,27 @@ async def test_edit_and_regenerate_keep_the_questions_files(socket_chat, bob):
     assert (await latest_answer(socket_chat)).content.startswith("I see 1 image (40×30).")
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_edited_questions_copied_documents_are_found_by_search_at_once(socket_chat, bob):
+    document = await database_sync_to_async(stored)(bob, socket_chat, "plan.pdf", pdf_with_text("Grow in Q3"))
+    communicator, _connected, _code = await connect(bob, socket_chat.pk)
+    await send_and_read(communicator, send_form("What does it say?", [document.pk]))
+    question = await Message.objects.aget(conversation=socket_chat, role="user")
+    await send_and_read(communicator, {"action": "edit", "message_id": question.pk, "text": "Briefly?"})
+    edited = await Message.objects.filter(role="user", visible=True).alast()
+    assert edited.pk in await found_by(bob, "grow in q3")  # by its copy of the document's text
+    await communicator.disconnect()
+    await mimo.close_shared_http_client()
+
+
+@database_sync_to_async
+def found_by(user, query):
+    """The messages search finds for the member, as the search page lists them."""
+    form = search.SearchForm(user, {"q": query})
+    assert form.is_valid(), form.errors
+    return [hit["message_id"] for hit in form.hits()]
 
 
 @pytest.mark.django_db(transaction=True)
