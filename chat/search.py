@@ -162,14 +162,6 @@ def index_title(conversation):
         )
 
 
-def index_conversation(conversation):
-    """Index a conversation whose rows were written without signals (bulk_create, an import)."""
-    index_title(conversation)
-    for message in conversation.messages.exclude(status=Message.Status.STREAMING):
-        index_message(message)
-        index_attachments(message, message.attachments.all())
-
-
 def index_missing(user):
     """Index what bulk updates wrote, which send no signal; called before a member searches.
 

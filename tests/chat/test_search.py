@@ -585,15 +585,6 @@ def test_rebuilding_the_index_finds_rows_written_without_signals(client, bob, ac
     assert found_ids(client, bob, "imported") == [Message.objects.get().pk, None]
 
 
-def test_index_conversation_indexes_an_imported_conversation(client, bob, acme):
-    conversation = Conversation.objects.create(owner=bob, team=acme)
-    Conversation.objects.filter(pk=conversation.pk).update(title="Imported chat")
-    Message.objects.bulk_create([Message(conversation=conversation, role="user", content="imported question")])
-    conversation.refresh_from_db()
-    search.index_conversation(conversation)
-    assert len(found_ids(client, bob, "imported")) == 2
-
-
 # --- Pages and htmx ---------------------------------------------------------------------------
 
 
