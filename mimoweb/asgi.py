@@ -21,7 +21,8 @@ from mimoweb.proxies import TrustedProxiesMiddleware  # noqa: E402
 generation.mark_dead_at_start()
 
 # daphne keeps a whole request body before the application sees it, so the limit on
-# bodies is applied in daphne's own requests.
+# bodies is applied in daphne's own requests, and an accepted body is handed over a piece
+# at a time by the application's queue.
 body_limits.install()
 
 # The client's address is settled first, for pages and sockets alike.
