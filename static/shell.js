@@ -157,8 +157,12 @@
     closeMenus(event.target.closest("details[data-menu]"));
   });
 
-  // An action's answer (pin, delete, rename) redraws rows: no menu stays open over them.
-  document.addEventListener("htmx:afterSwap", function () { closeMenus(null); });
+  // An action's answer (pin, delete, rename) redraws rows: no row's menu stays open over them.
+  // The header's menu is left as it is: the sidebar's rows load just after the page, and shut it
+  // under the pointer of whoever opened it at once.
+  document.addEventListener("htmx:afterSwap", function () {
+    closeMenus(document.querySelector("details.site-menu"));
+  });
 
   document.addEventListener("DOMContentLoaded", showState);
 })();

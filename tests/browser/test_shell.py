@@ -160,6 +160,22 @@ def test_the_menu_holds_the_navigation_and_closes_on_esc_and_outside_clicks(shel
     expect(navigation).to_be_hidden()
 
 
+def test_the_menu_opened_as_the_page_loads_stays_open_when_the_sidebar_rows_arrive(shell, bob, paris):
+    page = shell(bob, f"/chats/{paris.pk}/")
+    menu = page.locator("details.site-menu")
+    menu.locator("summary").click()
+    # The rows are drawn again by htmx, as they are once the page has loaded; resolved after every
+    # listener of the swap has run.
+    page.evaluate(
+        """() => new Promise(swapped => {
+            document.body.addEventListener("htmx:afterSwap", () => setTimeout(swapped), {once: true});
+            htmx.ajax("GET", "/chats/sidebar/", {target: "#sidebar-list", swap: "outerHTML"});
+        })"""
+    )
+    expect(menu).to_have_attribute("open", "")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
 def test_the_skip_link_is_the_first_tab_stop_and_leads_to_the_main_content(shell, bob, paris):
     page = shell(bob, f"/chats/{paris.pk}/")
     page.keyboard.press("Tab")
