@@ -39,6 +39,20 @@ def ask(page, text):
     page.get_by_role("textbox", name="Message").press("Enter")
 
 
+def open_sent_once(page, conversation, text, attach):
+    """Open the conversation; the first time, ask `text` with the two files `attach(page)` adds, and wait for the answer."""
+    from tests.browser.test_attachments import READY_CHIPS
+
+    page.goto(f"/chats/{conversation.pk}/")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    if not conversation.messages.exists():
+        page.get_by_role("textbox", name="Message").fill(text)
+        attach(page)
+        expect(page.locator(READY_CHIPS)).to_have_count(2)
+        page.get_by_role("textbox", name="Message").press("Enter")
+        expect(page.locator(ANSWER).last).not_to_have_attribute("data-status", "streaming")
+
+
 def shoot(page, name, device, scheme):
     page.wait_for_timeout(300)  # let the drawer slide and fonts settle: a picture, not an assertion
     page.screenshot(path=OUT / f"{name}-{device}-{scheme}.png")
@@ -149,20 +163,16 @@ def test_write_attachment_screenshots(browser, live_url, bob, acme, fake_url, tr
         image.save(out, "PNG")
         return out.getvalue()
 
+    def chart_and_plan(page):
+        paste(page, photo(), "sales-chart.png", "image/png")
+        page.locator("[data-attach-input]").set_input_files(
+            files=[{"name": "quarterly-plan.pdf", "mimeType": "application/pdf", "buffer": pdf_with_text("Grow in Q3")}]
+        )
+
     for device in DEVICES:
         for scheme in SCHEMES:
             ctx, page = signed_in(browser, live_url, device, scheme, bob)
-            page.goto(f"/chats/{sent.pk}/")
-            expect(page.get_by_role("button", name="Send")).to_be_enabled()
-            if not sent.messages.exists():
-                page.get_by_role("textbox", name="Message").fill("What do the chart and the plan say about Q3?")
-                paste(page, photo(), "sales-chart.png", "image/png")
-                page.locator("[data-attach-input]").set_input_files(
-                    files=[{"name": "quarterly-plan.pdf", "mimeType": "application/pdf", "buffer": pdf_with_text("Grow in Q3")}]
-                )
-                expect(page.locator(READY_CHIPS)).to_have_count(2)
-                page.get_by_role("textbox", name="Message").press("Enter")
-                expect(page.locator(ANSWER).last).not_to_have_attribute("data-status", "streaming")
+            open_sent_once(page, sent, "What do the chart and the plan say about Q3?", chart_and_plan)
             expect(page.locator(".message-attachments img")).to_have_js_property("complete", True)
             shoot(page, "chat-attachments-sent", device, scheme)
 
@@ -221,14 +231,10 @@ def test_write_recording_screenshots(browser, live_url, bob, acme, fake_url, tra
     for device in DEVICES:
         for scheme in SCHEMES:
             ctx, page = signed_in(browser, live_url, device, scheme, bob)
-            page.goto(f"/chats/{sent.pk}/")
-            expect(page.get_by_role("button", name="Send")).to_be_enabled()
-            if not sent.messages.exists():
-                page.get_by_role("textbox", name="Message").fill("Here is the walkthrough and my notes: what should we fix first?")
-                page.locator("[data-attach-input]").set_input_files(files=files)
-                expect(page.locator(READY_CHIPS)).to_have_count(2)
-                page.get_by_role("textbox", name="Message").press("Enter")
-                expect(page.locator(ANSWER).last).not_to_have_attribute("data-status", "streaming")
+            open_sent_once(
+                page, sent, "Here is the walkthrough and my notes: what should we fix first?",
+                lambda page: page.locator("[data-attach-input]").set_input_files(files=files),
+            )
             for player in page.locator(".message-attachments audio, .message-attachments video").all():
                 page.wait_for_function("player => player.readyState >= 2", arg=player.element_handle())  # its first frame, not a spinner
             page.locator("article.message-user").evaluate("question => question.scrollIntoView()")  # the players, not the answer
