@@ -546,14 +546,16 @@ async def stream_all(servers, session, browsers, text, deadline, ramp=0.0):
     message = json.dumps({"action": "send", "text": text, "model": MODEL, "HEADERS": {}})
     cpu_before, started = servers.cpu(), time.monotonic()
 
-    async def send(browser, at):
+    until = asyncio.get_running_loop().time() + deadline
+
+    async def ask_and_read(browser, at):
         await asyncio.sleep(at)
         await browser.send_json(message)
+        # At once: a frame's time is when it is read, so a browser must not wait for the others' sends.
+        await browser.read_answer(until)
 
     # All at once, or one after another spread evenly over `ramp` seconds.
-    await asyncio.gather(*(send(browser, ramp * i / len(browsers)) for i, browser in enumerate(browsers)))
-    until = asyncio.get_running_loop().time() + deadline
-    await asyncio.gather(*(browser.read_answer(until) for browser in browsers))
+    await asyncio.gather(*(ask_and_read(browser, ramp * i / len(browsers)) for i, browser in enumerate(browsers)))
     wall = time.monotonic() - started
     cpu_after = servers.cpu()
     await asyncio.gather(*(browser.close() for browser in browsers))
