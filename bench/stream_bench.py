@@ -42,6 +42,7 @@ SECRET = "sk-bench-key"
 # A clock token as the upstreams write it: Unix ms, then its number.
 STAMP = re.compile(r"t(\d{13})n(\d+)")
 ENDED = re.compile(r'class="message message-assistant" data-status="(complete|error|stopped|interrupted)"')
+TITLED = re.compile(r'hx-swap-oob="innerHTML:#conversation-[0-9a-f-]+-title"')  # the frame that brings a new title
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # What `--app` serves: mimoweb, or the floor under it (bench/relay.py: read and relay, nothing else).
@@ -292,6 +293,7 @@ class Browser:
         self.frames = []  # (arrival time.time(), payload str)
         self.bytes = 0
         self.status = "no answer"
+        self.answer_frames = None  # how many of the frames were the answer's, up to its end (then its title)
 
     async def open(self, session):
         port = self.port
@@ -313,15 +315,20 @@ class Browser:
         self.writer.write(client_frame(0x1, text.encode()))
         await self.writer.drain()
 
-    async def read_answer(self, deadline):
-        """Read frames until the answer ends (or the socket closes, or time runs out)."""
+    async def read_answer(self, deadline, until_titled=False):
+        """Read frames until the answer ends (or the socket closes, or time runs out); `until_titled`: and
+        until the conversation's title arrives, which the app asks for after the answer, so that the run's
+        CPU holds the title's too."""
+        titled = not until_titled
         try:
             async with asyncio.timeout_at(deadline):
                 while (payload := await self.read_message()) is not None:
                     self.frames.append((time.time(), payload))
                     self.bytes += len(payload)
                     if ended := ENDED.search(payload):
-                        self.status = ended[1]
+                        self.status, self.answer_frames = ended[1], len(self.frames)
+                    titled = titled or bool(TITLED.search(payload))
+                    if titled and self.answer_frames is not None:
                         return
                 self.status = "socket closed"
         except TimeoutError:
@@ -422,8 +429,8 @@ class Stream:
         return (last[0] * 1000 - first[1]) / (last[1] - first[1]) - 1
 
     def frames_per_second(self):
-        # From the first to the last frame after sending: the stream's own lifetime.
-        times = [arrival for arrival, _ in self.browser.frames]
+        # From the first frame after sending to the answer's last: the stream's own lifetime.
+        times = [arrival for arrival, _ in self.browser.frames[: self.browser.answer_frames]]
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
@@ -495,7 +502,10 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0, titl
     ports = servers.app_ports
     browsers = [Browser(pk, ports[i % len(ports)]) for i, pk in enumerate(conversation_ids)]
     cpu_before, cpu_after, wall = run_loop(
-        stream_all(servers, fixture.session, browsers, text, deadline=tokens / rate + ramp + 60, ramp=ramp)
+        stream_all(
+            servers, fixture.session, browsers, text, deadline=tokens / rate + ramp + 60, ramp=ramp,
+            until_titled=servers.app == "mimoweb" and not titled,
+        )
     )
 
     results = [Stream(browser, tokens) for browser in browsers]
@@ -532,7 +542,7 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0, titl
     )
 
 
-async def stream_all(servers, session, browsers, text, deadline, ramp=0.0):
+async def stream_all(servers, session, browsers, text, deadline, ramp=0.0, until_titled=False):
     # At most 50 handshakes at a time: daphne's listen backlog is 50.
     handshakes = asyncio.Semaphore(50)
 
@@ -552,7 +562,7 @@ async def stream_all(servers, session, browsers, text, deadline, ramp=0.0):
         await asyncio.sleep(at)
         await browser.send_json(message)
         # At once: a frame's time is when it is read, so a browser must not wait for the others' sends.
-        await browser.read_answer(until)
+        await browser.read_answer(until, until_titled)
 
     # All at once, or one after another spread evenly over `ramp` seconds.
     await asyncio.gather(*(ask_and_read(browser, ramp * i / len(browsers)) for i, browser in enumerate(browsers)))

@@ -31,9 +31,15 @@ PROMPT = (
 )
 
 QUOTES = "\"'“”‘’「」『』《》"
+# Titles asked at once by a process. Answers asked for together end together, and a title costs
+# about what an answer's end does (a read, a request, a write, a frame): 200 answers ending in
+# the same second brought 200 title requests with them, and the streams still running waited
+# for both (bench/README.md). Beyond this many, a title waits its turn, seconds late under such a burst.
+TITLES_AT_ONCE = 8
 
 # The loop keeps only weak references to tasks: these keep running titles alive.
 _tasks = set()
+_slots = None  # (event loop, its semaphore of TITLES_AT_ONCE): a semaphore serves one loop
 
 
 def title_soon(generation):
@@ -49,7 +55,8 @@ async def title_and_announce(generation):
     """Title the conversation, then show the title on the pages watching it."""
     conversation = generation.conversation
     try:
-        title = await give_title(conversation.pk, generation.api_key)
+        async with title_slots():
+            title = await give_title(conversation.pk, generation.api_key)
     except Exception:
         logger.exception("Could not give conversation %s a title", conversation.pk)
         return
@@ -58,18 +65,28 @@ async def title_and_announce(generation):
         generation.publish("chat/conversation.html#title-changed", {"conversation": conversation})
 
 
+def title_slots():
+    """The semaphore that keeps this process to TITLES_AT_ONCE titles at once."""
+    global _slots
+    loop = asyncio.get_running_loop()
+    if _slots is None or _slots[0] is not loop:
+        _slots = (loop, asyncio.Semaphore(TITLES_AT_ONCE))
+    return _slots[1]
+
+
 async def give_title(conversation_id, api_key):
     """MiMo's title, else the first words; saved only over a blank title. Returns the title saved, or None."""
-    # The first question, and with it its conversation as long as that has no title: one read.
+    # The first question, and its conversation's model as long as that has no title: one read, of those two fields.
     question = await (
         Message.objects.filter(conversation_id=conversation_id, conversation__title="", role=Message.Role.USER, visible=True)
-        .select_related("conversation")
         .order_by("created_at", "id")
+        .values("content", "conversation__model")
         .afirst()
     )
-    if question is None or not question.content.strip():
+    if question is None or not question["content"].strip():
         return None
-    title = await ask_mimo(api_key, question.conversation.model, question.content) or first_words(question.content)
+    text = question["content"]
+    title = await ask_mimo(api_key, question["conversation__model"], text) or first_words(text)
     saved = await Conversation.objects.filter(pk=conversation_id, title="").aupdate(title=title)
     return title if saved else None
 

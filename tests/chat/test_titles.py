@@ -1,6 +1,8 @@
 """A new conversation's title: asked of MiMo with a small request, else the first words of its first message."""
 
+import asyncio
 import re
+from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
@@ -121,3 +123,25 @@ async def test_the_first_complete_answer_names_the_conversation_and_the_page_hea
     assert len(title_requests(fake_records)) == 1  # titled once
     await communicator.disconnect()
     await mimo.close_shared_http_client()
+
+
+async def test_a_burst_of_answers_ending_together_asks_only_a_few_titles_at_once(monkeypatch):
+    """Titles beyond TITLES_AT_ONCE wait their turn; every one is still given."""
+    in_flight, most, titled = 0, 0, []
+
+    async def slow_title(conversation_id, api_key):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        titled.append(conversation_id)
+        return None
+
+    monkeypatch.setattr(titles, "give_title", slow_title)
+    answers = [SimpleNamespace(conversation=SimpleNamespace(pk=n, title=""), api_key=None) for n in range(titles.TITLES_AT_ONCE * 3)]
+    for answer in answers:
+        titles.title_soon(answer)
+    await asyncio.gather(*titles._tasks)
+    assert most == titles.TITLES_AT_ONCE
+    assert sorted(titled) == list(range(len(answers)))
