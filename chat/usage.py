@@ -545,7 +545,23 @@ def counted(message, team_id, owner_id, before=None, price_id=NOT_READ):
 
 def price_in_force(model, moment):
     """The id of the price a message of this model run at that moment costs, None if none."""
-    return Price.objects.filter(model=model, valid_from__lte=moment).order_by("-valid_from").values_list("pk", flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(price_in_force_sql("%s", "%s"), [model, connection.ops.adapt_datetimefield_value(moment)])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def price_in_force_sql(model, moment):
+    """The SELECT of `price_in_force` for a model and a moment given as SQL (parameters, or a message's
+    columns). Plain SQL, as add_to_rows: one of these runs as each answer starts and before each save
+    of one, and Django building it cost several times running it."""
+    quote = connection.ops.quote_name
+    column = {name: quote(Price._meta.get_field(name).column) for name in ("id", "model", "valid_from")}
+    return (
+        f"SELECT {column['id']} FROM {quote(Price._meta.db_table)}"
+        f" WHERE {column['model']} = {model} AND {column['valid_from']} <= {moment}"
+        f" ORDER BY {column['valid_from']} DESC LIMIT 1"
+    )
 
 
 def counted_as_stored(message_id):
@@ -561,12 +577,7 @@ def counted_as_stored(message_id):
         return f"{table}.{quote(model._meta.get_field(name).column)}"
 
     names = ["role", "imported", "api_key", "model", "created_at", *FIGURES]
-    in_force = (
-        f"SELECT {column(Price, 'id', 'p')} FROM {quote(Price._meta.db_table)} p"
-        f" WHERE {column(Price, 'model', 'p')} = {column(Message, 'model', 'm')}"
-        f" AND {column(Price, 'valid_from', 'p')} <= {column(Message, 'created_at', 'm')}"
-        f" ORDER BY {column(Price, 'valid_from', 'p')} DESC LIMIT 1"
-    )
+    in_force = price_in_force_sql(column(Message, "model", "m"), column(Message, "created_at", "m"))
     sql = (
         f"SELECT {', '.join(column(Message, name, 'm') for name in names)},"
         f" {column(Conversation, 'team', 'c')}, {column(Conversation, 'owner', 'c')}, ({in_force})"
