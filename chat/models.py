@@ -3,6 +3,7 @@
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -133,13 +134,16 @@ class Conversation(models.Model):
         # chat/attachments.py reads the files into the turn; it imports this module, so it is imported here.
         from chat.attachments import user_turn
 
-        messages = list(
-            self.messages.filter(visible=True)
+        # Only the fields a turn is made of, not whole rows: every round of every answer reads them.
+        messages = [
+            SimpleNamespace(**row)
+            for row in self.messages.filter(visible=True)
             .exclude(
                 role=Message.Role.ASSISTANT, status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STREAMING]
             )
             .annotate(has_attachments=models.Exists(Attachment.objects.filter(message=models.OuterRef("pk"))))
-        )
+            .values("pk", "role", "content", "reasoning_content", "thinking_signature", "has_attachments")
+        ]
         # Each question's attachments go again with every later turn, read from their rows and files;
         # no query for them in a conversation without any.
         attachments_of = {}
