@@ -800,6 +800,7 @@ class IncrementalRenderer:
 
     def __init__(self, open_id=""):
         self.open_id = open_id
+        self._id_attribute = format_html(' id="{}"', open_id)  # once: every update's open element carries it
         self._rest = ""  # text after the last finished block
         self._held_carriage_return = False
         # The blank-line rule of split_finished_blocks, looked for in new lines only.
@@ -956,7 +957,7 @@ class IncrementalRenderer:
     def _open_element(self):
         tag = "<" + self._view.tag
         html = self._view.open_element(self._rest[self._viewed :])
-        return tag + format_html(' id="{}"', self.open_id) + html.removeprefix(tag)
+        return tag + self._id_attribute + html.removeprefix(tag)
 
     def _update(self, final):
         final = mark_safe("".join(final))
