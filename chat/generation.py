@@ -431,12 +431,12 @@ def frame_interval_for(busy):
     Each frame costs about the same whatever it carries, so when the process
     gets busy, fewer and fuller frames let the delay grow gently instead of
     frames queueing behind each other: 20 a second up to a quarter of a core,
-    then fewer, down to 10 a second from 75 %, which leaves the core room for
-    a burst. Not fewer: a token waits for its frame up to the interval, and
-    with 5 a second 200 streams' p99 delay could not go below 200 ms, while
+    then fewer, down to 10 a second from half a core, which leaves the core
+    room for a burst. Not fewer: a token waits for its frame up to the interval,
+    and with 5 a second 200 streams' p99 delay could not go below 200 ms, while
     10 a second cost about the same CPU per token (bench/README.md).
     """
-    fill = min(1.0, max(0.0, (busy - 0.25) / 0.5))
+    fill = min(1.0, max(0.0, (busy - 0.25) / 0.25))
     return FRAME_INTERVAL + fill * (BUSIEST_FRAME_INTERVAL - FRAME_INTERVAL)
 
 

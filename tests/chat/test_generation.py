@@ -118,8 +118,8 @@ async def test_a_generation_ends_when_its_sender_to_other_processes_is_cancelled
     assert saved.status == "stopped"
 
 
-def test_frames_come_less_often_as_the_process_fills_its_core():
-    intervals = [generation.frame_interval_for(busy) for busy in (0.0, 0.25, 0.4, 0.75, 1.5)]
+def test_frames_come_less_often_as_the_process_fills_its_core_and_least_often_from_half_a_core():
+    intervals = [generation.frame_interval_for(busy) for busy in (0.0, 0.25, 0.4, 0.5, 1.5)]
     assert intervals[:2] == [generation.FRAME_INTERVAL] * 2
     assert intervals[1] < intervals[2] < intervals[3]
     assert intervals[3:] == [generation.BUSIEST_FRAME_INTERVAL] * 2
