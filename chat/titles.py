@@ -1,9 +1,10 @@
 """A short title for a new conversation, asked of MiMo once an answer in it is complete.
 
-A small request of its own (thinking off, a few tokens, no retries) run as its
-own task after the answer, so it never delays or breaks the answer. When MiMo
-gives none, the first words of the person's first message are the title. A
-title is only ever written over a blank one: a rename made meanwhile wins.
+A small request of its own (thinking off, a few tokens, not streamed, no
+retries) run as its own task after the answer, so it never delays or breaks
+the answer. When MiMo gives none, the first words of the person's first
+message are the title. A title is only ever written over a blank one: a
+rename made meanwhile wins.
 """
 
 import asyncio
@@ -104,13 +105,13 @@ async def ask_mimo(api_key, model, question):
         thinking=False,
         max_output_tokens=MAX_OUTPUT_TOKENS,
     )
-    accumulator = mimo.Accumulator()
-    async for event in mimo.stream_turn(endpoint, request, retry=mimo.NO_RETRY):
-        accumulator.add(event)
-    if accumulator.error is not None:
-        logger.info("MiMo gave no title for a conversation: %s", accumulator.error.kind.value)
+    try:
+        # Whole, not streamed: nobody watches a title arrive, and one body costs less than an event per token.
+        text = await mimo.whole_answer_text(endpoint, request)
+    except mimo.MimoError as error:
+        logger.info("MiMo gave no title for a conversation: %s", error.kind.value)
         return ""
-    return clean_title(accumulator.text)
+    return clean_title(text)
 
 
 def clean_title(text):

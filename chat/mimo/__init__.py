@@ -50,6 +50,7 @@ from .client import (
     shared_http_client,
     stream_body,
     stream_turn,
+    whole_answer_text,
 )
 from .conversation import (
     AssistantTurn,
@@ -137,4 +138,5 @@ __all__ = [
     "shared_http_client",
     "stream_body",
     "stream_turn",
+    "whole_answer_text",
 ]

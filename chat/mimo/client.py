@@ -1,4 +1,4 @@
-"""Talking to MiMo over HTTP: one streamed turn, the model list, and the key check.
+"""Talking to MiMo over HTTP: one streamed turn, a short answer asked for whole, the model list, and the key check.
 
 Everything here takes its configuration as arguments (`Endpoint`, `Timeouts`,
 `RetryPolicy`); nothing reads settings. One `httpx.AsyncClient` is shared per
@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from .conversation import ChatRequest, UserTurn
-from .dialects import StreamDecoder
+from .dialects import StreamDecoder, text_of_whole_answer
 from .errors import ErrorKind, MimoError, error_from_response, error_from_stream_payload
 from .events import ErrorEvent, Event
 from .transport import MimoTransport, environment_proxies
@@ -49,6 +49,7 @@ KEY_CHECK_MODEL = "mimo-v2.5"
 
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_WHOLE_ANSWER = 64 * 1024  # a short answer asked for whole (whole_answer_text); a longer body is cut, then unreadable
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,38 @@ async def stream_body(
         await retry.sleep(delay)
 
 
+async def whole_answer_text(
+    endpoint: Endpoint,
+    request: ChatRequest,
+    *,
+    timeouts: Timeouts = Timeouts(),
+    http_client: httpx.AsyncClient | None = None,
+) -> str:
+    """The text of one short assistant turn, asked for whole rather than streamed; raises MimoError.
+
+    For an answer nobody watches arrive (a conversation's title): one JSON body to read
+    instead of an event per token. Asked once, without retries.
+    """
+    endpoint.refuse_unusable_key()
+    content = encode_body(build_body(request, endpoint.api_format, stream=False))
+    client = http_client or shared_http_client()
+    headers = {**endpoint.headers(), "content-type": "application/json"}
+    try:
+        async with client.stream(
+            "POST", endpoint.chat_url, content=content, headers=headers, timeout=timeouts.for_httpx()
+        ) as response:
+            raw = await _read_capped(response, _MAX_WHOLE_ANSWER)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        raise _transport_failure(error, False, endpoint) from None
+    try:
+        if not response.is_success:
+            raise error_from_response(response.status_code, raw, parse_retry_after(response.headers.get("retry-after")))
+        return text_of_whole_answer(raw, endpoint.api_format)
+    except MimoError as error:
+        error.detail = endpoint.scrub(error.detail)
+        raise
+
+
 def encode_body(body: dict[str, Any]) -> bytes:
     # The serialisation the official SDKs use: compact, UTF-8, not ASCII-escaped.
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
@@ -274,13 +307,13 @@ def _error_from_json_200(body: bytes) -> MimoError:
     return MimoError(ErrorKind.INVALID_RESPONSE, "a JSON answer instead of a stream")
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_capped(response: httpx.Response, limit: int = _MAX_ERROR_BODY) -> bytes:
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
-        if len(body) > _MAX_ERROR_BODY:
+        if len(body) > limit:
             break
-    return bytes(body[:_MAX_ERROR_BODY])
+    return bytes(body[:limit])
 
 
 def _transport_failure(error: Exception, started: bool, endpoint: Endpoint) -> MimoError:

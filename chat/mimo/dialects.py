@@ -17,7 +17,7 @@ as Anthropic's `event: error`.
 import json
 from typing import Any
 
-from .errors import ErrorKind, error_from_stream_payload
+from .errors import ErrorKind, MimoError, error_from_stream_payload
 from .events import (
     Citation,
     Citations,
@@ -52,6 +52,26 @@ _FINISH_REASONS = {
 
 def finish_event(raw: str) -> Finish:
     return Finish(_FINISH_REASONS.get(raw, FinishReason.OTHER), raw)
+
+
+def text_of_whole_answer(raw: bytes, api_format: ApiFormat) -> str:
+    """The text of an answer that came whole, not streamed (mimo-api.md §5.4, §6.2); raises MimoError.
+
+    OpenAI format: `choices[0].message.content`; Anthropic format: its `text` blocks, joined
+    (a `thinking` block may come before or after them). `{"error": ...}` with a 200 is an error.
+    """
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and payload.get("error"):
+        raise error_from_stream_payload(payload)
+    try:
+        if api_format is ApiFormat.ANTHROPIC:
+            return "".join(block["text"] for block in payload["content"] if block.get("type") == "text")
+        return payload["choices"][0]["message"]["content"] or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise MimoError(ErrorKind.INVALID_RESPONSE, "an answer without its text") from None
 
 
 class StreamDecoder:

@@ -52,6 +52,7 @@ async def test_mimo_is_asked_for_a_title_with_a_small_request(conversation, acme
     body = request["body"]
     assert body["max_completion_tokens" if api_format == "openai" else "max_tokens"] == titles.MAX_OUTPUT_TOKENS
     assert body["thinking"] == {"type": "disabled"}
+    assert body["stream"] is False  # nobody watches a title arrive: one body, not an event per token
     assert "tools" not in body
     prompt = body["messages"][-1]["content"]
     prompt = prompt if isinstance(prompt, str) else prompt[0]["text"]

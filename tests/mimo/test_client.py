@@ -1,4 +1,5 @@
 import email.utils
+import json
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from chat.mimo import (
     ErrorKind,
     FinishReason,
     ImagePart,
+    MimoError,
     RetryPolicy,
     TextDelta,
     Timeouts,
@@ -23,6 +25,7 @@ from chat.mimo import (
     check_key,
     shared_http_client,
     stream_turn,
+    whole_answer_text,
 )
 from chat.mimo.client import parse_retry_after
 
@@ -293,6 +296,92 @@ async def test_key_check_reports_why_a_key_does_not_work(fake_url, key, kind):
 async def test_key_check_against_an_unreachable_url_is_a_connection_error():
     check = await check_key(Endpoint(f"http://127.0.0.1:{unused_port()}", GOOD_KEY))
     assert check.error is ErrorKind.CONNECTION
+
+
+async def whole(endpoint, text, **request):
+    return await whole_answer_text(endpoint, ChatRequest(model="mimo-v2.5-pro", turns=[UserTurn(text)], **request))
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+async def test_a_whole_answer_is_its_text_without_its_reasoning_from_one_request_not_streamed(endpoint, fake_records, thinking):
+    text = await whole(endpoint, "Hello there", thinking=thinking, max_output_tokens=30)
+    assert text.startswith("Hello! This is the offline **fake MiMo** server")
+    assert "The person wrote" not in text  # the fake's reasoning
+    [recorded] = fake_records.all()
+    assert recorded["body"]["stream"] is False
+
+
+@pytest.mark.parametrize(
+    ("directive", "kind", "status"),
+    [
+        ("[[fake:error=429]]", ErrorKind.RATE_LIMITED, 429),
+        ("[[fake:error=500]]", ErrorKind.SERVER_ERROR, 500),
+        ("[[fake:error=429]] [[fake:error-body=anthropic]]", ErrorKind.RATE_LIMITED, 429),
+        ("[[fake:moderation]]", ErrorKind.MODERATION, 421),
+    ],
+)
+async def test_a_whole_answer_refused_raises_its_kind_after_one_request(endpoint, fake_records, directive, kind, status):
+    with pytest.raises(MimoError) as refused:
+        await whole(endpoint, directive)
+    assert (refused.value.kind, refused.value.status) == (kind, status)
+    assert len(fake_records.all()) == 1  # no retries
+
+
+@pytest.mark.parametrize("key", ["sk-revoked-0001", "", "sk-with space"])
+async def test_a_whole_answer_with_a_key_that_cannot_be_used_is_an_auth_error(fake_url, key):
+    with pytest.raises(MimoError) as refused:
+        await whole(Endpoint(fake_url, key), "hi")
+    assert refused.value.kind is ErrorKind.AUTH
+
+
+async def test_a_whole_answer_from_an_unreachable_url_is_a_connection_error():
+    with pytest.raises(MimoError) as refused:
+        await whole(Endpoint(f"http://127.0.0.1:{unused_port()}", GOOD_KEY), "hi")
+    assert refused.value.kind is ErrorKind.CONNECTION
+
+
+@pytest.mark.parametrize(
+    ("api_format", "body", "answer"),
+    [
+        (ApiFormat.OPENAI, {"choices": [{"message": {"role": "assistant", "content": "Trip to Paris"}}]}, "Trip to Paris"),
+        (ApiFormat.OPENAI, {"choices": [{"message": {"role": "assistant", "content": None}}]}, ""),
+        # Anthropic format: the text blocks, whichever side of the thinking block they come.
+        (
+            ApiFormat.ANTHROPIC,
+            {"content": [{"type": "text", "text": "Trip "}, {"type": "thinking", "thinking": "Hmm", "signature": ""},
+                         {"type": "text", "text": "to Paris"}]},
+            "Trip to Paris",
+        ),
+        (ApiFormat.OPENAI, {"error": {"code": "401", "message": "Invalid API Key"}}, ErrorKind.AUTH),
+        (ApiFormat.OPENAI, {"choices": []}, ErrorKind.INVALID_RESPONSE),
+        (ApiFormat.ANTHROPIC, {"content": "Trip to Paris"}, ErrorKind.INVALID_RESPONSE),
+        (ApiFormat.OPENAI, "not json at all", ErrorKind.INVALID_RESPONSE),
+        (ApiFormat.OPENAI, "x" * 200_000, ErrorKind.INVALID_RESPONSE),  # cut at 64 KB, then unreadable
+    ],
+)
+async def test_a_whole_answer_body_is_read_as_its_format_says_or_is_an_error(api_format, body, answer):
+    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=content))
+    async with httpx.AsyncClient(transport=transport) as client:
+        request = ChatRequest(model="mimo-v2.5-pro", turns=[UserTurn("hi")])
+        asked = whole_answer_text(Endpoint("http://mimo.test", GOOD_KEY, api_format), request, http_client=client)
+        if isinstance(answer, ErrorKind):
+            with pytest.raises(MimoError) as refused:
+                await asked
+            assert refused.value.kind is answer
+        else:
+            assert await asked == answer
+
+
+async def test_a_whole_answer_error_that_echoes_the_key_does_not_carry_it():
+    echo = {"error": {"code": "400", "message": f"Bad request for key {GOOD_KEY}"}}
+    transport = httpx.MockTransport(lambda request: httpx.Response(400, json=echo))
+    async with httpx.AsyncClient(transport=transport) as client:
+        request = ChatRequest(model="mimo-v2.5-pro", turns=[UserTurn("hi")])
+        with pytest.raises(MimoError) as refused:
+            await whole_answer_text(Endpoint("http://mimo.test", GOOD_KEY), request, http_client=client)
+    assert GOOD_KEY not in refused.value.detail and GOOD_KEY not in repr(refused.value)
+    assert "[api key]" in refused.value.detail
 
 
 def test_the_library_imports_no_django():
