@@ -140,9 +140,10 @@ class Servers:
 
     def __enter__(self):
         try:
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=self.env, check=True
-            )
+            # As `make run` does: with DEBUG off, pages (--page-every) need the static files collected.
+            for command in ("migrate", "collectstatic"):
+                manage = [sys.executable, "manage.py", command, "--no-input", "-v", "0"]
+                subprocess.run(manage, cwd=ROOT, env=self.env, check=True)
             if self.upstream == "minimal":
                 self.processes["upstream"] = start_upstream(self.upstream_port, self.log("upstream"), self.env)
             else:
@@ -454,6 +455,7 @@ class Result:
     ramp: float  # seconds over which the answers were asked for; 0: all at once
     app_names: list
     reader: dict | None = None  # the bare reader's figures for the same answers
+    pages: list = field(default_factory=list)  # ms for each conversation page loaded during the run (--page-every)
     runs: int = 1  # more than one when short runs are merged
 
     def ok(self):
@@ -494,17 +496,17 @@ def expected_answer(servers, case, tokens, text):
     return skeleton(response.json()["choices"][0]["message"]["content"])
 
 
-def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0, titled=False):
+def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0, titled=False, page_every=0.0):
     text = ask(servers.upstream, case, tokens, rate)
     expected = expected_answer(servers, case, tokens, text)
     conversation_ids = fixture.conversations(streams, titled)
     # Browsers take the app's processes in turn; each answer is made by the process its browser sent to.
     ports = servers.app_ports
     browsers = [Browser(pk, ports[i % len(ports)]) for i, pk in enumerate(conversation_ids)]
-    cpu_before, cpu_after, wall = run_loop(
+    cpu_before, cpu_after, wall, pages = run_loop(
         stream_all(
             servers, fixture.session, browsers, text, deadline=tokens / rate + ramp + 60, ramp=ramp,
-            until_titled=servers.app == "mimoweb" and not titled,
+            until_titled=servers.app == "mimoweb" and not titled, page_every=page_every,
         )
     )
 
@@ -539,10 +541,11 @@ def run(servers, fixture, *, streams, rate, tokens, case="prose", ramp=0.0, titl
         extras=sorted(extra for result in results if (extra := result.extra_time()) is not None),
         app_names=servers.app_names,
         ramp=ramp,
+        pages=pages,
     )
 
 
-async def stream_all(servers, session, browsers, text, deadline, ramp=0.0, until_titled=False):
+async def stream_all(servers, session, browsers, text, deadline, ramp=0.0, until_titled=False, page_every=0.0):
     # At most 50 handshakes at a time: daphne's listen backlog is 50.
     handshakes = asyncio.Semaphore(50)
 
@@ -564,12 +567,29 @@ async def stream_all(servers, session, browsers, text, deadline, ramp=0.0, until
         # At once: a frame's time is when it is read, so a browser must not wait for the others' sends.
         await browser.read_answer(until, until_titled)
 
+    pages = []
+    prober = asyncio.create_task(load_pages(browsers[0], session, page_every, pages)) if page_every else None
     # All at once, or one after another spread evenly over `ramp` seconds.
     await asyncio.gather(*(ask_and_read(browser, ramp * i / len(browsers)) for i, browser in enumerate(browsers)))
     wall = time.monotonic() - started
     cpu_after = servers.cpu()
+    if prober is not None:
+        prober.cancel()
     await asyncio.gather(*(browser.close() for browser in browsers))
-    return cpu_before, cpu_after, wall
+    return cpu_before, cpu_after, wall, sorted(pages)
+
+
+async def load_pages(browser, session, every, pages):
+    """What a person opening a conversation waits for while the answers stream: the first browser's
+    conversation page (a view in a thread, its queries, its template), every `every` seconds."""
+    url = f"http://127.0.0.1:{browser.port}/chats/{browser.conversation_id}/"
+    async with httpx.AsyncClient(cookies={"sessionid": session}, timeout=30) as client:
+        while True:
+            started = time.monotonic()
+            response = await client.get(url)
+            if response.status_code == 200:
+                pages.append((time.monotonic() - started) * 1000)
+            await asyncio.sleep(every)
 
 
 async def settled(servers, idle_share=0.1, longest=10):
@@ -880,6 +900,10 @@ def parse_args():
         "--app", nargs="+", choices=APPLICATIONS, default=["mimoweb"],
         help="what to measure, each in turn in this run: mimoweb, or relay (the floor: bench/relay.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--page-every", type=float, default=0,
+        help="load the first browser's conversation page this often (seconds) during each run, and print its times",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data folder (database and server logs)")
     args = parser.parse_args()
     if args.processes > 1 and not (args.database_url and args.redis_url):
@@ -967,8 +991,14 @@ def measure(args, servers, fixture):
             progress(f"{case}: {streams} streams × {args.tokens} tokens at {args.rate:g}/s")
             result = run(
                 servers, fixture, streams=streams, rate=args.rate, tokens=args.tokens, case=case, ramp=args.ramp,
-                titled=args.titled,
+                titled=args.titled, page_every=args.page_every,
             )  # fmt: skip
+            if result.pages:
+                pages = result.pages
+                print(
+                    f"{case}, {streams} streams: {len(pages)} conversation pages loaded meanwhile, p50 "
+                    f"{percentile(pages, 50):.0f} ms, p95 {percentile(pages, 95):.0f} ms, max {pages[-1]:.0f} ms"
+                )
             if not args.no_reader:
                 progress(f"bare reader ({loop}): the same {streams} answers")
                 result.reader = bare_reader(servers, result, loop)

@@ -1,4 +1,4 @@
-"""How a socket reaches the consumers (mimoweb/asgi.py): its user found by the session cookie, its frames sent straight on."""
+"""How a socket reaches the consumers (mimoweb/asgi.py): its user found by its session cookie, its frames sent on."""
 
 import pytest
 from channels.testing import WebsocketCommunicator

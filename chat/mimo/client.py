@@ -49,7 +49,8 @@ KEY_CHECK_MODEL = "mimo-v2.5"
 
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_ERROR_BODY = 64 * 1024
-_MAX_WHOLE_ANSWER = 64 * 1024  # a short answer asked for whole (whole_answer_text); a longer body is cut, then unreadable
+# A short answer asked for whole (whole_answer_text): a longer body is cut, and then unreadable.
+_MAX_WHOLE_ANSWER = 64 * 1024
 
 
 @dataclass(frozen=True)
