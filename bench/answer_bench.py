@@ -105,7 +105,7 @@ def measure(args):
                 "the turn: key, budgets, two messages", generation.create_turn(conversation, "A question")
             )
             answer = generation.Generation(conversation, message, message.api_key, "", metered=metered)
-            await step("the request: settings, history", answer.build_request())
+            await step("the request: the history", answer.build_request())
             await step("the end: text, usage, search, roll-ups", database_sync_to_async(finish)(answer))
             if answer.metered:
                 await step("the meters after the end", database_sync_to_async(limits.member_meters)(conversation))

@@ -834,7 +834,9 @@ class Generation:
 
     @database_sync_to_async
     def build_request(self):
-        conversation = Conversation.objects.get(pk=self.conversation.pk)
+        """Each round's request: the settings the answer started with, which its message records (not
+        read again: every answer's first round asked for them), and the history as it is now."""
+        conversation = self.conversation
         model = mimo.get_model(conversation.model)
         turns, left_out, attachments_left_out = fit_to_context(conversation.turns(), conversation.system_prompt, model)
         if (left_out, attachments_left_out) != (self.message.turns_left_out, self.message.attachments_left_out):

@@ -44,6 +44,21 @@ def test_every_stream_with_news_is_saved_in_one_statement(streams):
         assert saved.heartbeat_at is not None
 
 
+def test_every_round_asks_with_the_settings_the_answer_started_with_and_the_history_as_it_is(streams):
+    """Its message records them (create_turn): a tool round does not change model or prompt halfway
+    because the conversation's row changed meanwhile, and no round reads that row again."""
+    stream = streams[0]
+    conversation = stream.conversation
+    conversation.system_prompt, conversation.temperature = "Answer in French.", 0.4
+    Message.objects.create(conversation=conversation, role="user", content="Bonjour", created_at=timezone.now())
+    Conversation.objects.filter(pk=conversation.pk).update(system_prompt="Changed since", temperature=1.5)
+    with CaptureQueriesContext(connection) as queries:
+        request = stream.build_request.__wrapped__(stream)  # what runs on the database thread
+    assert (request.system, request.temperature) == ("Answer in French.", 0.4)
+    assert [turn.text for turn in request.turns] == ["Bonjour"]
+    assert not [query for query in queries.captured_queries if 'FROM "chat_conversation"' in query["sql"]]
+
+
 def test_the_first_token_time_is_saved_with_the_progress_not_on_its_own(streams):
     stream = streams[0]
     with CaptureQueriesContext(connection) as queries:
