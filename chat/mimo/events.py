@@ -146,7 +146,9 @@ class Accumulator:
         self.error: ErrorEvent | None = None
 
     def add(self, event: Event) -> None:
-        match event:
+        match event:  # the text first: most events are text
+            case TextDelta(text=text):
+                self._text.append(text)
             case ReasoningDelta(text=text):
                 if self._reasoning is None:
                     self._reasoning = []
@@ -155,8 +157,6 @@ class Accumulator:
                 if self._signature is None:
                     self._signature = []
                 self._signature.append(text)
-            case TextDelta(text=text):
-                self._text.append(text)
             case ToolCallStart(index=index, id=call_id, name=name):
                 self._calls[index] = _PendingCall(call_id, name)
             case ToolCallDelta(index=index, arguments=arguments):
