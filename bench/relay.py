@@ -18,7 +18,9 @@ import os
 
 from chat import mimo
 
-FRAME_SECONDS = 0.05  # the app's frame interval when the process is not busy (chat/generation.py)
+# The app's frame interval when the process is not busy (chat/generation.py); another with
+# MIMOWEB_RELAY_FRAME_SECONDS, such as 0.1 to match the app's when it is.
+FRAME_SECONDS = float(os.environ.get("MIMOWEB_RELAY_FRAME_SECONDS", "0.05"))
 MODEL = "mimo-v2.5-pro"
 
 

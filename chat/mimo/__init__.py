@@ -9,6 +9,9 @@ Stream a turn:
         accumulator.add(event)   # and show the deltas
     turn = accumulator.turn()    # store it; it goes back into the next request
 
+Ask for a short answer whole, not streamed (a title): `await whole_answer_text(endpoint,
+request)` returns its text or raises `MimoError`.
+
 Check a key: `await check_key(endpoint)` returns a `KeyCheck`.
 
 Where mimo-api.md says UNKNOWN, the tolerant choice, and where it is made:
