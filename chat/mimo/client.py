@@ -272,6 +272,8 @@ async def whole_answer_text(
     try:
         if not response.is_success:
             raise error_from_response(response.status_code, raw, parse_retry_after(response.headers.get("retry-after")))
+        if error := _error_in_json_200(raw):
+            raise error
         return text_of_whole_answer(raw, endpoint.api_format)
     except MimoError as error:
         error.detail = endpoint.scrub(error.detail)
@@ -291,21 +293,20 @@ async def _raise_for_failure(response: httpx.Response, endpoint: Endpoint) -> No
     if response.is_success:
         # A JSON answer to a streaming request: an error in disguise, or a
         # proxy that ignored `stream`. Neither can be streamed.
-        error = _error_from_json_200(body)
+        error = _error_in_json_200(body) or MimoError(ErrorKind.INVALID_RESPONSE, "a JSON answer instead of a stream")
     else:
         error = error_from_response(response.status_code, body, parse_retry_after(response.headers.get("retry-after")))
     error.detail = endpoint.scrub(error.detail)
     raise error
 
 
-def _error_from_json_200(body: bytes) -> MimoError:
+def _error_in_json_200(body: bytes) -> MimoError | None:
+    """MiMo's `{"error": ...}` sent with a 200, if that is what the body is."""
     try:
         payload = json.loads(body)
     except ValueError:
-        payload = None
-    if isinstance(payload, dict) and payload.get("error"):
-        return error_from_stream_payload(payload)
-    return MimoError(ErrorKind.INVALID_RESPONSE, "a JSON answer instead of a stream")
+        return None
+    return error_from_stream_payload(payload) if isinstance(payload, dict) and payload.get("error") else None
 
 
 async def _read_capped(response: httpx.Response, limit: int = _MAX_ERROR_BODY) -> bytes:

@@ -58,19 +58,14 @@ def text_of_whole_answer(raw: bytes, api_format: ApiFormat) -> str:
     """The text of an answer that came whole, not streamed (mimo-api.md §5.4, §6.2); raises MimoError.
 
     OpenAI format: `choices[0].message.content`; Anthropic format: its `text` blocks, joined
-    (a `thinking` block may come before or after them). `{"error": ...}` with a 200 is an error.
+    (a `thinking` block may come before or after them).
     """
     try:
         payload = json.loads(raw)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and payload.get("error"):
-        raise error_from_stream_payload(payload)
-    try:
         if api_format is ApiFormat.ANTHROPIC:
             return "".join(block["text"] for block in payload["content"] if block.get("type") == "text")
         return payload["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise MimoError(ErrorKind.INVALID_RESPONSE, "an answer without its text") from None
 
 
