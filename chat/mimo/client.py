@@ -271,7 +271,7 @@ async def whole_answer_text(
         raise _transport_failure(error, False, endpoint) from None
     try:
         if not response.is_success:
-            raise error_from_response(response.status_code, raw, parse_retry_after(response.headers.get("retry-after")))
+            raise _error_of_status(response, raw)
         if error := _error_in_json_200(raw):
             raise error
         return text_of_whole_answer(raw, endpoint.api_format)
@@ -295,9 +295,14 @@ async def _raise_for_failure(response: httpx.Response, endpoint: Endpoint) -> No
         # proxy that ignored `stream`. Neither can be streamed.
         error = _error_in_json_200(body) or MimoError(ErrorKind.INVALID_RESPONSE, "a JSON answer instead of a stream")
     else:
-        error = error_from_response(response.status_code, body, parse_retry_after(response.headers.get("retry-after")))
+        error = _error_of_status(response, body)
     error.detail = endpoint.scrub(error.detail)
     raise error
+
+
+def _error_of_status(response: httpx.Response, body: bytes) -> MimoError:
+    """The error a failing status stands for, with the Retry-After it came with."""
+    return error_from_response(response.status_code, body, parse_retry_after(response.headers.get("retry-after")))
 
 
 def _error_in_json_200(body: bytes) -> MimoError | None:
