@@ -455,7 +455,7 @@ class Result:
     ramp: float  # seconds over which the answers were asked for; 0: all at once
     app_names: list
     reader: dict | None = None  # the bare reader's figures for the same answers
-    pages: list = field(default_factory=list)  # ms for each conversation page loaded during the run (--page-every)
+    pages: list = field(default_factory=list)  # (status, ms) of each page asked for during the run (--page-every)
     runs: int = 1  # more than one when short runs are merged
 
     def ok(self):
@@ -576,20 +576,33 @@ async def stream_all(servers, session, browsers, text, deadline, ramp=0.0, until
     if prober is not None:
         prober.cancel()
     await asyncio.gather(*(browser.close() for browser in browsers))
-    return cpu_before, cpu_after, wall, sorted(pages)
+    return cpu_before, cpu_after, wall, pages
 
 
 async def load_pages(browser, session, every, pages):
     """What a person opening a conversation waits for while the answers stream: the first browser's
-    conversation page (a view in a thread, its queries, its template), every `every` seconds."""
+    conversation page (a view in a thread, its queries, its template), every `every` seconds: (status, ms) each."""
     url = f"http://127.0.0.1:{browser.port}/chats/{browser.conversation_id}/"
     async with httpx.AsyncClient(cookies={"sessionid": session}, timeout=30) as client:
         while True:
             started = time.monotonic()
             response = await client.get(url)
-            if response.status_code == 200:
-                pages.append((time.monotonic() - started) * 1000)
+            pages.append((response.status_code, (time.monotonic() - started) * 1000))
             await asyncio.sleep(every)
+
+
+def pages_line(case, streams, pages):
+    """The --page-every figures of a run; a page that did not load is counted with its status, not timed."""
+    loaded = sorted(ms for status, ms in pages if status == 200)
+    refused = [status for status, _ms in pages if status != 200]
+    line = f"{case}, {streams} streams: {len(loaded)} conversation pages loaded meanwhile"
+    if loaded:
+        line += (
+            f", p50 {percentile(loaded, 50):.0f} ms, p95 {percentile(loaded, 95):.0f} ms, max {loaded[-1]:.0f} ms"
+        )
+    if refused:
+        line += f"; {len(refused)} not loaded (status {', '.join(map(str, sorted(set(refused))))})"
+    return line
 
 
 async def settled(servers, idle_share=0.1, longest=10):
@@ -994,11 +1007,7 @@ def measure(args, servers, fixture):
                 titled=args.titled, page_every=args.page_every,
             )  # fmt: skip
             if result.pages:
-                pages = result.pages
-                print(
-                    f"{case}, {streams} streams: {len(pages)} conversation pages loaded meanwhile, p50 "
-                    f"{percentile(pages, 50):.0f} ms, p95 {percentile(pages, 95):.0f} ms, max {pages[-1]:.0f} ms"
-                )
+                print(pages_line(case, streams, result.pages))
             if not args.no_reader:
                 progress(f"bare reader ({loop}): the same {streams} answers")
                 result.reader = bare_reader(servers, result, loop)
